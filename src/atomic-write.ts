@@ -1,0 +1,52 @@
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fsOps } from './fs-ops';
+
+export interface WriteOptions {
+  mode: number;
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * Write a file so that readers see either the old or the new content, never a mix:
+ * a dot-prefixed temp file beside the target (dnsmasq and apache skip dot-files in their
+ * conf dirs), fsync, explicit mode and owner, rename, fsync of the directory. The temp
+ * file is removed in `finally` whatever happens.
+ */
+export async function atomicWrite(target: string, content: string | Buffer, options: WriteOptions): Promise<void> {
+  const ops = fsOps();
+  const dir = path.dirname(target);
+  await ops.mkdir(dir, 0o755);
+  const temp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  let renamed = false;
+  try {
+    const handle = await ops.open(temp, 'wx', options.mode);
+    try {
+      await handle.writeFile(content);
+      await handle.chmod(options.mode); // the umask may have narrowed the mode given to open
+      if (options.uid !== undefined && options.gid !== undefined) await handle.chown(options.uid, options.gid);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await ops.rename(temp, target);
+    renamed = true;
+    await ops.fsyncDir(dir);
+  } finally {
+    if (!renamed) await ops.unlink(temp).catch(() => undefined);
+  }
+}
+
+/** Remove a file if present (and fsync its directory); absent is not an error. */
+export async function removeFile(target: string): Promise<boolean> {
+  const ops = fsOps();
+  try {
+    await ops.unlink(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  await ops.fsyncDir(path.dirname(target));
+  return true;
+}

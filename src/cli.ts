@@ -1,0 +1,352 @@
+#!/usr/bin/env node
+/**
+ * The `uec-provisioning` command. Only main() decides exit statuses (docs/errors.md).
+ * Output that is data goes to stdout (`--json` where it is data); messages and logs to
+ * stderr, so maintainer scripts can send everything to stderr and keep stdout for debconf.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { applyPlans, type ApplyResult } from './apply';
+import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
+import { formatValue, loadConfig, resolveKey, writeManagedSettings, type ConfigSchema, type EffectiveConfig } from './config';
+import { ERROR_CODES, UecError, describeError } from './errors';
+import { createLogger, type Level, type Logger } from './log';
+import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
+import { createPaths, rootFrom, type Paths } from './paths';
+import { createServiceControl } from './services';
+import { templateDirs } from './template';
+
+export const VERSION = '0.1.0';
+
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+interface Session {
+  io: Io;
+  paths: Paths;
+  log: Logger;
+  json: boolean;
+  components: Component[];
+  schema: ConfigSchema;
+  network: () => NetworkFacts;
+}
+
+interface Command {
+  words: string[];
+  args: string;
+  summary: string;
+  options: Options;
+  optionHelp: [string, string][];
+  run(session: Session, positionals: string[], values: Values): Promise<number>;
+}
+
+const GLOBAL_OPTIONS: Options = {
+  root: { type: 'string' },
+  json: { type: 'boolean' },
+  'log-json': { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const GLOBAL_HELP: [string, string][] = [
+  ['--root DIR', 'act on the tree under DIR instead of / (also UEC_PROVISIONING_ROOT)'],
+  ['--json', 'print data as JSON'],
+  ['--log-json', 'log JSON lines on stderr'],
+  ['-v, --verbose', 'log debug messages'],
+  ['-h, --help', 'show help for the command'],
+];
+
+function usageError(message: string): UecError {
+  return new UecError('USAGE', `${message} (see uec-provisioning --help)`);
+}
+
+function printApplyResult(session: Session, result: ApplyResult, showDiff: boolean, dryRun: boolean): void {
+  if (showDiff && result.diff) session.io.stdout(result.diff);
+  const verb = dryRun ? 'would change' : 'changed';
+  const count = result.written.length + result.removed.length;
+  if (count === 0) session.log.info(`${result.component}: up to date, nothing written, nothing reloaded`);
+  else session.log.info(`${result.component}: ${verb} ${count} file(s)${result.reloaded.length ? `, reloaded ${result.reloaded.join(', ')}` : ''}`);
+}
+
+async function runApply(session: Session, names: string[], values: Values, unconfigure: boolean): Promise<number> {
+  const dryRun = Boolean(values['dry-run']);
+  const showDiff = dryRun || Boolean(values.diff);
+  const selected = names.length > 0 ? names.map((n) => findComponent(session.components, n)) : session.components;
+  const config = await loadConfig(session.paths, session.schema);
+  const services = await createServiceControl(session.paths, session.io.env);
+  const results: ApplyResult[] = [];
+  for (const component of selected) {
+    const log = session.log.child({ component: component.name });
+    const plans = unconfigure
+      ? []
+      : await component.plan({ paths: session.paths, config, templates: templateDirs(session.paths), network: session.network(), log });
+    const result = await applyPlans({ paths: session.paths, component: component.name, plans, services, log, dryRun });
+    results.push(result);
+    if (!session.json) printApplyResult(session, result, showDiff, dryRun);
+  }
+  if (session.json) session.io.stdout(JSON.stringify(dryRun ? results : results.map(({ diff: _diff, ...rest }) => rest), null, 2) + '\n');
+  return 0;
+}
+
+function showConfig(session: Session, config: EffectiveConfig): void {
+  const keys = [...config.settings.keys()].sort();
+  if (session.json) {
+    const out: Record<string, { value: unknown; origin: string }> = {};
+    for (const key of keys) {
+      const setting = config.settings.get(key);
+      if (setting) out[key] = { value: setting.value, origin: setting.origin };
+    }
+    session.io.stdout(JSON.stringify(out, null, 2) + '\n');
+    return;
+  }
+  const width = Math.max(...keys.map((k) => `${k} = ${formatValue(config.settings.get(k)?.value ?? '')}`.length));
+  for (const key of keys) {
+    const setting = config.settings.get(key);
+    if (!setting) continue;
+    const line = `${key} = ${formatValue(setting.value)}`;
+    session.io.stdout(`${line.padEnd(width)}  # ${setting.origin}\n`);
+  }
+}
+
+function parseAssignments(positionals: string[]): Map<string, string> {
+  if (positionals.length === 0) throw usageError('config set needs at least one KEY=VALUE');
+  const changes = new Map<string, string>();
+  for (const item of positionals) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw usageError(`"${item}" is not KEY=VALUE`);
+    changes.set(item.slice(0, eq), item.slice(eq + 1));
+  }
+  return changes;
+}
+
+export const COMMANDS: Command[] = [
+  {
+    words: ['config', 'show'],
+    args: '',
+    summary: 'print every effective setting and the file that set it',
+    options: {},
+    optionHelp: [],
+    async run(session) {
+      showConfig(session, await loadConfig(session.paths, session.schema));
+      return 0;
+    },
+  },
+  {
+    words: ['config', 'get'],
+    args: 'KEY',
+    summary: 'print one effective setting (KEY is section.key)',
+    options: {},
+    optionHelp: [],
+    async run(session, positionals) {
+      if (positionals.length !== 1) throw usageError('config get needs exactly one KEY');
+      const key = positionals[0] as string;
+      resolveKey(session.schema, key);
+      const config = await loadConfig(session.paths, session.schema);
+      const setting = config.settings.get(key);
+      if (session.json) session.io.stdout(JSON.stringify(setting) + '\n');
+      else session.io.stdout(`${formatValue(setting?.value ?? '')}\n`);
+      return 0;
+    },
+  },
+  {
+    words: ['config', 'set'],
+    args: 'KEY=VALUE...',
+    summary: 'set values in the managed drop-in conf.d/50-managed.conf (validated first)',
+    options: { 'allow-overridden': { type: 'boolean' } },
+    optionHelp: [['--allow-overridden', 'warn instead of failing when a later drop-in sets the same key']],
+    async run(session, positionals, values) {
+      const changes = parseAssignments(positionals);
+      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: Boolean(values['allow-overridden']) });
+      for (const note of result.overridden) session.log.warn(`set, but overridden by a later drop-in: ${note}`);
+      session.log.info(result.changed ? `set ${[...changes.keys()].join(', ')}` : 'unchanged');
+      return 0;
+    },
+  },
+  {
+    words: ['config', 'unset'],
+    args: 'KEY...',
+    summary: 'remove keys from the managed drop-in (back to the default or an earlier file)',
+    options: {},
+    optionHelp: [],
+    async run(session, positionals) {
+      if (positionals.length === 0) throw usageError('config unset needs at least one KEY');
+      const changes = new Map<string, string | null>(positionals.map((k) => [k, null]));
+      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: true });
+      session.log.info(result.changed ? `unset ${positionals.join(', ')}` : 'unchanged');
+      return 0;
+    },
+  },
+  {
+    words: ['config', 'check'],
+    args: '',
+    summary: 'check every configuration file; exit 3 with the culprit named when one is wrong',
+    options: {},
+    optionHelp: [],
+    async run(session) {
+      const config = await loadConfig(session.paths, session.schema);
+      const files = new Set([...config.settings.values()].map((s) => s.origin).filter((o) => o !== 'default'));
+      session.log.info(`configuration OK (${files.size} file(s) set values)`);
+      return 0;
+    },
+  },
+  {
+    words: ['apply'],
+    args: '[COMPONENT...]',
+    summary: 'render every (or the named) component\'s files, validate, write what changed, reload',
+    options: { 'dry-run': { type: 'boolean', short: 'n' }, diff: { type: 'boolean' } },
+    optionHelp: [
+      ['-n, --dry-run', 'show the unified diff of what would change; write nothing'],
+      ['--diff', 'also print the unified diff of what is written'],
+    ],
+    run: (session, positionals, values) => runApply(session, positionals, values, false),
+  },
+  {
+    words: ['unconfigure'],
+    args: 'COMPONENT...',
+    summary: 'remove the files a component generated and reload what read them',
+    options: { 'dry-run': { type: 'boolean', short: 'n' } },
+    optionHelp: [['-n, --dry-run', 'show what would be removed']],
+    async run(session, positionals, values) {
+      if (positionals.length === 0) throw usageError('unconfigure needs a COMPONENT');
+      return runApply(session, positionals, values, true);
+    },
+  },
+  {
+    words: ['components'],
+    args: '',
+    summary: 'list the installed components and the config sections they own',
+    options: {},
+    optionHelp: [],
+    async run(session) {
+      const rows = session.components.map((c) => ({ name: c.name, package: c.package, summary: c.summary, sections: Object.keys(c.configSchema) }));
+      if (session.json) session.io.stdout(JSON.stringify(rows, null, 2) + '\n');
+      else for (const r of rows) session.io.stdout(`${r.name.padEnd(8)} ${r.package.padEnd(28)} [${r.sections.join('] [')}]  ${r.summary}\n`);
+      return 0;
+    },
+  },
+  {
+    words: ['network'],
+    args: '',
+    summary: 'list network interfaces with their addresses, and the default route',
+    options: {},
+    optionHelp: [],
+    async run(session) {
+      const facts = session.network();
+      const [interfaces, route] = await Promise.all([facts.listInterfaces(), facts.defaultRoute()]);
+      if (session.json) {
+        session.io.stdout(JSON.stringify({ interfaces, defaultRoute: route }, null, 2) + '\n');
+        return 0;
+      }
+      for (const i of interfaces) {
+        const addresses = [...i.ipv4, ...i.ipv6].map((a) => `${a.address}/${a.prefix}`).join(' ') || '-';
+        const flags = [i.up ? 'up' : 'down', i.loopback ? 'loopback' : '', route?.interface === i.name ? 'default-route' : ''].filter(Boolean).join(',');
+        session.io.stdout(`${i.name.padEnd(16)} ${(i.mac || '-').padEnd(18)} ${flags.padEnd(22)} ${addresses}\n`);
+      }
+      if (route) session.io.stdout(`default via ${route.gateway} dev ${route.interface}\n`);
+      return 0;
+    },
+  },
+  {
+    words: ['version'],
+    args: '',
+    summary: 'print the version',
+    options: {},
+    optionHelp: [],
+    async run(session) {
+      session.io.stdout(session.json ? JSON.stringify({ version: VERSION }) + '\n' : `uec-provisioning ${VERSION}\n`);
+      return 0;
+    },
+  },
+];
+
+function commandUsage(command: Command): string {
+  const lines = [`usage: uec-provisioning ${command.words.join(' ')}${command.args ? ` ${command.args}` : ''} [options]`, '', command.summary, '', 'options:'];
+  for (const [flag, text] of [...command.optionHelp, ...GLOBAL_HELP]) lines.push(`  ${flag.padEnd(22)} ${text}`);
+  return lines.join('\n') + '\n';
+}
+
+export function mainUsage(): string {
+  const lines = ['usage: uec-provisioning COMMAND [options]', '', 'Configure this machine as a network-install server.', '', 'commands:'];
+  for (const c of COMMANDS) lines.push(`  ${`${c.words.join(' ')} ${c.args}`.padEnd(30)} ${c.summary}`);
+  lines.push('', 'global options:');
+  for (const [flag, text] of GLOBAL_HELP) lines.push(`  ${flag.padEnd(22)} ${text}`);
+  lines.push('', 'Exit status: 0 success, 2 usage, 3 configuration, 4 template, 5 validation, 6 write,', '7 service reload, 8 network facts, 1 internal error. See uec-provisioning(8).');
+  return lines.join('\n') + '\n';
+}
+
+function selectCommand(positionals: string[]): Command | undefined {
+  return [...COMMANDS]
+    .sort((a, b) => b.words.length - a.words.length)
+    .find((c) => c.words.every((w, i) => positionals[i] === w));
+}
+
+export async function main(argv: string[], io: Io, overrides: { network?: NetworkFacts; components?: Component[] } = {}): Promise<number> {
+  let log = createLogger({ level: 'info', json: false, write: io.stderr });
+  try {
+    const loose = parseArgs({ args: argv, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true });
+    const words = loose.positionals;
+    if (words.length === 0 || words[0] === 'help') {
+      const target = selectCommand(words.slice(1));
+      io.stdout(target ? commandUsage(target) : mainUsage());
+      return words.length === 0 && !loose.values.help ? ERROR_CODES.USAGE.exit : 0;
+    }
+    const command = selectCommand(words);
+    if (!command) {
+      const group = COMMANDS.filter((c) => c.words[0] === words[0]);
+      if (group.length > 0 && words.length === 1) throw usageError(`"${words[0]}" needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
+      throw usageError(`unknown command "${words.join(' ')}"`);
+    }
+    if (loose.values.help) {
+      io.stdout(commandUsage(command));
+      return 0;
+    }
+    let parsed: { values: Values; positionals: string[] };
+    try {
+      parsed = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: true }) as typeof parsed;
+    } catch (err) {
+      throw usageError(describeError(err).replace(/^ERR_PARSE_ARGS_\w+: /, ''));
+    }
+    const values = parsed.values;
+    const level: Level = values.verbose ? 'debug' : 'info';
+    log = createLogger({ level, json: Boolean(values['log-json']), write: io.stderr });
+    const paths = createPaths(rootFrom(values.root as string | undefined, io.env));
+    const components = overrides.components ?? loadComponents();
+    let network: NetworkFacts | undefined = overrides.network;
+    const session: Session = {
+      io,
+      paths,
+      log,
+      json: Boolean(values.json),
+      components,
+      schema: mergeSchemas(components),
+      network: () => (network ??= createSystemNetworkFacts()),
+    };
+    return await command.run(session, parsed.positionals.slice(command.words.length), values);
+  } catch (err) {
+    if (err instanceof UecError) {
+      log.error(err.message, { code: err.code });
+      return err.exitCode;
+    }
+    log.error(`internal error: ${describeError(err)}`, { code: 'INTERNAL' });
+    if (err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
+    return ERROR_CODES.INTERNAL.exit;
+  }
+}
+
+if (require.main === module) {
+  const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env };
+  main(process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`uec-provisioning: internal error: ${describeError(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,82 @@
+/**
+ * A component is what one Debian binary package adds: its config sections and its
+ * configurator (plan). The CLI finds the installed ones at run time under
+ * <lib>/packages/<name>/, so each package can be installed on its own and src/ never
+ * imports packages/.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { FilePlan } from './apply';
+import type { ConfigSchema, EffectiveConfig } from './config';
+import { UecError, describeError } from './errors';
+import type { Logger } from './log';
+import type { NetworkFacts } from './network-facts';
+import type { Paths } from './paths';
+import type { TemplateDirs } from './template';
+
+export interface ComponentContext {
+  paths: Paths;
+  config: EffectiveConfig;
+  templates: TemplateDirs;
+  network: NetworkFacts;
+  log: Logger;
+}
+
+export interface Component {
+  /** Short name: common, dhcpd, tftpd, mirror, webui. */
+  name: string;
+  /** The Debian package that ships it. */
+  package: string;
+  summary: string;
+  configSchema: ConfigSchema;
+  /** Load what the render needs, render, return the files this component should own. */
+  plan(context: ComponentContext): Promise<FilePlan[]>;
+}
+
+/** Where compiled (or, in a checkout, source) components live: <lib>/packages. */
+export const DEFAULT_LIB_DIR = path.resolve(__dirname, '..');
+
+function isComponent(value: unknown): value is Component {
+  const c = value as Component | undefined;
+  return Boolean(c && typeof c.name === 'string' && typeof c.package === 'string' && typeof c.plan === 'function' && typeof c.configSchema === 'object');
+}
+
+export function loadComponents(libDir: string = process.env.UEC_PROVISIONING_LIB ?? DEFAULT_LIB_DIR): Component[] {
+  const packagesDir = path.join(libDir, 'packages');
+  let names: string[];
+  try {
+    names = fs.readdirSync(packagesDir).sort();
+  } catch (err) {
+    throw new UecError('INTERNAL', `cannot list installed components in ${packagesDir}: ${describeError(err)}`, { cause: err });
+  }
+  const components: Component[] = [];
+  for (const name of names) {
+    const dir = path.join(packagesDir, name);
+    if (!fs.existsSync(path.join(dir, 'index.js')) && !fs.existsSync(path.join(dir, 'index.ts'))) continue;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loaded = (require(path.join(dir, 'index')) as { component?: unknown }).component;
+    if (!isComponent(loaded)) throw new UecError('INTERNAL', `${dir} does not export a component`);
+    components.push(loaded);
+  }
+  return components;
+}
+
+/** The config schema of all installed components; a section claimed twice is a bug. */
+export function mergeSchemas(components: Component[]): ConfigSchema {
+  const schema: ConfigSchema = {};
+  for (const component of components) {
+    for (const [section, spec] of Object.entries(component.configSchema)) {
+      if (schema[section]) throw new UecError('INTERNAL', `config section [${section}] is claimed by ${schema[section]?.package} and ${spec.package}`);
+      schema[section] = spec;
+    }
+  }
+  return schema;
+}
+
+export function findComponent(components: Component[], name: string): Component {
+  const found = components.find((c) => c.name === name || c.package === name);
+  if (!found) {
+    throw new UecError('COMPONENT_UNKNOWN', `no installed component "${name}" (installed: ${components.map((c) => c.name).join(', ')})`);
+  }
+  return found;
+}

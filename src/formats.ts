@@ -1,0 +1,94 @@
+/**
+ * Checks for values that end up inside generated config files. Each returns null when the
+ * value is fine for that format, else a short reason. Nothing here escapes: a value that
+ * would need escaping is refused, so no newline or quote can be smuggled into dnsmasq,
+ * apache or preseed files.
+ */
+import { isIPv4 } from 'node:net';
+
+export type FormatName = 'line' | 'hostname' | 'mac' | 'ipv4' | 'url' | 'interface' | 'path' | 'kernel-args' | 'word';
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export function checkLine(value: string): string | null {
+  if (CONTROL.test(value)) return 'contains a newline or control character';
+  if (value.length > 4096) return 'is longer than 4096 characters';
+  return null;
+}
+
+/** RFC 1123 host name: labels of letters, digits and inner hyphens, at most 253 characters. */
+export function checkHostname(value: string): string | null {
+  if (value.length === 0 || value.length > 253) return 'must be 1 to 253 characters';
+  for (const label of value.replace(/\.$/, '').split('.')) {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label)) {
+      return `label "${label}" is not a valid DNS label (letters, digits, inner hyphens, 1-63 characters)`;
+    }
+  }
+  return null;
+}
+
+/** Six colon-separated hex octets, as dnsmasq and pxelinux expect. */
+export function checkMac(value: string): string | null {
+  return /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(value) ? null : 'is not a MAC address like 52:54:00:12:34:56';
+}
+
+export function normaliseMac(value: string): string {
+  return value.toLowerCase();
+}
+
+export function checkIPv4(value: string): string | null {
+  return isIPv4(value) ? null : 'is not an IPv4 address';
+}
+
+/** http(s) URL without spaces, quotes or control characters. */
+export function checkUrl(value: string): string | null {
+  if (/[\s"'`\\<>]/.test(value) || CONTROL.test(value)) return 'contains a space, quote, backslash or control character';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http:// or https:// URL';
+  if (!url.hostname) return 'has no host';
+  return null;
+}
+
+/** Linux interface name: 1-15 characters, no slash, colon, space or dot-only names. */
+export function checkInterface(value: string): string | null {
+  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(value) || value === '.' || value === '..') {
+    return 'is not a network interface name (1-15 letters, digits, "_", "-", ".", "@")';
+  }
+  return null;
+}
+
+export function checkPath(value: string): string | null {
+  if (!value.startsWith('/')) return 'must be an absolute path';
+  if (CONTROL.test(value) || /["'\s\\]/.test(value)) return 'contains a space, quote, backslash or control character';
+  if (value.split('/').includes('..')) return 'must not contain ".."';
+  return null;
+}
+
+/** Kernel command line arguments: space-separated words, no quotes, no control characters. */
+export function checkKernelArgs(value: string): string | null {
+  if (CONTROL.test(value)) return 'contains a newline or control character';
+  if (/["'`\\;$]/.test(value)) return 'contains a quote, backslash, ";" or "$"';
+  return null;
+}
+
+/** A bare token: letters, digits, dot, underscore, plus, hyphen. */
+export function checkWord(value: string): string | null {
+  return /^[A-Za-z0-9._+-]+$/.test(value) ? null : 'must be letters, digits, ".", "_", "+" or "-"';
+}
+
+export const FORMAT_CHECKS: Record<FormatName, (value: string) => string | null> = {
+  line: checkLine,
+  hostname: checkHostname,
+  mac: checkMac,
+  ipv4: checkIPv4,
+  url: checkUrl,
+  interface: checkInterface,
+  path: checkPath,
+  'kernel-args': checkKernelArgs,
+  word: checkWord,
+};

@@ -1,0 +1,86 @@
+/**
+ * Reloading the daemons whose files changed. With systemd running, through its D-Bus API
+ * (systemd-dbus.ts); otherwise invoke-rc.d (which honours policy-rc.d), or a signal to the
+ * pid in the service's pid file (under a --root scratch tree, where no init script runs).
+ */
+import * as fs from 'node:fs';
+import { UecError, describeError } from './errors';
+import { readFileIfExists } from './fs-ops';
+import type { Paths } from './paths';
+import { runCommand } from './run-command';
+
+export interface ServiceSpec {
+  /** The name a sysadmin uses: the init script and the unit without ".service". */
+  name: string;
+  /** The systemd unit, for example "dnsmasq.service". */
+  unit: string;
+  /** System path of the pid file, for the signal fallback. */
+  pidFile?: string;
+  /** The signal that makes the daemon re-read its files (dnsmasq: SIGHUP). */
+  reloadSignal?: NodeJS.Signals;
+}
+
+export type ReloadOutcome = 'reloaded' | 'not-running' | 'denied-by-policy';
+
+export interface ServiceControl {
+  readonly kind: 'systemd' | 'sysv' | 'none';
+  reload(service: ServiceSpec): Promise<ReloadOutcome>;
+}
+
+/** Signal the process in a pid file; "not-running" when there is no live process. */
+export async function signalPidFile(paths: Paths, service: ServiceSpec): Promise<ReloadOutcome> {
+  if (!service.pidFile || !service.reloadSignal) return 'not-running';
+  const text = (await readFileIfExists(paths.resolve(service.pidFile)))?.toString('utf8').trim();
+  if (!text || !/^\d+$/.test(text)) return 'not-running';
+  try {
+    process.kill(Number(text), service.reloadSignal);
+    return 'reloaded';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return 'not-running';
+    throw new UecError('SERVICE_FAILED', `cannot signal ${service.name} (pid ${text}): ${describeError(err)}`, { cause: err });
+  }
+}
+
+/** Without systemd: invoke-rc.d on the real root, the pid file under a scratch root. */
+export function createSysvControl(paths: Paths): ServiceControl {
+  return {
+    kind: 'sysv',
+    async reload(service) {
+      const initScript = paths.resolve(`/etc/init.d/${service.name}`);
+      if (paths.root === '/' && fs.existsSync(initScript) && fs.existsSync('/usr/sbin/invoke-rc.d')) {
+        const result = await runCommand('/usr/sbin/invoke-rc.d', ['--quiet', service.name, 'force-reload']);
+        const said = `${result.stderr}${result.stdout}`;
+        if (/policy-rc\.d denied/.test(said)) return 'denied-by-policy';
+        if (result.code === 0) return 'reloaded';
+        throw new UecError('SERVICE_FAILED', `invoke-rc.d ${service.name} force-reload failed (exit ${result.code}): ${said.trim().split('\n')[0] ?? ''}`);
+      }
+      return signalPidFile(paths, service);
+    },
+  };
+}
+
+export const NO_SERVICE_CONTROL: ServiceControl = {
+  kind: 'none',
+  reload: async () => 'not-running',
+};
+
+/** Is systemd the init system? The same check as sd_booted(3). */
+export function systemdIsRunning(): boolean {
+  return fs.existsSync('/run/systemd/system');
+}
+
+/**
+ * The service control for this machine. UEC_PROVISIONING_SERVICE_CONTROL (systemd, sysv or
+ * none) overrides the detection, for tests and for building images.
+ */
+export async function createServiceControl(paths: Paths, env: NodeJS.ProcessEnv = process.env): Promise<ServiceControl> {
+  const forced = env.UEC_PROVISIONING_SERVICE_CONTROL;
+  if (forced === 'none') return NO_SERVICE_CONTROL;
+  if (forced === 'sysv') return createSysvControl(paths);
+  if (forced === 'systemd' || (forced === undefined && paths.root === '/' && systemdIsRunning())) {
+    const { createSystemdControl } = await import('./systemd-dbus');
+    return createSystemdControl();
+  }
+  if (forced !== undefined) throw new UecError('USAGE', `UEC_PROVISIONING_SERVICE_CONTROL must be systemd, sysv or none, not "${forced}"`);
+  return createSysvControl(paths);
+}

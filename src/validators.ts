@@ -1,0 +1,124 @@
+/**
+ * Each rendered file is checked by the real program that will read it, before anything is
+ * written: dnsmasq --test, apache2 -t, debconf-set-selections -c. The candidate goes to a
+ * private temp directory; the target is untouched until every file of the apply has passed.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { UecError, describeError } from './errors';
+import { runCommand } from './run-command';
+
+export type ValidatorName = 'dnsmasq' | 'apache2' | 'debconf';
+
+export interface ValidationOutcome {
+  ok: boolean;
+  /** The tool's complaint, first meaningful line. */
+  message: string;
+}
+
+export type Validator = (candidatePath: string) => Promise<ValidationOutcome>;
+
+function firstLine(text: string): string {
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '' && !/^AH00558/.test(l)) ?? ''
+  );
+}
+
+function findProgram(names: string[]): string | null {
+  for (const name of names) {
+    const candidates = name.includes('/') ? [name] : ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, name));
+    for (const c of candidates) if (fs.existsSync(c)) return c;
+  }
+  return null;
+}
+
+function requireProgram(validator: ValidatorName, names: string[], pkg: string): string {
+  const program = findProgram(names);
+  if (!program) {
+    throw new UecError('VALIDATOR_MISSING', `cannot validate a ${validator} file: ${names[0]} is not installed (install ${pkg})`);
+  }
+  return program;
+}
+
+/** dnsmasq parses the file and exits; it binds nothing and sends nothing with --test. */
+export const validateDnsmasq: Validator = async (candidate) => {
+  const program = requireProgram('dnsmasq', ['dnsmasq'], 'dnsmasq-base');
+  const result = await runCommand(program, ['--test', `--conf-file=${candidate}`]);
+  const output = `${result.stderr}\n${result.stdout}`;
+  return { ok: result.code === 0, message: firstLine(output.replace(/dnsmasq: syntax check OK\.?/, '')) || `exit ${result.code}` };
+};
+
+/**
+ * apache2 checks a small wrapper config that loads the installed modules and includes the
+ * candidate, the way conf-enabled/ would. Run files go to a temp dir so nothing of the
+ * running server is touched.
+ */
+export const validateApache2: Validator = async (candidate) => {
+  const program = requireProgram('apache2', ['apache2'], 'apache2');
+  const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'uec-apache-check-'));
+  try {
+    const wrapper = path.join(scratch, 'apache2.conf');
+    await fs.promises.writeFile(
+      wrapper,
+      [
+        'ServerRoot /etc/apache2',
+        'ServerName localhost',
+        `DefaultRuntimeDir ${scratch}`,
+        `PidFile ${scratch}/apache2.pid`,
+        `Mutex file:${scratch} default`,
+        'ErrorLog /dev/null',
+        'IncludeOptional mods-enabled/*.load',
+        'IncludeOptional mods-enabled/*.conf',
+        `Include ${candidate}`,
+        '',
+      ].join('\n'),
+    );
+    const env = { ...process.env, APACHE_RUN_DIR: scratch, APACHE_LOCK_DIR: scratch, APACHE_LOG_DIR: scratch, APACHE_PID_FILE: `${scratch}/apache2.pid`, APACHE_RUN_USER: 'www-data', APACHE_RUN_GROUP: 'www-data' };
+    const result = await runCommand(program, ['-t', '-f', wrapper], { env });
+    const output = `${result.stderr}\n${result.stdout}`.replace(/Syntax OK/, '');
+    return { ok: result.code === 0, message: firstLine(output) || `exit ${result.code}` };
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+};
+
+/** debconf-set-selections -c checks preseed syntax without touching the debconf database. */
+export const validateDebconf: Validator = async (candidate) => {
+  const program = requireProgram('debconf', ['debconf-set-selections'], 'debconf');
+  const result = await runCommand(program, ['-c', candidate]);
+  const output = `${result.stderr}\n${result.stdout}`;
+  return { ok: result.code === 0 && !/warning|error/i.test(output), message: firstLine(output) || `exit ${result.code}` };
+};
+
+export const VALIDATORS: Record<ValidatorName, Validator> = {
+  dnsmasq: validateDnsmasq,
+  apache2: validateApache2,
+  debconf: validateDebconf,
+};
+
+/** Validate text as a file of the given kind; throws VALIDATION_FAILED naming the target. */
+export async function validateContent(kind: ValidatorName, targetLabel: string, content: string, validators = VALIDATORS): Promise<void> {
+  const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'uec-validate-'));
+  try {
+    const candidate = path.join(scratch, path.basename(targetLabel) || 'candidate');
+    await fs.promises.writeFile(candidate, content, { mode: 0o644 });
+    await fs.promises.chmod(scratch, 0o755); // dnsmasq may read as another user
+    let outcome: ValidationOutcome;
+    try {
+      outcome = await validators[kind](candidate);
+    } catch (err) {
+      if (err instanceof UecError) throw err;
+      throw new UecError('VALIDATION_FAILED', `${targetLabel}: could not run the ${kind} check: ${describeError(err)}`, { cause: err });
+    }
+    if (!outcome.ok) {
+      const message = outcome.message.split(candidate).join(targetLabel);
+      throw new UecError('VALIDATION_FAILED', `${targetLabel}: rejected by ${kind}: ${message}; nothing was written`);
+    }
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+}
