@@ -8,6 +8,8 @@ import { isIPv4 } from 'node:net';
 
 export type FormatName = 'line' | 'hostname' | 'mac' | 'ipv4' | 'url' | 'interface' | 'path' | 'kernel-args' | 'word';
 
+// Control characters are exactly what this must find.
+// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export function checkLine(value: string): string | null {

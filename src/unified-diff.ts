@@ -50,7 +50,7 @@ export function renderUnifiedDiff(label: string, before: string | null, after: s
   while (index < ops.length) {
     while (index < ops.length && ops[index]?.kind === ' ') index++;
     if (index >= ops.length) break;
-    let start = Math.max(0, index - context);
+    const start = Math.max(0, index - context);
     let end = index;
     // Extend the hunk while changes are within 2*context lines of each other.
     for (;;) {
@@ -73,7 +73,6 @@ export function renderUnifiedDiff(label: string, before: string | null, after: s
     out.push(`@@ -${oldCount === 0 ? oldStart - 1 : oldStart},${oldCount} +${newCount === 0 ? newStart - 1 : newStart},${newCount} @@`);
     for (const op of hunk) out.push(`${op.kind}${op.line}`);
     index = stop;
-    start = stop;
   }
   return out.join('\n') + '\n';
 }

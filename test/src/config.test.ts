@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { loadConfig, parseConfigText, renderManagedDropIn, writeManagedSettings, type ConfigSchema } from '../../src/config';
 import { UecError } from '../../src/errors';
 import { withFsFault } from '../../src/fs-ops';
@@ -30,7 +30,6 @@ async function rejectsWith(t: Test, promise: Promise<unknown>, code: string, pat
   t.match((err as UecError).message, pattern);
   t.notMatch((err as UecError).message, /\n/, 'one line');
 }
-type Test = typeof t;
 
 t.test('defaults when no file exists, each marked "default"', async (t) => {
   const config = await loadConfig(scratchRoot(t), schema);
