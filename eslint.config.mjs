@@ -13,6 +13,12 @@ export default tseslint.config(
     },
   },
   {
+    // Plain CommonJS scripts that run at package build time with nothing but node.
+    files: ['scripts/**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly', console: 'readonly', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     files: ['src/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [{ group: ['**/packages/**'], message: 'src/ never imports packages/' }] }],

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The `uec-provisioning` command. Only main() decides exit statuses (docs/errors.md).
  * Output that is data goes to stdout (`--json` where it is data); messages and logs to
@@ -7,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { applyPlans, type ApplyResult } from './apply';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
-import { formatValue, loadConfig, resolveKey, writeManagedSettings, type ConfigSchema, type EffectiveConfig } from './config';
+import { formatValue, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type ConfigSchema, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
 import { createLogger, type Level, type Logger } from './log';
 import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
@@ -191,6 +190,27 @@ export const COMMANDS: Command[] = [
       const config = await loadConfig(session.paths, session.schema);
       const files = new Set([...config.settings.values()].map((s) => s.origin).filter((o) => o !== 'default'));
       session.log.info(`configuration OK (${files.size} file(s) set values)`);
+      return 0;
+    },
+  },
+  {
+    words: ['config', 'example'],
+    args: '[COMPONENT...]',
+    summary: 'print a commented configuration file with every key, its meaning and default',
+    options: {},
+    optionHelp: [],
+    async run(session, positionals) {
+      const selected = positionals.length > 0 ? positionals.map((n) => findComponent(session.components, n)) : session.components;
+      const header = [
+        '# /etc/uec-provisioning/uec-provisioning.conf',
+        '#',
+        '# Settings of uec-provisioning. Every key is shown commented out with its default.',
+        '# Files in /etc/uec-provisioning/conf.d/*.conf are read after this one, in lexical',
+        '# order, and win: 50-managed.conf holds the debconf answers and `config set` values.',
+        '# See the effective values and where each comes from: uec-provisioning config show',
+        '# Quote values that contain ";" or "#" (an unquoted ";" starts a comment).',
+      ];
+      session.io.stdout(renderExampleConfig(mergeSchemas(selected), header));
       return 0;
     },
   },

@@ -42,7 +42,7 @@ function isComponent(value: unknown): value is Component {
 }
 
 export function loadComponents(libDir: string = process.env.UEC_PROVISIONING_LIB ?? DEFAULT_LIB_DIR): Component[] {
-  const packagesDir = path.join(libDir, 'packages');
+  const packagesDir = path.resolve(libDir, 'packages');
   let names: string[];
   try {
     names = fs.readdirSync(packagesDir).sort();

@@ -292,3 +292,36 @@ export async function writeManagedSettings(
   await atomicWrite(paths.resolve(SYSTEM.managedDropIn), text, { mode: 0o644 });
   return { changed: true, overridden };
 }
+
+/** Wrap a description to comment lines of at most `width` characters. */
+function commentLines(text: string, width = 78): string[] {
+  const out: string[] = [];
+  let line = '#';
+  for (const word of text.split(/\s+/)) {
+    if (line.length + word.length + 1 > width && line !== '#') {
+      out.push(line);
+      line = '#';
+    }
+    line += ` ${word}`;
+  }
+  out.push(line);
+  return out;
+}
+
+/**
+ * A commented configuration file listing every key of a schema with its description and
+ * default, all commented out. The packages ship this as their conffile. Pure.
+ */
+export function renderExampleConfig(schema: ConfigSchema, header: string[]): string {
+  const out = [...header];
+  for (const section of Object.keys(schema).sort()) {
+    const spec = schema[section] as SectionSpec;
+    out.push('', `[${section}]`);
+    for (const key of Object.keys(spec.keys).sort()) {
+      const keySpec = spec.keys[key] as KeySpec;
+      const allowed = keySpec.type === 'enum' ? ` One of: ${(keySpec.values ?? []).join(', ')}.` : '';
+      out.push('', ...commentLines(`${keySpec.description}${allowed}`), `#${key} = ${ini.safe(formatValue(keySpec.default))}`.trimEnd());
+    }
+  }
+  return out.join('\n') + '\n';
+}

@@ -3,6 +3,7 @@
  * default route. Read with systeminformation behind a small interface, so tests and
  * renders can pass facts of their own.
  */
+import * as fs from 'node:fs';
 import { UecError, describeError } from './errors';
 
 export interface AddressFact {
@@ -72,6 +73,53 @@ export function interfacesFromSystemInformation(records: SiInterface[]): Interfa
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/**
+ * The default route from /proc/net/route (per network namespace): interface and gateway
+ * from the same line, lowest metric first. Pure; the gateway is little-endian hex there.
+ */
+export function defaultRouteFromProcNetRoute(text: string): DefaultRoute | null {
+  let best: { route: DefaultRoute; metric: number } | null = null;
+  for (const line of text.split('\n').slice(1)) {
+    const [iface, destination, gateway, flags, , , metric, mask] = line.trim().split(/\s+/);
+    if (!iface || destination !== '00000000' || mask !== '00000000' || !gateway || !flags || !metric) continue;
+    if ((parseInt(flags, 16) & 0x3) !== 0x3) continue; // RTF_UP | RTF_GATEWAY
+    const g = parseInt(gateway, 16);
+    const address = [g & 255, (g >>> 8) & 255, (g >>> 16) & 255, g >>> 24].join('.');
+    if (!best || Number(metric) < best.metric) best = { route: { interface: iface, gateway: address }, metric: Number(metric) };
+  }
+  return best?.route ?? null;
+}
+
+/** Interfaces systeminformation leaves out (it lists only those with an address), from /sys. */
+function readAddresslessInterfaces(known: Set<string>): SiInterface[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/sys/class/net');
+  } catch {
+    return [];
+  }
+  const read = (name: string, file: string) => {
+    try {
+      return fs.readFileSync(`/sys/class/net/${name}/${file}`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  return names
+    .filter((name) => !known.has(name))
+    .map((name) => ({
+      iface: name,
+      ip4: '',
+      ip4subnet: '',
+      ip6: '',
+      ip6subnet: '',
+      mac: read(name, 'address'),
+      internal: read(name, 'type') === '772',
+      virtual: !fs.existsSync(`/sys/class/net/${name}/device`),
+      operstate: read(name, 'operstate'),
+    }));
+}
+
 export function createSystemNetworkFacts(): NetworkFacts {
   // Loaded lazily: it is only needed by commands that look at the network.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -79,16 +127,19 @@ export function createSystemNetworkFacts(): NetworkFacts {
   return {
     async listInterfaces() {
       try {
-        const records = (await si.networkInterfaces()) as unknown as SiInterface[] | SiInterface;
-        return interfacesFromSystemInformation(Array.isArray(records) ? records : [records]);
+        const result = (await si.networkInterfaces()) as unknown as SiInterface[] | SiInterface;
+        const records = Array.isArray(result) ? result : [result];
+        const known = new Set(records.map((r) => r.iface));
+        return interfacesFromSystemInformation([...records, ...readAddresslessInterfaces(known)]);
       } catch (err) {
         throw new UecError('NETWORK_FACTS_FAILED', `cannot list network interfaces: ${describeError(err)}`, { cause: err });
       }
     },
     async defaultRoute() {
       try {
-        const [iface, gateway] = await Promise.all([si.networkInterfaceDefault(), si.networkGatewayDefault()]);
-        return iface && gateway ? { interface: iface, gateway } : null;
+        // Not systeminformation here: it takes the interface and the gateway from two
+        // different commands, which can disagree (split default routes of a VPN).
+        return defaultRouteFromProcNetRoute(await fs.promises.readFile('/proc/net/route', 'utf8'));
       } catch (err) {
         throw new UecError('NETWORK_FACTS_FAILED', `cannot read the default route: ${describeError(err)}`, { cause: err });
       }

@@ -31,7 +31,8 @@ export interface ServiceControl {
 export async function signalPidFile(paths: Paths, service: ServiceSpec): Promise<ReloadOutcome> {
   if (!service.pidFile || !service.reloadSignal) return 'not-running';
   const text = (await readFileIfExists(paths.resolve(service.pidFile)))?.toString('utf8').trim();
-  if (!text || !/^\d+$/.test(text)) return 'not-running';
+  // 0 or a negative number would signal a whole process group: only a real pid counts.
+  if (!text || !/^[1-9]\d{0,9}$/.test(text)) return 'not-running';
   try {
     process.kill(Number(text), service.reloadSignal);
     return 'reloaded';

@@ -53,11 +53,16 @@ export function createSystemdControl(connect: () => dbus.MessageBus = connectSys
     async reload(service: ServiceSpec): Promise<ReloadOutcome> {
       let bus: dbus.MessageBus | undefined;
       try {
-        bus = connect();
-        const state = await unitActiveState(bus, service.unit);
-        if (state !== 'active' && state !== 'reloading') return 'not-running';
-        await callBusMethod(bus, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'ReloadOrTryRestartUnit', signature: 'ss', body: [service.unit, 'replace'] });
-        return 'reloaded';
+        const connected = (bus = connect());
+        // dbus-next reports a failed connection only as an 'error' event: turn it into a rejection.
+        const connectionFailed = new Promise<never>((_, reject) => connected.on('error', reject));
+        const reload = async (): Promise<ReloadOutcome> => {
+          const state = await unitActiveState(connected, service.unit);
+          if (state !== 'active' && state !== 'reloading') return 'not-running';
+          await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'ReloadOrTryRestartUnit', signature: 'ss', body: [service.unit, 'replace'] });
+          return 'reloaded';
+        };
+        return await Promise.race([reload(), connectionFailed]);
       } catch (err) {
         throw new UecError('SERVICE_FAILED', `systemd could not reload ${service.unit}: ${describeError(err)}`, { cause: err });
       } finally {
