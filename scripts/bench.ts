@@ -37,7 +37,10 @@ async function main(): Promise<void> {
     await applyPlans({ ...opts, plans: plans(100, 'a') });
     const noop = await time(50, () => applyPlans({ ...opts, plans: plans(100, 'a') }));
     let flip = false;
-    const changed = await time(20, () => applyPlans({ ...opts, plans: plans(100, (flip = !flip) ? 'b' : 'a') }));
+    const changed = await time(20, () => {
+      flip = !flip;
+      return applyPlans({ ...opts, plans: plans(100, flip ? 'b' : 'a') });
+    });
     const rows = [
       ['load config (main file + 21 drop-ins)', load],
       ['apply 100 unchanged files (no write, no reload)', noop],
