@@ -359,6 +359,11 @@ export async function main(argv: string[], io: Io, overrides: { network?: Networ
 }
 
 if (require.main === module) {
+  // A reader that stops early (`uec-provisioning network | head -1`) is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env };
   main(process.argv.slice(2), io).then(
     (code) => {

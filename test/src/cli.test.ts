@@ -113,4 +113,8 @@ t.test('the compiled command runs with node alone (as packaged)', async (t) => {
   t.equal(r.stdout, `uec-provisioning ${VERSION}\n`);
   t.equal(debianVersion, VERSION, 'debian/changelog and the command agree on the version');
   t.equal(pkg.version, VERSION, 'package.json too');
+  // `true` exits before node has started, so every write meets a closed pipe.
+  const piped = spawnSync('bash', ['-c', `"${process.execPath}" "${cliJs}" --help | true; echo "status \${PIPESTATUS[0]}"`], { encoding: 'utf8' });
+  t.equal(piped.stderr, '', 'a reader that stops early gets no stack trace');
+  t.equal(piped.stdout, 'status 0\n');
 });
