@@ -287,6 +287,7 @@ export async function writeManagedSettings(
       overridden.push(`${fullKey} (${origin})`);
     }
   }
+  if (managedText === null && next.size === 0) return { changed: false, overridden }; // nothing to unset
   const text = renderManagedDropIn(next);
   if (text === managedText) return { changed: false, overridden };
   await atomicWrite(paths.resolve(SYSTEM.managedDropIn), text, { mode: 0o644 });

@@ -160,3 +160,10 @@ t.test('an unquoted ";" starts an inline comment, as the shipped file documents'
   const parsed = parseConfigText('[server]\ninterface = eth0 ; the LAN side\n', 'f.conf');
   t.equal(parsed.values.get('server.interface')?.raw, 'eth0');
 });
+
+t.test('unset with no managed drop-in creates no file', async (t) => {
+  const paths = scratchRoot(t);
+  const result = await writeManagedSettings(paths, schema, new Map([['demo.mode', null]]));
+  t.equal(result.changed, false);
+  t.same(snapshotTree(paths.root), {});
+});
