@@ -3,46 +3,21 @@
  * Output that is data goes to stdout (`--json` where it is data); messages and logs to
  * stderr, so maintainer scripts can send everything to stderr and keep stdout for debconf.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { applyPlans, type ApplyResult } from './apply';
+import { parseArgs } from 'node:util';
+import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './command';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
-import { formatValue, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type ConfigSchema, type EffectiveConfig } from './config';
+import { formatValue, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
-import { createLogger, type Level, type Logger } from './log';
+import { createLogger, type Level } from './log';
 import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
-import { createPaths, rootFrom, type Paths } from './paths';
-import { createServiceControl } from './services';
-import { templateDirs } from './template';
+import { createPaths, rootFrom } from './paths';
+import { createFileNodeStore, type NodeStore } from './node-store';
+
+import type { Io } from './command';
+
+export type { Io } from './command';
 
 export const VERSION = '0.1.0';
-
-export interface Io {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-}
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
-
-interface Session {
-  io: Io;
-  paths: Paths;
-  log: Logger;
-  json: boolean;
-  components: Component[];
-  schema: ConfigSchema;
-  network: () => NetworkFacts;
-}
-
-interface Command {
-  words: string[];
-  args: string;
-  summary: string;
-  options: Options;
-  optionHelp: [string, string][];
-  run(session: Session, positionals: string[], values: Values): Promise<number>;
-}
 
 const GLOBAL_OPTIONS: Options = {
   root: { type: 'string' },
@@ -60,34 +35,11 @@ const GLOBAL_HELP: [string, string][] = [
   ['-h, --help', 'show help for the command'],
 ];
 
-function usageError(message: string): UecError {
-  return new UecError('USAGE', `${message} (see uec-provisioning --help)`);
-}
-
-function printApplyResult(session: Session, result: ApplyResult, showDiff: boolean, dryRun: boolean): void {
-  if (showDiff && result.diff) session.io.stdout(result.diff);
-  const verb = dryRun ? 'would change' : 'changed';
-  const count = result.written.length + result.removed.length;
-  if (count === 0) session.log.info(`${result.component}: up to date, nothing written, nothing reloaded`);
-  else session.log.info(`${result.component}: ${verb} ${count} file(s)${result.reloaded.length ? `, reloaded ${result.reloaded.join(', ')}` : ''}`);
-}
-
 async function runApply(session: Session, names: string[], values: Values, unconfigure: boolean): Promise<number> {
   const dryRun = Boolean(values['dry-run']);
   const showDiff = dryRun || Boolean(values.diff);
-  const selected = names.length > 0 ? names.map((n) => findComponent(session.components, n)) : session.components;
-  const config = await loadConfig(session.paths, session.schema);
-  const services = await createServiceControl(session.paths, session.io.env);
-  const results: ApplyResult[] = [];
-  for (const component of selected) {
-    const log = session.log.child({ component: component.name });
-    const plans = unconfigure
-      ? []
-      : await component.plan({ paths: session.paths, config, templates: templateDirs(session.paths), network: session.network(), log });
-    const result = await applyPlans({ paths: session.paths, component: component.name, plans, services, log, dryRun });
-    results.push(result);
-    if (!session.json) printApplyResult(session, result, showDiff, dryRun);
-  }
+  const results = await applyComponents(session, names, { dryRun, unconfigure });
+  if (!session.json) for (const result of results) printApplyResult(session, result, showDiff, dryRun);
   if (session.json) session.io.stdout(JSON.stringify(dryRun ? results : results.map(({ diff: _diff, ...rest }) => rest), null, 2) + '\n');
   return 0;
 }
@@ -290,34 +242,45 @@ function commandUsage(command: Command): string {
   return lines.join('\n') + '\n';
 }
 
-export function mainUsage(): string {
+/** The core commands and those the installed components add. */
+export function allCommands(components: Component[]): Command[] {
+  return [...COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
+}
+
+export function mainUsage(commands: Command[] = COMMANDS): string {
   const lines = ['usage: uec-provisioning COMMAND [options]', '', 'Configure this machine as a network-install server.', '', 'commands:'];
-  for (const c of COMMANDS) lines.push(`  ${`${c.words.join(' ')} ${c.args}`.padEnd(30)} ${c.summary}`);
+  for (const c of commands) lines.push(`  ${`${c.words.join(' ')} ${c.args}`.padEnd(30)} ${c.summary}`);
   lines.push('', 'global options:');
   for (const [flag, text] of GLOBAL_HELP) lines.push(`  ${flag.padEnd(22)} ${text}`);
   lines.push('', 'Exit status: 0 success, 2 usage, 3 configuration, 4 template, 5 validation, 6 write,', '7 service reload, 8 network facts, 1 internal error. See uec-provisioning(8).');
   return lines.join('\n') + '\n';
 }
 
-function selectCommand(positionals: string[]): Command | undefined {
-  return [...COMMANDS]
+function selectCommand(commands: Command[], positionals: string[]): Command | undefined {
+  return [...commands]
     .sort((a, b) => b.words.length - a.words.length)
     .find((c) => c.words.every((w, i) => positionals[i] === w));
 }
 
-export async function main(argv: string[], io: Io, overrides: { network?: NetworkFacts; components?: Component[] } = {}): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io,
+  overrides: { network?: NetworkFacts; components?: Component[]; nodeStore?: NodeStore } = {},
+): Promise<number> {
   let log = createLogger({ level: 'info', json: false, write: io.stderr });
   try {
     const loose = parseArgs({ args: argv, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true });
     const words = loose.positionals;
+    const components = overrides.components ?? loadComponents();
+    const commands = allCommands(components);
     if (words.length === 0 || words[0] === 'help') {
-      const target = selectCommand(words.slice(1));
-      io.stdout(target ? commandUsage(target) : mainUsage());
+      const target = selectCommand(commands, words.slice(1));
+      io.stdout(target ? commandUsage(target) : mainUsage(commands));
       return words.length === 0 && !loose.values.help ? ERROR_CODES.USAGE.exit : 0;
     }
-    const command = selectCommand(words);
+    const command = selectCommand(commands, words);
     if (!command) {
-      const group = COMMANDS.filter((c) => c.words[0] === words[0]);
+      const group = commands.filter((c) => c.words[0] === words[0]);
       if (group.length > 0 && words.length === 1) throw usageError(`"${words[0]}" needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
       throw usageError(`unknown command "${words.join(' ')}"`);
     }
@@ -335,8 +298,8 @@ export async function main(argv: string[], io: Io, overrides: { network?: Networ
     const level: Level = values.verbose ? 'debug' : 'info';
     log = createLogger({ level, json: Boolean(values['log-json']), write: io.stderr });
     const paths = createPaths(rootFrom(values.root as string | undefined, io.env));
-    const components = overrides.components ?? loadComponents();
     let network: NetworkFacts | undefined = overrides.network;
+    let nodeStore: NodeStore | undefined = overrides.nodeStore;
     const session: Session = {
       io,
       paths,
@@ -345,6 +308,7 @@ export async function main(argv: string[], io: Io, overrides: { network?: Networ
       components,
       schema: mergeSchemas(components),
       network: () => (network ??= createSystemNetworkFacts()),
+      nodeStore: () => (nodeStore ??= createFileNodeStore(paths)),
     };
     return await command.run(session, parsed.positionals.slice(command.words.length), values);
   } catch (err) {

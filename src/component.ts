@@ -7,10 +7,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FilePlan } from './apply';
+import type { Command } from './command';
 import type { ConfigSchema, EffectiveConfig } from './config';
 import { UecError, describeError } from './errors';
 import type { Logger } from './log';
 import type { NetworkFacts } from './network-facts';
+import type { Node } from './node';
 import type { Paths } from './paths';
 import type { TemplateDirs } from './template';
 
@@ -20,6 +22,8 @@ export interface ComponentContext {
   templates: TemplateDirs;
   network: NetworkFacts;
   log: Logger;
+  /** The region's nodes, read when a component's plan needs them (reservations, boot configs). */
+  nodes: () => Promise<Node[]>;
 }
 
 export interface Component {
@@ -31,6 +35,10 @@ export interface Component {
   configSchema: ConfigSchema;
   /** Load what the render needs, render, return the files this component should own. */
   plan(context: ComponentContext): Promise<FilePlan[]>;
+  /** True when plan() reads nodes: such components are applied again after every node change. */
+  usesNodes?: boolean;
+  /** Subcommands this package adds to `uec-provisioning`. */
+  commands?: Command[];
 }
 
 /** Where compiled (or, in a checkout, source) components live: <lib>/packages. */

@@ -20,6 +20,15 @@ export const ERROR_CODES = {
   SERVICE_FAILED: { exit: 7, summary: 'a service could not be reloaded; the previous files were restored' },
   COMPONENT_UNKNOWN: { exit: 2, summary: 'no installed component of that name' },
   NETWORK_FACTS_FAILED: { exit: 8, summary: 'the network interfaces could not be read' },
+  NODE_UNKNOWN: { exit: 9, summary: 'no node with that system id, hostname or MAC' },
+  NODE_CONFLICT: { exit: 9, summary: 'another node already has that MAC, hostname or address' },
+  NODE_STATE: { exit: 9, summary: 'the node is not in a status that allows this (for example deploy while deploying)' },
+  ROLE_UNKNOWN: { exit: 9, summary: 'no role of that name, or the role cannot be installed on that release' },
+  STORE_FAILED: { exit: 6, summary: 'the node store could not be read, locked or written; it is unchanged' },
+  IMAGE_INVALID: { exit: 10, summary: 'a netboot image source is truncated, malformed or fails its checksum; nothing was imported' },
+  IMAGE_UNKNOWN: { exit: 10, summary: 'no imported netboot image of that os/release/arch' },
+  DHCP_SERVER_FOUND: { exit: 11, summary: 'another DHCP server answers on the interface; full mode refused (use proxy mode, or --force)' },
+  UPSTREAM_FAILED: { exit: 12, summary: 'a remote service (upstream archive, download, region) failed or is unreachable; nothing was changed' },
   INTERNAL: { exit: 1, summary: 'an unexpected error (a bug): please report it with the log' },
 } as const;
 

@@ -1,0 +1,91 @@
+/**
+ * What a `uec-provisioning` subcommand is, and the session it runs in. The core commands
+ * live in cli.ts; an installed component may add its own (`images` from tftpd, `mirror`
+ * from mirror) by exporting them, so each package brings its commands with it.
+ */
+import type { ParseArgsConfig } from 'node:util';
+import { applyPlans, type ApplyResult } from './apply';
+import { findComponent, type Component } from './component';
+import { loadConfig, type ConfigSchema, type EffectiveConfig } from './config';
+import { UecError } from './errors';
+import type { Logger } from './log';
+import type { NetworkFacts } from './network-facts';
+import type { NodeStore } from './node-store';
+import type { Paths } from './paths';
+import { createServiceControl } from './services';
+import { templateDirs } from './template';
+
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** True when stderr is a terminal (progress bars); false in logs and tests. */
+  interactive?: boolean;
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+export type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface Session {
+  io: Io;
+  paths: Paths;
+  log: Logger;
+  json: boolean;
+  components: Component[];
+  schema: ConfigSchema;
+  network: () => NetworkFacts;
+  nodeStore: () => NodeStore;
+}
+
+export interface Command {
+  words: string[];
+  args: string;
+  summary: string;
+  options: Options;
+  optionHelp: [string, string][];
+  run(session: Session, positionals: string[], values: Values): Promise<number>;
+}
+
+export function usageError(message: string): UecError {
+  return new UecError('USAGE', `${message} (see uec-provisioning --help)`);
+}
+
+export function printApplyResult(session: Session, result: ApplyResult, showDiff: boolean, dryRun: boolean): void {
+  if (showDiff && result.diff) session.io.stdout(result.diff);
+  const verb = dryRun ? 'would change' : 'changed';
+  const count = result.written.length + result.removed.length;
+  if (count === 0) session.log.info(`${result.component}: up to date, nothing written, nothing reloaded`);
+  else session.log.info(`${result.component}: ${verb} ${count} file(s)${result.reloaded.length ? `, reloaded ${result.reloaded.join(', ')}` : ''}`);
+}
+
+export interface ApplyComponentsOptions {
+  dryRun?: boolean;
+  unconfigure?: boolean;
+  /** Only components whose plans depend on node state (after a node change). */
+  nodeAwareOnly?: boolean;
+  config?: EffectiveConfig;
+}
+
+/** Plan, diff, validate, write and reload the named (or all) components, one after another. */
+export async function applyComponents(session: Session, names: string[], options: ApplyComponentsOptions = {}): Promise<ApplyResult[]> {
+  let selected = names.length > 0 ? names.map((n) => findComponent(session.components, n)) : session.components;
+  if (options.nodeAwareOnly) selected = selected.filter((c) => c.usesNodes);
+  const config = options.config ?? (await loadConfig(session.paths, session.schema));
+  const services = await createServiceControl(session.paths, session.io.env);
+  const results: ApplyResult[] = [];
+  for (const component of selected) {
+    const log = session.log.child({ component: component.name });
+    const plans = options.unconfigure
+      ? []
+      : await component.plan({
+          paths: session.paths,
+          config,
+          templates: templateDirs(session.paths),
+          network: session.network(),
+          log,
+          nodes: () => session.nodeStore().list(),
+        });
+    results.push(await applyPlans({ paths: session.paths, component: component.name, plans, services, log, dryRun: Boolean(options.dryRun) }));
+  }
+  return results;
+}
