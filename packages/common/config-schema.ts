@@ -28,6 +28,37 @@ export const COMMON_SCHEMA: ConfigSchema = {
       },
     },
   },
+  boot: {
+    package: 'uec-provisioning-common',
+    keys: {
+      bios_loader: {
+        type: 'enum',
+        values: ['ipxe', 'pxelinux'],
+        default: 'ipxe',
+        description: 'First-stage loader for BIOS machines: ipxe (undionly.kpxe, kernel and initrd then come over HTTP) or pxelinux (everything over TFTP).',
+      },
+      uefi_loader: {
+        type: 'enum',
+        values: ['ipxe', 'shim'],
+        default: 'ipxe',
+        description: 'First-stage loader for UEFI machines: ipxe (ipxe.efi; Secure Boot must be off) or shim (Debian\'s signed shim and GRUB; works with Secure Boot).',
+      },
+      kernel_args: {
+        type: 'string',
+        format: 'kernel-args',
+        allowEmpty: true,
+        default: '',
+        description: 'Extra kernel arguments for every installer boot, for example console=ttyS0,115200.',
+      },
+      domain: {
+        type: 'string',
+        format: 'hostname',
+        allowEmpty: true,
+        default: '',
+        description: 'DNS domain given to installed machines; empty means none (d-i then does not ask).',
+      },
+    },
+  },
   log: {
     package: 'uec-provisioning-common',
     keys: {

@@ -1,0 +1,73 @@
+/**
+ * What a netbooting machine should do, decided from its node (or its absence), and the
+ * kernel command line that makes the Debian installer run unattended with the node's own
+ * preseed. Pure: the tftpd configurator (pxelinux.cfg, grub.cfg files) and the provisioning
+ * HTTP service (iPXE scripts) both use it, so every boot path behaves the same.
+ */
+import { UecError } from './errors';
+import { checkKernelArgs, checkUrl } from './formats';
+import type { Node } from './node';
+
+/** enlist: unknown machine, register it and power off. install: run the installer. local: boot the disk. */
+export type BootAction = 'enlist' | 'install' | 'local';
+
+export function selectBootAction(node: Node | undefined): BootAction {
+  if (!node) return 'enlist';
+  if (!node.netboot) return 'local';
+  return node.status === 'deploying' ? 'install' : 'local';
+}
+
+/** Where an imported netboot image lives, relative to the TFTP root and the HTTP /boot/ path. */
+export function imagePath(os: string, release: string, arch: string): string {
+  return `images/${os}/${release}/${arch}`;
+}
+
+/** The system paths shared by the tftpd configurator and the provisioning HTTP service. */
+export const BOOT_PATHS = {
+  /** TFTP root and HTTP /boot/ tree: loaders, pxelinux.cfg/, images/. */
+  bootDir: '/var/lib/uec-provisioning/boot',
+} as const;
+
+export interface BootUrls {
+  /** http://server:port of the provisioning HTTP service. */
+  httpBase: string;
+}
+
+export function preseedUrl(urls: BootUrls, node: Node): string {
+  return `${urls.httpBase}/preseed/${node.systemId}`;
+}
+
+export function enlistUrl(urls: BootUrls): string {
+  return `${urls.httpBase}/enlist`;
+}
+
+/**
+ * The installer's kernel arguments for a node to deploy: auto mode at critical priority
+ * (d-i asks nothing it can get from the preseed), the node's preseed URL, its host name,
+ * then the admin's extra arguments. Every part is checked, so nothing can smuggle a
+ * newline or quote into a pxelinux, GRUB or iPXE file.
+ */
+export function renderKernelArgs(node: Node, urls: BootUrls, settings: { domain: string; extra: string }): string {
+  const url = preseedUrl(urls, node);
+  const urlProblem = checkUrl(url);
+  if (urlProblem) throw new UecError('INVALID_VALUE', `preseed URL ${JSON.stringify(url)} ${urlProblem}`);
+  const args = [
+    'auto=true',
+    'priority=critical',
+    `url=${url}`,
+    'interface=auto',
+    `hostname=${node.hostname}`,
+    `domain=${settings.domain}`,
+    'netcfg/dhcp_timeout=60',
+  ];
+  if (settings.extra) args.push(settings.extra);
+  const line = args.join(' ');
+  const problem = checkKernelArgs(line);
+  if (problem) throw new UecError('INVALID_VALUE', `kernel arguments for ${node.hostname} ${problem}`);
+  return line;
+}
+
+/** The iPXE script every iPXE client is sent to by DHCP; it chains to the per-node script. */
+export function ipxeBootstrapUrl(urls: BootUrls): string {
+  return `${urls.httpBase}/boot/ipxe`;
+}
