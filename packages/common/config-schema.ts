@@ -59,6 +59,30 @@ export const COMMON_SCHEMA: ConfigSchema = {
       },
     },
   },
+  archive: {
+    package: 'uec-provisioning-common',
+    keys: {
+      main_archive: {
+        type: 'string',
+        format: 'url',
+        default: 'http://deb.debian.org/debian',
+        description: 'The Debian archive installing machines use when uec-provisioning-mirror does not provide a local one.',
+      },
+      ports_archive: {
+        type: 'string',
+        format: 'url',
+        default: 'http://deb.debian.org/debian',
+        description: 'The archive for architectures other than amd64 and i386 (Debian serves all from one archive).',
+      },
+      http_proxy: {
+        type: 'string',
+        format: 'url',
+        allowEmpty: true,
+        default: '',
+        description: 'An HTTP proxy installing machines use to reach the archive; empty means none (uec-provisioning-mirror in proxy mode sets its own).',
+      },
+    },
+  },
   log: {
     package: 'uec-provisioning-common',
     keys: {
