@@ -33,7 +33,10 @@ export interface BootUrls {
   httpBase: string;
 }
 
-export function preseedUrl(urls: BootUrls, node: Node): string {
+/** What a boot file needs to know of a node (a Node, or the context view the region serves). */
+export type BootNode = Pick<Node, 'systemId' | 'hostname'>;
+
+export function preseedUrl(urls: BootUrls, node: BootNode): string {
   return `${urls.httpBase}/preseed/${node.systemId}`;
 }
 
@@ -47,7 +50,7 @@ export function enlistUrl(urls: BootUrls): string {
  * then the admin's extra arguments. Every part is checked, so nothing can smuggle a
  * newline or quote into a pxelinux, GRUB or iPXE file.
  */
-export function renderKernelArgs(node: Node, urls: BootUrls, settings: { domain: string; extra: string }): string {
+export function renderKernelArgs(node: BootNode, urls: BootUrls, settings: { domain: string; extra: string }): string {
   const url = preseedUrl(urls, node);
   const urlProblem = checkUrl(url);
   if (urlProblem) throw new UecError('INVALID_VALUE', `preseed URL ${JSON.stringify(url)} ${urlProblem}`);
