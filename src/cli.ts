@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './command';
+import { NODE_COMMANDS } from './cli-nodes';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
 import { formatValue, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
@@ -244,7 +245,7 @@ function commandUsage(command: Command): string {
 
 /** The core commands and those the installed components add. */
 export function allCommands(components: Component[]): Command[] {
-  return [...COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
+  return [...COMMANDS, ...NODE_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
 }
 
 export function mainUsage(commands: Command[] = COMMANDS): string {

@@ -251,7 +251,7 @@ export function findConflict(nodes: readonly Node[]): string | null {
     if (node.ipv4) keys.push(`address ${node.ipv4}`);
     for (const key of keys) {
       const owner = seen.get(key);
-      if (owner !== undefined) return `${key} belongs to both ${owner} and ${node.hostname} (${node.systemId})`;
+      if (owner !== undefined) return `${key} is already used by ${owner}`;
       seen.set(key, `${node.hostname} (${node.systemId})`);
     }
   }

@@ -83,6 +83,69 @@ export const COMMON_SCHEMA: ConfigSchema = {
       },
     },
   },
+  region: {
+    package: 'uec-provisioning-common',
+    keys: {
+      url: {
+        type: 'string',
+        format: 'url',
+        allowEmpty: true,
+        default: '',
+        description: 'The URL installing machines reach the region at (metadata, enlistment); empty means http://<server address>:<http_port>.',
+      },
+      deploy_timeout: {
+        type: 'integer',
+        min: 60,
+        max: 604800,
+        default: 7200,
+        description: 'Seconds a node may stay in deploying before it is marked failed.',
+      },
+      admin_user: {
+        type: 'string',
+        format: 'word',
+        default: 'debian',
+        description: 'The user the installer creates on deployed machines (password locked; log in with the SSH keys below).',
+      },
+      authorized_keys_file: {
+        type: 'string',
+        format: 'path',
+        default: '/etc/uec-provisioning/authorized_keys',
+        description: 'SSH public keys installed for admin_user on every deployed machine.',
+      },
+    },
+  },
+  provisioning: {
+    package: 'uec-provisioning-common',
+    keys: {
+      region_url: {
+        type: 'string',
+        format: 'url',
+        allowEmpty: true,
+        default: '',
+        description: 'Where this provisioning server asks the region for node context; empty means the region on this machine (http://127.0.0.1:<http_port>).',
+      },
+      key_file: {
+        type: 'string',
+        format: 'path',
+        default: '/var/lib/uec-provisioning/secrets/provisioning.key',
+        description: 'The shared key this provisioning server presents to the region (created on first start when the region runs here).',
+      },
+      context_cache_seconds: {
+        type: 'integer',
+        min: 0,
+        max: 300,
+        default: 5,
+        description: 'How long a node context fetched from the region is reused.',
+      },
+      region_timeout_ms: {
+        type: 'integer',
+        min: 100,
+        max: 60000,
+        default: 3000,
+        description: 'How long to wait for the region before answering 503 with Retry-After.',
+      },
+    },
+  },
   log: {
     package: 'uec-provisioning-common',
     keys: {

@@ -90,7 +90,7 @@ t.test('network and components print data', async (t) => {
   const json = JSON.parse((await cli(['network', '--json'])).stdout) as { defaultRoute: unknown };
   t.same(json.defaultRoute, { interface: 'eth0', gateway: '10.20.0.1' });
   const components = JSON.parse((await cli(['components', '--json'])).stdout) as { name: string; sections: string[] }[];
-  t.same(components.find((c) => c.name === 'common')?.sections, ['server', 'boot', 'archive', 'log']);
+  t.same(components.find((c) => c.name === 'common')?.sections, ['server', 'boot', 'archive', 'region', 'provisioning', 'log']);
 });
 
 t.test('config example is valid config that sets nothing', async (t) => {

@@ -1,0 +1,234 @@
+/**
+ * What can happen to nodes, as one place the CLI, the region's HTTP endpoints and the web
+ * UI all call. Each operation is one store update (locked, validated, atomic), so two
+ * deploys of the same node at once give one success and one NODE_STATE error.
+ */
+import { UecError } from './errors';
+import {
+  addEvent,
+  createNode,
+  newSystemId,
+  newToken,
+  parseArchitecture,
+  parseHostname,
+  parseIPv4OrEmpty,
+  parseMac,
+  parseNote,
+  parseSubarchitecture,
+  parseWord,
+  sanitiseHardware,
+  transition,
+  type Hardware,
+  type NewNodeInput,
+  type Node,
+} from './node';
+import { selectNode, type NodeStore } from './node-store';
+import { selectRole, selectRolePackages, type Role } from './roles';
+
+export interface Clock {
+  now(): Date;
+}
+
+export const SYSTEM_CLOCK: Clock = { now: () => new Date() };
+
+function requireNode(nodes: Node[], ref: string): Node {
+  const node = selectNode(nodes, ref);
+  if (!node) throw new UecError('NODE_UNKNOWN', `no node ${JSON.stringify(ref)} (give a system id, hostname or MAC)`);
+  return node;
+}
+
+function uniqueSystemId(nodes: Node[]): string {
+  for (;;) {
+    const id = newSystemId();
+    if (!nodes.some((n) => n.systemId === id)) return id;
+  }
+}
+
+export async function addNode(store: NodeStore, input: NewNodeInput, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  return store.update((nodes) => {
+    const node = createNode(input, clock.now(), { systemId: uniqueSystemId(nodes), token: newToken() });
+    nodes.push(node);
+    return structuredClone(node);
+  });
+}
+
+export interface NodeEdit {
+  hostname?: string;
+  macs?: string[];
+  arch?: string;
+  subarch?: string;
+  role?: string;
+  os?: string;
+  release?: string;
+  ipv4?: string;
+}
+
+export async function editNode(store: NodeStore, ref: string, edit: NodeEdit, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  return store.update((nodes) => {
+    const node = requireNode(nodes, ref);
+    const changed: string[] = [];
+    const set = <K extends keyof Node>(key: K, value: Node[K]) => {
+      if (JSON.stringify(node[key]) !== JSON.stringify(value)) {
+        node[key] = value;
+        changed.push(key);
+      }
+    };
+    if (edit.hostname !== undefined) set('hostname', parseHostname(edit.hostname));
+    if (edit.macs !== undefined) {
+      const macs = edit.macs.map(parseMac);
+      if (macs.length === 0) throw new UecError('INVALID_VALUE', `node ${node.hostname} needs at least one MAC address`);
+      const duplicate = macs.find((m, i) => macs.indexOf(m) !== i);
+      if (duplicate) throw new UecError('INVALID_VALUE', `MAC ${duplicate} is given twice`);
+      set('macs', macs);
+    }
+    if (edit.arch !== undefined) set('arch', parseArchitecture(edit.arch));
+    if (edit.subarch !== undefined) set('subarch', parseSubarchitecture(edit.subarch));
+    if (edit.role !== undefined) set('role', parseWord('role', edit.role));
+    if (edit.os !== undefined) set('os', parseWord('os', edit.os));
+    if (edit.release !== undefined) set('release', parseWord('release', edit.release));
+    if (edit.ipv4 !== undefined) set('ipv4', parseIPv4OrEmpty(edit.ipv4));
+    if (changed.length > 0) addEvent(node, clock.now(), 'edited', `changed ${changed.join(', ')}`);
+    return structuredClone(node);
+  });
+}
+
+export async function removeNode(store: NodeStore, ref: string): Promise<Node> {
+  return store.update((nodes) => {
+    const node = requireNode(nodes, ref);
+    nodes.splice(nodes.indexOf(node), 1);
+    return structuredClone(node);
+  });
+}
+
+/**
+ * Mark a node for deployment (optionally with another role or release): its next netboot
+ * runs the installer. The role must exist and have packages for the release, so an install
+ * that would fail half-way is refused now, with the reason.
+ */
+export async function deployNode(
+  store: NodeStore,
+  ref: string,
+  roles: readonly Role[],
+  options: { role?: string; release?: string } = {},
+  clock: Clock = SYSTEM_CLOCK,
+): Promise<Node> {
+  return store.update((nodes) => {
+    const node = requireNode(nodes, ref);
+    const role = selectRole(roles, options.role ?? node.role);
+    const release = options.release !== undefined ? parseWord('release', options.release) : node.release;
+    selectRolePackages(role, release);
+    if (node.status === 'new') transition(node, 'ready', clock.now(), 'accepted for deployment');
+    transition(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`);
+    node.role = role.name;
+    node.release = release;
+    node.netboot = true;
+    return structuredClone(node);
+  });
+}
+
+/** Give a node back: ready again, netboot on (its next boot may be a new deployment). */
+export async function releaseNode(store: NodeStore, ref: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  return store.update((nodes) => {
+    const node = requireNode(nodes, ref);
+    if (node.status !== 'ready') transition(node, 'ready', clock.now(), 'released');
+    node.netboot = true;
+    return structuredClone(node);
+  });
+}
+
+export const STATUS_EVENTS = ['installing', 'installed', 'deployed', 'failed'] as const;
+export type StatusEvent = (typeof STATUS_EVENTS)[number];
+
+/**
+ * A call-back from the installing machine. installing and installed are timeline events of a
+ * deploying node; deployed (first boot) finishes the deployment; failed ends it with the reason.
+ */
+export async function recordStatusEvent(store: NodeStore, systemId: string, event: StatusEvent, message: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  return store.update((nodes) => {
+    const node = nodes.find((n) => n.systemId === systemId);
+    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+    const note = parseNote(message);
+    if (event === 'deployed') {
+      if (node.status !== 'deployed') transition(node, 'deployed', clock.now(), note || 'first boot reported');
+    } else if (event === 'failed') {
+      transition(node, 'failed', clock.now(), note || 'the installer reported a failure');
+    } else {
+      if (node.status !== 'deploying' && node.status !== 'commissioning') {
+        throw new UecError('NODE_STATE', `node ${node.hostname} (${node.systemId}) is ${node.status}, not deploying; ${event} ignored`);
+      }
+      addEvent(node, clock.now(), event, note || event);
+    }
+    return structuredClone(node);
+  });
+}
+
+export async function disableNetboot(store: NodeStore, systemId: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  return store.update((nodes) => {
+    const node = nodes.find((n) => n.systemId === systemId);
+    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+    if (node.netboot) {
+      node.netboot = false;
+      addEvent(node, clock.now(), 'netboot-disabled', 'next netboot boots the local disk');
+    }
+    return structuredClone(node);
+  });
+}
+
+export interface EnlistInput {
+  mac: string;
+  arch?: string;
+  subarch?: string;
+  hardware?: Hardware;
+}
+
+/** iPXE's ${buildarch}/${platform} to the node's architecture and firmware. */
+export function selectArchitecture(buildarch: string | undefined, platform: string | undefined): { arch: string; subarch: string } {
+  const arch = buildarch === 'arm64' ? 'arm64' : buildarch === 'i386' ? 'i386' : 'amd64';
+  const subarch = platform === 'efi' ? 'uefi' : platform === 'pcbios' ? 'bios' : 'generic';
+  return { arch, subarch };
+}
+
+/**
+ * An unknown machine that netbooted: registered as new with its MAC, architecture and what
+ * it told of its hardware. The same machine enlisting again updates, never duplicates.
+ */
+export async function enlistNode(store: NodeStore, input: EnlistInput, clock: Clock = SYSTEM_CLOCK): Promise<{ node: Node; created: boolean }> {
+  const mac = parseMac(input.mac);
+  return store.update((nodes) => {
+    const existing = nodes.find((n) => n.macs.includes(mac));
+    const hardware = sanitiseHardware(input.hardware ?? {});
+    if (existing) {
+      if (JSON.stringify(existing.hardware) !== JSON.stringify({ ...existing.hardware, ...hardware })) {
+        existing.hardware = { ...existing.hardware, ...hardware };
+        addEvent(existing, clock.now(), 'enlisted', 'enlisted again; hardware details updated');
+      }
+      return { node: structuredClone(existing), created: false };
+    }
+    const systemId = uniqueSystemId(nodes);
+    const node = createNode(
+      { hostname: systemId, macs: [mac], arch: input.arch, subarch: input.subarch, status: 'new', hardware },
+      clock.now(),
+      { systemId, token: newToken() },
+    );
+    addEvent(node, clock.now(), 'enlisted', `enlisted by netboot from ${mac}`);
+    nodes.push(node);
+    return { node: structuredClone(node), created: true };
+  });
+}
+
+/** Nodes deploying for longer than the timeout become failed, with the reason. */
+export async function failStuckDeployments(store: NodeStore, timeoutSeconds: number, clock: Clock = SYSTEM_CLOCK): Promise<Node[]> {
+  const now = clock.now();
+  const stuck = (await store.list()).filter((n) => n.status === 'deploying' && now.getTime() - Date.parse(n.statusChangedAt) > timeoutSeconds * 1000);
+  if (stuck.length === 0) return [];
+  return store.update((nodes) => {
+    const failed: Node[] = [];
+    for (const node of nodes) {
+      if (node.status === 'deploying' && now.getTime() - Date.parse(node.statusChangedAt) > timeoutSeconds * 1000) {
+        transition(node, 'failed', now, `no deployed report within ${timeoutSeconds} s of the deploy`);
+        failed.push(structuredClone(node));
+      }
+    }
+    return failed;
+  });
+}

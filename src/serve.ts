@@ -1,0 +1,208 @@
+/**
+ * `uec-provisioning serve`: the HTTP service of uec-provisioning-common. On one machine it
+ * runs both sides on one port: the region (node context, metadata, enlistment) and the
+ * provisioning server (boot scripts, boot files, preseeds). The provisioning side still asks
+ * the region over HTTP with the shared key, exactly as a provisioning server on another
+ * machine would; `[provisioning] region_url` points it elsewhere.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { loadArchiveSettings } from './archive';
+import { atomicWrite } from './atomic-write';
+import { BOOT_PATHS } from './boot';
+import type { EffectiveConfig } from './config';
+import { UecError, describeError } from './errors';
+import { loggablePath, send, text, type Reply } from './http-util';
+import type { Logger } from './log';
+import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
+import type { NodeStore } from './node-store';
+import type { Paths } from './paths';
+import { preseedDirs } from './preseed';
+import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from './provisioning';
+import { handleRegionRequest, type RegionOptions } from './region';
+import { createRegionClient } from './region-client';
+import { loadRoles } from './roles';
+import type { ServerAddress } from './server-address';
+import { templateDirs } from './template';
+
+/** The provisioning key: read it, or (where the region runs) create it once, 0600. */
+export async function loadProvisioningKey(paths: Paths, keyFile: string, create: boolean): Promise<string> {
+  const file = paths.resolve(keyFile);
+  try {
+    const key = (await fs.promises.readFile(file, 'utf8')).trim();
+    if (key.length < 22) throw new UecError('CONFIG_INVALID_VALUE', `${keyFile} holds no usable key (under 128 bits)`);
+    return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !create) {
+      if (err instanceof UecError) throw err;
+      throw new UecError('CONFIG_UNREADABLE', `cannot read the provisioning key ${keyFile}: ${describeError(err)}`, { cause: err });
+    }
+  }
+  await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const key = randomBytes(32).toString('base64url');
+  await atomicWrite(file, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
+/** SSH public keys for deployed machines: comments and blank lines dropped, each line checked. */
+export async function loadAuthorizedKeys(paths: Paths, keysFile: string): Promise<string[]> {
+  let textContent: string;
+  try {
+    textContent = await fs.promises.readFile(paths.resolve(keysFile), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new UecError('CONFIG_UNREADABLE', `cannot read ${keysFile}: ${describeError(err)}`, { cause: err });
+  }
+  const keys = textContent
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  keys.forEach((key, i) => {
+    // eslint-disable-next-line no-control-regex
+    if (/['\\\u0000-\u001f]/.test(key) || key.length > 16384) {
+      throw new UecError('CONFIG_INVALID_VALUE', `${keysFile}: key ${i + 1} contains a quote, backslash or control character`);
+    }
+  });
+  return keys;
+}
+
+export interface ServiceSettings {
+  paths: Paths;
+  config: EffectiveConfig;
+  server: ServerAddress;
+  store: NodeStore;
+  log: Logger;
+  clock?: Clock;
+  /** Run the region here (default true). */
+  region?: boolean;
+}
+
+export interface Services {
+  region?: RegionOptions;
+  provisioning: ProvisioningOptions;
+  handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
+}
+
+export async function createServices(settings: ServiceSettings): Promise<Services> {
+  const { paths, config, server, store, log } = settings;
+  const clock = settings.clock ?? SYSTEM_CLOCK;
+  const runRegion = settings.region ?? true;
+  const keyFile = config.getString('provisioning.key_file');
+  const key = await loadProvisioningKey(paths, keyFile, runRegion);
+  const regionBase = config.getString('region.url') || server.httpBase;
+  const region: RegionOptions | undefined = runRegion
+    ? {
+        store,
+        urls: { base: regionBase.replace(/\/$/, '') },
+        provisioningKey: key,
+        loadArchive: () => loadArchiveSettings(paths, config),
+        loadRoles: () => loadRoles(paths),
+        loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
+        adminUser: config.getString('region.admin_user'),
+        log: log.child({ side: 'region' }),
+        clock,
+      }
+    : undefined;
+  const regionUrl = (config.getString('provisioning.region_url') || `http://127.0.0.1:${server.httpPort}`).replace(/\/$/, '');
+  const provisioning: ProvisioningOptions = {
+    region: createRegionClient({
+      regionUrl,
+      key,
+      cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
+      timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
+    }),
+    regionUrl,
+    urls: { httpBase: server.httpBase, domain: config.getString('boot.domain') },
+    kernelArgs: config.getString('boot.kernel_args'),
+    bootDir: paths.resolve(BOOT_PATHS.bootDir),
+    templates: templateDirs(paths),
+    preseeds: preseedDirs(paths),
+    linkTargets: LOADER_LINK_TARGETS,
+    log: log.child({ side: 'provisioning' }),
+  };
+  return {
+    region,
+    provisioning,
+    async handle(req, res) {
+      const started = process.hrtime.bigint();
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://localhost');
+      } catch {
+        send(res, text(400, 'bad request'));
+        return;
+      }
+      let reply: Reply | null = null;
+      try {
+        if (region) reply = await handleRegionRequest(region, req, url);
+        reply ??= await handleProvisioningRequest(provisioning, req, url);
+      } catch (err) {
+        log.error(`${req.method} ${url.pathname}: ${describeError(err)}`, { code: 'INTERNAL' });
+        reply = text(500, 'internal error');
+      }
+      reply ??= text(404, 'not found');
+      send(res, reply, req.method);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      log.debug(`${req.method} ${loggablePath(url)} ${reply.status} ${ms.toFixed(1)} ms`, { client: req.socket.remoteAddress });
+    },
+  };
+}
+
+export interface RunningService {
+  server: http.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Listen, sweep stuck deployments every minute, and stop cleanly. */
+export async function startService(
+  settings: ServiceSettings & { port: number; host?: string; onNodesChanged?: () => Promise<void> },
+): Promise<RunningService> {
+  const services = await createServices(settings);
+  const server = http.createServer((req, res) => {
+    void services.handle(req, res);
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new UecError('INTERNAL', `cannot listen on port ${settings.port}: ${describeError(err)}`, { cause: err })));
+    server.listen(settings.port, settings.host ?? '0.0.0.0', () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  const timeout = settings.config.getNumber('region.deploy_timeout');
+  const sweep = async () => {
+    try {
+      const failed = await failStuckDeployments(settings.store, timeout, settings.clock);
+      for (const node of failed) settings.log.warn(`node ${node.hostname} (${node.systemId}) failed: ${node.statusReason}`);
+    } catch (err) {
+      settings.log.error(`deploy timeout sweep: ${describeError(err)}`);
+    }
+  };
+  const timer = services.region ? setInterval(() => void sweep(), 60_000) : undefined;
+  timer?.unref();
+  if (services.region) void sweep();
+  let pending: NodeJS.Timeout | undefined;
+  if (settings.onNodesChanged) {
+    const apply = settings.onNodesChanged;
+    settings.store.onChange(() => {
+      // Many changes in a burst (a boot storm of enlistments) make one apply.
+      clearTimeout(pending);
+      pending = setTimeout(() => {
+        apply().catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
+      }, 200);
+    });
+  }
+  settings.log.info(`listening on ${settings.host ?? '0.0.0.0'}:${port}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (timer) clearInterval(timer);
+        clearTimeout(pending);
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
