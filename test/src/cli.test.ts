@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { COMMANDS, VERSION, main, mainUsage, type Io } from '../../src/cli';
+import { VERSION, allCommands, main, mainUsage, type Io } from '../../src/cli';
 import { loadComponents } from '../../src/component';
 import { staticNetworkFacts } from '../../src/network-facts';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../helpers/scratch';
@@ -25,13 +25,14 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 t.test('every command has --help, and the man page names every command', async (t) => {
   const man = fs.readFileSync(path.join(REPO_ROOT, 'docs/uec-provisioning.8'), 'utf8');
-  for (const command of COMMANDS) {
+  const commands = allCommands(loadComponents());
+  for (const command of commands) {
     const r = await cli([...command.words, '--help']);
     t.equal(r.code, 0, `${command.words.join(' ')} --help`);
     t.match(r.stdout, `usage: uec-provisioning ${command.words.join(' ')}`);
     t.match(man, new RegExp(`^\\.B[IR]? "?${command.words.join(' ')}`, 'm'), `man page documents ${command.words.join(' ')}`);
   }
-  t.equal((await cli(['--help'])).stdout, mainUsage());
+  t.equal((await cli(['--help'])).stdout, mainUsage(commands));
   t.equal((await cli([])).code, 2, 'no command is a usage error');
 });
 
