@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { UecError, describeError } from './errors';
+import { runCommand } from './run-command';
 
 export interface AddressFact {
   address: string;
@@ -90,6 +91,42 @@ export function defaultRouteFromProcNetRoute(text: string): DefaultRoute | null 
   return best?.route ?? null;
 }
 
+interface IpAddrRecord {
+  ifname?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+}
+
+/**
+ * Every address of every interface from `ip -j addr show` (pure). Unlike systeminformation
+ * (Node's os.networkInterfaces underneath) it lists all addresses of a family, and those of
+ * an interface without carrier: a provisioning bridge whose machines are all powered off
+ * still has its address.
+ */
+export function addressesFromIpJson(text: string): Map<string, { ipv4: AddressFact[]; ipv6: AddressFact[] }> {
+  const out = new Map<string, { ipv4: AddressFact[]; ipv6: AddressFact[] }>();
+  const records = JSON.parse(text) as IpAddrRecord[];
+  for (const r of records) {
+    if (!r.ifname) continue;
+    const entry = { ipv4: [] as AddressFact[], ipv6: [] as AddressFact[] };
+    for (const a of r.addr_info ?? []) {
+      if (!a.local || a.prefixlen === undefined) continue;
+      if (a.family === 'inet') entry.ipv4.push({ address: a.local, prefix: a.prefixlen });
+      else if (a.family === 'inet6') entry.ipv6.push({ address: a.local, prefix: a.prefixlen });
+    }
+    out.set(r.ifname, entry);
+  }
+  return out;
+}
+
+async function readIpAddresses(): Promise<Map<string, { ipv4: AddressFact[]; ipv6: AddressFact[] }> | null> {
+  try {
+    const result = await runCommand('ip', ['-j', 'addr', 'show'], { timeoutMs: 10_000 });
+    return result.code === 0 ? addressesFromIpJson(result.stdout) : null;
+  } catch {
+    return null; // no iproute2: systeminformation's view is what we have
+  }
+}
+
 /** Interfaces systeminformation leaves out (it lists only those with an address), from /sys. */
 function readAddresslessInterfaces(known: Set<string>): SiInterface[] {
   let names: string[];
@@ -130,7 +167,13 @@ export function createSystemNetworkFacts(): NetworkFacts {
         const result = (await si.networkInterfaces()) as unknown as SiInterface[] | SiInterface;
         const records = Array.isArray(result) ? result : [result];
         const known = new Set(records.map((r) => r.iface));
-        return interfacesFromSystemInformation([...records, ...readAddresslessInterfaces(known)]);
+        const facts = interfacesFromSystemInformation([...records, ...readAddresslessInterfaces(known)]);
+        const addresses = await readIpAddresses();
+        if (!addresses) return facts;
+        return facts.map((f) => {
+          const found = addresses.get(f.name);
+          return found ? { ...f, ipv4: found.ipv4, ipv6: found.ipv6 } : f;
+        });
       } catch (err) {
         throw new UecError('NETWORK_FACTS_FAILED', `cannot list network interfaces: ${describeError(err)}`, { cause: err });
       }

@@ -35,7 +35,7 @@ import {
   type ProvisioningUrls,
 } from './preseed';
 import type { ContextLookup, RegionClient } from './region-client';
-import { loadTemplate, refusingEscaper, renderTemplate, type TemplateDirs } from './template';
+import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from './template';
 
 export interface ProvisioningOptions {
   region: RegionClient;
@@ -99,6 +99,23 @@ export async function renderNodeScript(options: ProvisioningOptions, context: No
   return (await renderBootScript(options, 'ipxe-install', view)).body.toString();
 }
 
+/** How long a looked-up preseed template is reused: an admin's edit shows within a second. */
+const TEMPLATE_CACHE_MS = 1000;
+const templateCache = new Map<string, { at: number; template: Template }>();
+/** Rendered preseeds per (cached) context object and template: the same inputs render the same bytes. */
+const renderCache = new WeakMap<object, WeakMap<Template, string>>();
+
+async function selectCachedTemplate(options: ProvisioningOptions, candidates: string[]): Promise<Template> {
+  const key = `${options.preseeds.admin}|${options.preseeds.shipped}|${candidates.join('|')}`;
+  const hit = templateCache.get(key);
+  const now = Date.now();
+  if (hit && now - hit.at < TEMPLATE_CACHE_MS) return hit.template;
+  const template = await loadPreseedTemplate(options.preseeds, candidates);
+  templateCache.set(key, { at: now, template });
+  if (templateCache.size > 1000) templateCache.clear();
+  return template;
+}
+
 /** A node's preseed as the machine receives it (token included). */
 export async function renderNodePreseed(options: ProvisioningOptions, context: NodeContext | null, type: PreseedType): Promise<{ text: string; template: string }> {
   const candidates = selectPreseedCandidates(
@@ -106,9 +123,16 @@ export async function renderNodePreseed(options: ProvisioningOptions, context: N
       ? { type, os: context.os, arch: context.architecture, subarch: context.subarchitecture, release: context.release, hostname: context.hostname, role: context.role.name }
       : { type },
   );
-  const template = await loadPreseedTemplate(options.preseeds, candidates);
+  const template = await selectCachedTemplate(options, candidates);
+  const key = context ?? options;
+  let byTemplate = renderCache.get(key);
+  const cached = byTemplate?.get(template);
+  if (cached !== undefined) return { text: cached, template: template.file };
   const view = buildPreseedView(context, options.urls, enlistUrl(options.urls));
-  return { text: renderPreseed(template, view), template: template.file };
+  const rendered = renderPreseed(template, view);
+  if (!byTemplate) renderCache.set(key, (byTemplate = new WeakMap()));
+  byTemplate.set(template, rendered);
+  return { text: rendered, template: template.file };
 }
 
 async function serveBootFile(options: ProvisioningOptions, relative: string): Promise<Reply> {

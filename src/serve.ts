@@ -77,6 +77,8 @@ export interface ServiceSettings {
   clock?: Clock;
   /** Run the region here (default true). */
   region?: boolean;
+  /** The port this process listens on: the default region URL when the region runs here. */
+  localPort?: number;
 }
 
 export interface Services {
@@ -105,7 +107,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
         clock,
       }
     : undefined;
-  const regionUrl = (config.getString('provisioning.region_url') || `http://127.0.0.1:${server.httpPort}`).replace(/\/$/, '');
+  const regionUrl = (config.getString('provisioning.region_url') || `http://127.0.0.1:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
   const provisioning: ProvisioningOptions = {
     region: createRegionClient({
       regionUrl,
@@ -160,9 +162,10 @@ export interface RunningService {
 export async function startService(
   settings: ServiceSettings & { port: number; host?: string; onNodesChanged?: () => Promise<void> },
 ): Promise<RunningService> {
-  const services = await createServices(settings);
+  let services: Services | undefined;
   const server = http.createServer((req, res) => {
-    void services.handle(req, res);
+    if (services) void services.handle(req, res);
+    else send(res, text(503, 'starting', { 'Retry-After': '1' }));
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
@@ -170,6 +173,12 @@ export async function startService(
     server.listen(settings.port, settings.host ?? '0.0.0.0', () => resolve());
   });
   const port = (server.address() as { port: number }).port;
+  try {
+    services = await createServices({ ...settings, localPort: port });
+  } catch (err) {
+    server.close();
+    throw err;
+  }
   const timeout = settings.config.getNumber('region.deploy_timeout');
   const sweep = async () => {
     try {

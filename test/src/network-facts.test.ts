@@ -8,6 +8,7 @@ import {
   type DefaultRoute,
   type InterfaceFact,
   defaultRouteFromProcNetRoute,
+  addressesFromIpJson,
 } from '../../src/network-facts';
 import { createTestNetwork, listNamespaces, netnsUnavailableReason } from '../helpers/netns';
 
@@ -240,4 +241,37 @@ t.test('defaultRouteFromProcNetRoute: lowest metric default with a gateway; none
     'eth0\t000000C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n';
   t.same(defaultRouteFromProcNetRoute(text), { interface: 'eth0', gateway: '192.0.0.1' });
   t.equal(defaultRouteFromProcNetRoute(header + 'eth0\t000000C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n'), null);
+});
+
+t.test('addressesFromIpJson: every address of each family, prefixes kept', async (t) => {
+  const text = JSON.stringify([
+    { ifname: 'br0', addr_info: [{ family: 'inet', local: '10.0.0.1', prefixlen: 24 }, { family: 'inet', local: '10.0.1.1', prefixlen: 16 }, { family: 'inet6', local: 'fd00::1', prefixlen: 64 }] },
+    { ifname: 'tap0', addr_info: [] },
+    { addr_info: [{ family: 'inet', local: '1.2.3.4', prefixlen: 8 }] },
+  ]);
+  const map = addressesFromIpJson(text);
+  t.same(map.get('br0'), { ipv4: [{ address: '10.0.0.1', prefix: 24 }, { address: '10.0.1.1', prefix: 16 }], ipv6: [{ address: 'fd00::1', prefix: 64 }] });
+  t.same(map.get('tap0'), { ipv4: [], ipv6: [] });
+  t.equal(map.size, 2, 'records without a name are skipped');
+});
+
+t.test('createSystemNetworkFacts: a bridge without carrier keeps its addresses', { skip: netnsUnavailableReason() }, async (t) => {
+  const net = createTestNetwork(t, { name: 'nocarrier' });
+  const host = await net.ns('host');
+  await net.bridge(host, 'br0');
+  await net.tap(host, 'tap0');
+  await net.attach(host, 'tap0', 'br0');
+  await net.addr(host, 'br0', '10.78.0.1/24');
+  await net.addr(host, 'br0', '10.78.1.1/24');
+  await net.up(host, 'tap0');
+  await net.up(host, 'br0');
+  const run = await net.exec(host, PRINT_FACTS_ARGV, { cwd: ROOT });
+  t.equal(run.code, 0, 'the facts script ran', { stderr: run.stderr });
+  const out = JSON.parse(run.stdout) as { interfaces: InterfaceFact[] };
+  // Node's os.networkInterfaces() (under systeminformation) skips interfaces that are not RUNNING.
+  t.same(
+    out.interfaces.find((i) => i.name === 'br0')?.ipv4,
+    [{ address: '10.78.0.1', prefix: 24 }, { address: '10.78.1.1', prefix: 24 }],
+    'both addresses of a bridge whose only port has no carrier',
+  );
 });
