@@ -181,7 +181,7 @@ export interface EnlistInput {
   hardware?: Hardware;
 }
 
-/** iPXE's ${buildarch}/${platform} to the node's architecture and firmware. */
+/** iPXE's ${buildarch} (x86_64, i386, arm64; the boot script corrects a 32-bit BIOS build on a 64-bit CPU) and ${platform} to the node's architecture and firmware. */
 export function selectArchitecture(buildarch: string | undefined, platform: string | undefined): { arch: string; subarch: string } {
   const arch = buildarch === 'arm64' ? 'arm64' : buildarch === 'i386' ? 'i386' : 'amd64';
   const subarch = platform === 'efi' ? 'uefi' : platform === 'pcbios' ? 'bios' : 'generic';
