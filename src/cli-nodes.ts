@@ -263,11 +263,14 @@ export const NODE_COMMANDS: Command[] = [
     optionHelp: [['--no-apply', 'do not update DHCP reservations and boot files now']],
     async run(session, positionals, values) {
       if (positionals.length === 0) throw usageError('nodes remove needs a NODE');
+      const removed: Node[] = [];
       for (const ref of positionals) {
         const node = await removeNode(session.nodeStore(), ref);
         session.log.info(`removed ${node.hostname} (${node.systemId})`);
+        removed.push(node);
       }
       await applyNodeChanges(session, values);
+      if (session.json) session.io.stdout(`${JSON.stringify(removed.map(publicNode), null, 2)}\n`);
       return 0;
     },
   },
@@ -303,11 +306,14 @@ export const NODE_COMMANDS: Command[] = [
     optionHelp: [['--no-apply', 'do not update boot files now']],
     async run(session, positionals, values) {
       if (positionals.length === 0) throw usageError('nodes release needs a NODE');
+      const released: Node[] = [];
       for (const ref of positionals) {
         const node = await releaseNode(session.nodeStore(), ref);
         session.log.info(`${node.hostname} (${node.systemId}) is ready`);
+        released.push(node);
       }
       await applyNodeChanges(session, values);
+      if (session.json) session.io.stdout(`${JSON.stringify(released.map(publicNode), null, 2)}\n`);
       return 0;
     },
   },
