@@ -1,0 +1,111 @@
+/**
+ * Boot a throw-away qemu VM inside a test network namespace, attached to a tap device there,
+ * with the iPXE option ROM from ipxe-qemu (BIOS) or OVMF (UEFI). Nothing it sends can leave
+ * the namespace (see netns.ts). The serial console goes to a file the test can read.
+ *
+ * Acceleration: KVM only when it really works here (NETBOOT-NOTES: this machine's /dev/kvm is
+ * a paravirtual variant that hangs stock kernels), else TCG with two threads.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { NetnsProcess, TestNetwork } from './netns';
+
+export type Firmware = 'bios' | 'uefi' | 'uefi-secure';
+
+export interface VmOptions {
+  ns: string;
+  tap: string;
+  mac: string;
+  firmware: Firmware;
+  /** Directory for the serial log and the per-run UEFI variable store. */
+  workDir: string;
+  /** No NIC option ROM: the firmware's own PXE (OVMF), as on real UEFI hardware. */
+  noOptionRom?: boolean;
+  memoryMiB?: number;
+}
+
+export interface Vm {
+  process: NetnsProcess;
+  serialLog: string;
+  /** The serial console so far. */
+  serial(): string;
+  /** Resolves when the serial console matches; rejects on exit or timeout. */
+  waitForSerial(pattern: RegExp, timeoutMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Why VM tests cannot run here, or false. */
+export function vmUnavailableReason(): string | false {
+  if (!fs.existsSync('/usr/bin/qemu-system-x86_64')) return 'qemu-system-x86 is not installed';
+  if (!fs.existsSync('/usr/lib/ipxe/qemu/efi-virtio.rom') && !fs.existsSync('/usr/lib/ipxe/qemu/pxe-virtio.rom')) return 'ipxe-qemu is not installed';
+  if (!fs.existsSync('/dev/net/tun')) return 'no /dev/net/tun';
+  return false;
+}
+
+/**
+ * TCG unless told otherwise: the only KVM on these machines is PVM (kvm_pvm), under which
+ * stock Debian kernels hang. UEC_TEST_ACCEL=kvm forces KVM where it is known to work.
+ */
+export function selectAccelerator(env: NodeJS.ProcessEnv = process.env): string[] {
+  const pvm = fs.existsSync('/sys/module/kvm_pvm');
+  if (env.UEC_TEST_ACCEL === 'kvm' && fs.existsSync('/dev/kvm') && !pvm) return ['-accel', 'kvm', '-cpu', 'host'];
+  return ['-accel', 'tcg,thread=multi'];
+}
+
+export function startVm(net: TestNetwork, options: VmOptions): Vm {
+  const serialLog = path.join(options.workDir, `serial-${options.mac.replace(/:/g, '')}.log`);
+  fs.writeFileSync(serialLog, '');
+  const argv = [
+    'qemu-system-x86_64',
+    ...selectAccelerator(),
+    '-smp',
+    '2',
+    '-m',
+    String(options.memoryMiB ?? 1024),
+    '-display',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    `file:${serialLog}`,
+    '-no-reboot',
+    '-netdev',
+    `tap,id=n0,ifname=${options.tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=n0,mac=${options.mac}${options.noOptionRom ? ',romfile=' : ''}`,
+  ];
+  if (options.firmware === 'bios') {
+    argv.push('-boot', 'n');
+  } else {
+    const secure = options.firmware === 'uefi-secure';
+    const code = secure ? '/usr/share/OVMF/OVMF_CODE_4M.ms.fd' : '/usr/share/OVMF/OVMF_CODE_4M.fd';
+    const varsTemplate = secure ? '/usr/share/OVMF/OVMF_VARS_4M.ms.fd' : '/usr/share/OVMF/OVMF_VARS_4M.fd';
+    const vars = path.join(options.workDir, `OVMF_VARS-${options.mac.replace(/:/g, '')}.fd`);
+    fs.copyFileSync(varsTemplate, vars);
+    argv.push('-machine', secure ? 'q35,smm=on' : 'q35');
+    if (secure) argv.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
+    argv.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
+  }
+  const proc = net.spawn(options.ns, argv);
+  const serial = () => fs.readFileSync(serialLog, 'utf8');
+  return {
+    process: proc,
+    serialLog,
+    serial,
+    waitForSerial(pattern, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      return new Promise((resolve, reject) => {
+        let exited = false;
+        void proc.exited.then(() => (exited = true));
+        const poll = () => {
+          if (pattern.test(serial())) return resolve();
+          if (exited) return reject(new Error(`qemu exited before the console showed ${pattern}: ${proc.stderr().slice(-500)}`));
+          if (Date.now() > deadline) return reject(new Error(`the console did not show ${pattern} within ${timeoutMs} ms`));
+          setTimeout(poll, 500);
+        };
+        poll();
+      });
+    },
+    stop: () => proc.stop(1000),
+  };
+}
