@@ -133,9 +133,18 @@ async function restore(paths: Paths, done: Change[], log: Logger): Promise<strin
   return failures;
 }
 
+/**
+ * Each service once; a restart wins over a reload of the same service. A new file needs no
+ * reload of a service that picks up new files by itself.
+ */
 function uniqueServices(changes: Change[]): ServiceSpec[] {
   const byName = new Map<string, ServiceSpec>();
-  for (const change of changes) for (const service of change.services) byName.set(service.name, service);
+  for (const change of changes) {
+    for (const service of change.services) {
+      if (service.picksUpNewFiles && change.before === null && change.after !== null) continue;
+      if (!byName.get(service.name)?.restart) byName.set(service.name, service);
+    }
+  }
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
@@ -185,7 +194,10 @@ export async function applyPlans(options: ApplyOptions): Promise<ApplyResult> {
   for (const service of uniqueServices(changes)) {
     try {
       const outcome = await options.services.reload(service);
-      if (outcome === 'reloaded') result.reloaded.push(service.name);
+      if (outcome === 'reloaded') {
+        result.reloaded.push(service.name);
+        if (service.restart) log.info(`${service.name} restarted (it re-reads its config only on restart)`, { component });
+      }
       else log.info(`${service.name} not reloaded: ${outcome}`, { component });
     } catch (err) {
       await restore(paths, changes, log);

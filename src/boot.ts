@@ -62,6 +62,9 @@ export function renderKernelArgs(node: BootNode, urls: BootUrls, settings: { dom
     `hostname=${node.hostname}`,
     `domain=${settings.domain}`,
     'netcfg/dhcp_timeout=60',
+    // On a provisioning LAN without a gateway (the package source is this server's mirror or
+    // proxy) d-i would otherwise stop at "no default route"; asked before the preseed is read.
+    'netcfg/no_default_route=true',
   ];
   if (settings.extra) args.push(settings.extra);
   const line = args.join(' ');

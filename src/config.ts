@@ -157,10 +157,37 @@ export function resolveKey(schema: ConfigSchema, fullKey: string): { section: st
   return { section, key, spec: lookupSpec(schema, section, key, `key ${fullKey}`) };
 }
 
+/**
+ * Sections of packages that may be removed while the admin's files still set them: such a
+ * section is skipped with a warning instead of failing every command.
+ */
+export const KNOWN_PACKAGE_SECTIONS: Record<string, string> = {
+  mirror: 'uec-provisioning-mirror',
+};
+
+const warnedSections = new Set<string>();
+
+export let configWarning = (message: string): void => {
+  process.stderr.write(`uec-provisioning: warning: ${message}\n`);
+};
+
+/** For tests: where warnings about sections of packages not installed go. */
+export function setConfigWarning(sink: (message: string) => void): void {
+  configWarning = sink;
+  warnedSections.clear();
+}
+
 function validateParsed(schema: ConfigSchema, parsed: ParsedFile): Map<string, ConfigValue> {
   const out = new Map<string, ConfigValue>();
   for (const [full, { raw, line }] of parsed.values) {
     const [section, key] = full.split('.') as [string, string];
+    const owner = KNOWN_PACKAGE_SECTIONS[section];
+    if (!schema[section] && owner) {
+      const id = `${parsed.file}[${section}]`;
+      if (!warnedSections.has(id)) configWarning(`${parsed.file}:${line}: [${section}] is ignored: ${owner} is not installed`);
+      warnedSections.add(id);
+      continue;
+    }
     const where = `${parsed.file}:${line}: [${section}] ${key}`;
     const spec = lookupSpec(schema, section, key, `${parsed.file}:${line}`);
     out.set(full, parseValue(spec, raw, where));

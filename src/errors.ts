@@ -29,6 +29,9 @@ export const ERROR_CODES = {
   IMAGE_UNKNOWN: { exit: 10, summary: 'no imported netboot image of that os/release/arch' },
   DHCP_SERVER_FOUND: { exit: 11, summary: 'another DHCP server answers on the interface; full mode refused (use proxy mode, or --force)' },
   UPSTREAM_FAILED: { exit: 12, summary: 'a remote service (upstream archive, download, region) failed or is unreachable; nothing was changed' },
+  MIRROR_FAILED: { exit: 15, summary: 'a local mirror sync step failed (disk full, no space for the run, another sync running); the served tree is the last good one' },
+  ACCOUNT_FAILED: { exit: 13, summary: 'a web UI account, password or API token could not be created, changed or checked' },
+  POWER_FAILED: { exit: 14, summary: 'a power action (Wake-on-LAN packet, IPMI through ipmitool) failed; the attempt is recorded on the node timeline' },
   INTERNAL: { exit: 1, summary: 'an unexpected error (a bug): please report it with the log' },
 } as const;
 

@@ -114,16 +114,21 @@ export async function deployNode(
 ): Promise<Node> {
   return store.update((nodes) => {
     const node = requireNode(nodes, ref);
-    const role = selectRole(roles, options.role ?? node.role);
-    const release = options.release !== undefined ? parseWord('release', options.release) : node.release;
-    selectRolePackages(role, release);
-    if (node.status === 'new') transition(node, 'ready', clock.now(), 'accepted for deployment');
-    transition(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`);
-    node.role = role.name;
-    node.release = release;
-    node.netboot = true;
+    startDeployment(node, roles, options, clock);
     return structuredClone(node);
   });
+}
+
+/** One node to deploying (in place, inside a store update); throws before changing it when it cannot. */
+function startDeployment(node: Node, roles: readonly Role[], options: { role?: string; release?: string }, clock: Clock): void {
+  const role = selectRole(roles, options.role ?? node.role);
+  const release = options.release !== undefined ? parseWord('release', options.release) : node.release;
+  selectRolePackages(role, release);
+  if (node.status === 'new') transition(node, 'ready', clock.now(), 'accepted for deployment');
+  transition(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`);
+  node.role = role.name;
+  node.release = release;
+  node.netboot = true;
 }
 
 /** Give a node back: ready again, netboot on (its next boot may be a new deployment). */
@@ -230,5 +235,42 @@ export async function failStuckDeployments(store: NodeStore, timeoutSeconds: num
       }
     }
     return failed;
+  });
+}
+
+/**
+ * Deploy several nodes in one store update: either every node becomes deploying or, when one
+ * of them cannot (unknown, wrong status, role not installable), none does and the store is
+ * not written. The web UI's deploy button uses it.
+ */
+export async function deployNodes(
+  store: NodeStore,
+  refs: readonly string[],
+  roles: readonly Role[],
+  options: { role?: string; release?: string } = {},
+  clock: Clock = SYSTEM_CLOCK,
+): Promise<Node[]> {
+  if (refs.length === 0) throw new UecError('INVALID_VALUE', 'deploy needs at least one node');
+  return store.update((nodes) => {
+    const seen = new Set<string>();
+    const deployed: Node[] = [];
+    for (const ref of refs) {
+      const node = requireNode(nodes, ref);
+      if (seen.has(node.systemId)) throw new UecError('INVALID_VALUE', `node ${node.hostname} (${node.systemId}) is named twice`);
+      seen.add(node.systemId);
+      startDeployment(node, roles, options, clock);
+      deployed.push(structuredClone(node));
+    }
+    return deployed;
+  });
+}
+
+/** Add one timeline event (a power action, a note) to a node. */
+export async function recordNodeEvent(store: NodeStore, ref: string, type: string, message: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+  const kind = parseWord('event type', type);
+  return store.update((nodes) => {
+    const node = requireNode(nodes, ref);
+    addEvent(node, clock.now(), kind, message);
+    return structuredClone(node);
   });
 }

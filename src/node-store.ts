@@ -2,8 +2,8 @@
  * Where the region keeps its nodes. One small interface (list, find, update) and one
  * implementation: a JSON file under /var/lib/uec-provisioning, replaced atomically on every
  * change, so a kill -9 at any moment leaves either the old or the new store, never a mix.
- * Writers take an exclusive lock file (O_EXCL, holder's pid inside; a dead holder's lock is
- * taken over), so the CLI, the services and the web UI can change nodes at the same time.
+ * Writers take an exclusive lock file (created by link(2) with the holder's pid already inside;
+ * a dead holder's lock is taken over), so the CLI, the services and the web UI can change nodes at the same time.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -123,15 +123,21 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
     const deadline = Date.now() + lockTimeoutMs;
     await fsOps().mkdir(path.dirname(file), 0o755);
     for (let attempt = 0; ; attempt++) {
+      // The lock appears with the holder's pid already inside (written to a temp file, then
+      // hard-linked into place), so a kill -9 can never leave an empty lock nobody can take over.
+      const temp = path.join(path.dirname(file), `.${path.basename(file)}.lock.${process.pid}.${attempt}.tmp`);
       try {
-        const handle = await fs.promises.open(lockFile, 'wx', 0o600);
-        await handle.writeFile(`${process.pid}\n`);
-        await handle.close();
+        await fs.promises.writeFile(temp, `${process.pid}\n`, { mode: 0o600 });
+        await fs.promises.link(temp, lockFile);
         return;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        const code = (err as NodeJS.ErrnoException).code;
+        // ENOENT: a writer's temp sweep removed our temp file before the link; try again.
+        if (code !== 'EEXIST' && code !== 'ENOENT') {
           throw new UecError('STORE_FAILED', `cannot lock node store ${where}: ${describeError(err)}`, { cause: err });
         }
+      } finally {
+        await fs.promises.rm(temp, { force: true });
       }
       const holder = Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
       if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && !processAlive(holder)) {

@@ -53,7 +53,8 @@ export interface ProvisioningOptions {
   log: Logger;
 }
 
-export const LOADER_LINK_TARGETS = ['/usr/lib/ipxe', '/usr/lib/PXELINUX', '/usr/lib/syslinux', '/usr/lib/debian-installer', '/usr/lib/shim', '/usr/lib/grub'];
+/** Directories, and single files: Debian's ipxe links /usr/lib/ipxe/ipxe.efi and ipxe.lkrn to /boot/ (never all of /boot). */
+export const LOADER_LINK_TARGETS = ['/usr/lib/ipxe', '/usr/lib/PXELINUX', '/usr/lib/syslinux', '/usr/lib/debian-installer', '/usr/lib/shim', '/usr/lib/grub', '/boot/ipxe.efi', '/boot/ipxe.lkrn'];
 
 const ONE_LINE = refusingEscaper('iPXE script', checkLine);
 const RETRY_AFTER = '5';
@@ -164,6 +165,16 @@ function unavailable(options: ProvisioningOptions, err: unknown, what: string): 
   return text(503, 'region unavailable, try again', { 'Retry-After': RETRY_AFTER });
 }
 
+/**
+ * Tell the region what this server saw (the web UI shows it as a deploy stage). Never delays
+ * or fails the machine's boot: sent in the background, a failure is only logged.
+ */
+function reportToRegion(options: ProvisioningOptions, context: NodeContext, type: 'netboot' | 'preseed', message: string): void {
+  options.region.reportEvent(context.system_id, type, message).catch((err: unknown) => {
+    options.log.warn(`could not report ${type} of ${context.hostname} (${context.system_id}) to the region: ${describeError(err)}`);
+  });
+}
+
 async function lookupContext(options: ProvisioningOptions, lookup: ContextLookup): Promise<NodeContext | null> {
   return options.region.fetchContext(lookup);
 }
@@ -192,7 +203,9 @@ export async function handleProvisioningRequest(options: ProvisioningOptions, re
       } catch (err) {
         return unavailable(options, err, `boot script for ${mac}`);
       }
-      options.log.info(`boot script for ${mac}: ${selectContextBootAction(context)}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
+      const action = selectContextBootAction(context);
+      options.log.info(`boot script for ${mac}: ${action}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
+      if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
       return text(200, await renderNodeScript(options, context));
     }
     if (p.startsWith('/boot/')) return await serveBootFile(options, decodeURIComponent(p.slice('/boot/'.length)));
@@ -230,6 +243,7 @@ export async function handleProvisioningRequest(options: ProvisioningOptions, re
     }
     const rendered = await renderNodePreseed(options, context, type);
     options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
+    reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
     return text(200, rendered.text);
   } catch (err) {
     const code = err instanceof UecError ? err.code : 'INTERNAL';

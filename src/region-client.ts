@@ -14,6 +14,8 @@ export interface RegionClientOptions {
   cacheMs: number;
   timeoutMs: number;
   now?: () => number;
+  /** The same event for the same node is sent once in this window (a re-fetched preseed is not news). */
+  eventRepeatMs?: number;
 }
 
 export type ContextLookup = { kind: 'mac'; mac: string } | { kind: 'node'; systemId: string };
@@ -21,25 +23,37 @@ export type ContextLookup = { kind: 'mac'; mac: string } | { kind: 'node'; syste
 export interface RegionClient {
   /** The context, or null when the region has no such node; UPSTREAM_FAILED when it cannot answer. */
   fetchContext(lookup: ContextLookup): Promise<NodeContext | null>;
+  /** Tell the region what this server saw of a node's boot (netboot, preseed); UPSTREAM_FAILED when it cannot. */
+  reportEvent(systemId: string, type: 'netboot' | 'preseed', message: string): Promise<void>;
 }
 
 export function createRegionClient(options: RegionClientOptions): RegionClient {
   const now = options.now ?? Date.now;
   const cache = new Map<string, { at: number; value: NodeContext | null }>();
   const inFlight = new Map<string, Promise<NodeContext | null>>();
+  const eventRepeatMs = options.eventRepeatMs ?? 60_000;
+  const lastSent = new Map<string, number>();
 
-  async function fetchFresh(path: string): Promise<NodeContext | null> {
+  /** One call to the region with the key and the timeout; its status and body, or UPSTREAM_FAILED. */
+  async function request(path: string, init: { method?: string; json?: unknown } = {}): Promise<{ status: number; body: string }> {
     let response: Response;
     try {
       response = await fetch(`${options.regionUrl}${path}`, {
-        headers: { Authorization: `Bearer ${options.key}` },
+        method: init.method ?? 'GET',
+        headers: { Authorization: `Bearer ${options.key}`, ...(init.json !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+        body: init.json !== undefined ? JSON.stringify(init.json) : undefined,
         signal: AbortSignal.timeout(options.timeoutMs),
       });
     } catch (err) {
       const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${options.timeoutMs} ms` : describeError((err as { cause?: unknown }).cause ?? err);
       throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} is unavailable: ${reason}`, { cause: err });
     }
-    const body = await response.text().catch(() => '');
+    return { status: response.status, body: await response.text().catch(() => '') };
+  }
+
+  async function fetchFresh(path: string): Promise<NodeContext | null> {
+    const response = await request(path);
+    const body = response.body;
     if (response.status === 404) return null;
     if (response.status !== 200) {
       throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} answered ${response.status} for ${path.replace(/mac=[^&]*/, 'mac=…')}: ${body.trim().slice(0, 200)}`);
@@ -52,6 +66,15 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
   }
 
   return {
+    async reportEvent(systemId, type, message) {
+      const key = `${systemId} ${type} ${message}`;
+      const sent = lastSent.get(key);
+      if (sent !== undefined && now() - sent < eventRepeatMs) return;
+      if (lastSent.size > 10_000) lastSent.clear();
+      lastSent.set(key, now());
+      const response = await request(`/api/v1/nodes/${encodeURIComponent(systemId)}/events`, { method: 'POST', json: { type, message } });
+      if (response.status !== 201) throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} answered ${response.status} to a ${type} event: ${response.body.trim().slice(0, 200)}`);
+    },
     async fetchContext(lookup) {
       const path = lookup.kind === 'mac' ? `/api/v1/context?mac=${encodeURIComponent(lookup.mac)}` : `/api/v1/nodes/${encodeURIComponent(lookup.systemId)}/context`;
       const hit = cache.get(path);

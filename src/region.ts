@@ -15,6 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ArchiveSettings } from './archive';
 import { buildNodeContext, type NodeContext, type RegionUrls } from './context';
 import { UecError, describeError } from './errors';
+import { checkLine } from './formats';
 import { json, presentedToken, readBody, text, type Reply } from './http-util';
 import type { Logger } from './log';
 import { DEFAULT_RELEASE, parseMac, publicNode, tokenMatches, type Node } from './node';
@@ -22,6 +23,7 @@ import {
   STATUS_EVENTS,
   disableNetboot,
   enlistNode,
+  recordNodeEvent,
   recordStatusEvent,
   selectArchitecture,
   type Clock,
@@ -80,6 +82,7 @@ async function nodeByToken(options: RegionOptions, req: IncomingMessage, url: UR
 }
 
 function errorReply(err: unknown, log: Logger, what: string): Reply {
+  if ((err as { status?: number }).status === 413) return text(413, 'request body too large');
   if (err instanceof UecError) {
     const status = err.code === 'NODE_UNKNOWN' ? 404 : err.code === 'NODE_STATE' || err.code === 'NODE_CONFLICT' || err.code === 'ROLE_UNKNOWN' ? 409 : err.code === 'INVALID_VALUE' ? 400 : 500;
     log[status >= 500 ? 'error' : 'warn'](`${what}: ${err.message}`, { code: err.code });
@@ -89,19 +92,48 @@ function errorReply(err: unknown, log: Logger, what: string): Reply {
   return text(500, 'internal error');
 }
 
+/**
+ * What a provisioning server saw of a node's boot, reported so the region's timeline (and the
+ * web UI's deploy stages) show it: `netboot` (its install boot script was served) and
+ * `preseed` (the installer fetched its preseed). Body: {"type": "...", "message": "..."}.
+ */
+export const BOOT_EVENTS = ['netboot', 'preseed'] as const;
+
+async function recordBootEvent(options: RegionOptions, systemId: string, body: string): Promise<Reply> {
+  let event: { type?: unknown; message?: unknown };
+  try {
+    event = JSON.parse(body) as typeof event;
+  } catch {
+    return text(400, 'the body is not JSON');
+  }
+  if (typeof event.type !== 'string' || !(BOOT_EVENTS as readonly string[]).includes(event.type)) return text(400, `type must be one of ${BOOT_EVENTS.join(', ')}`);
+  const message = typeof event.message === 'string' ? event.message : '';
+  if (message.length > 200 || checkLine(message) !== null) return text(400, 'message must be one line of at most 200 characters');
+  if (!(await options.store.list()).some((n) => n.systemId === systemId)) return text(404, 'no such node');
+  const node = await recordNodeEvent(options.store, systemId, event.type, message, options.clock);
+  options.log.info(`node ${node.hostname} (${node.systemId}): ${event.type} ${message}`);
+  return json(201, { system_id: node.systemId, type: event.type });
+}
+
 /** Route one request; null when the path is not the region's. */
 export async function handleRegionRequest(options: RegionOptions, req: IncomingMessage, url: URL): Promise<Reply | null> {
   const path = url.pathname;
   const method = req.method ?? 'GET';
   const log = options.log;
   if (path.startsWith('/api/v1/')) {
-    if (method !== 'GET') return text(405, 'method not allowed', { Allow: 'GET' });
+    const eventPath = /^\/api\/v1\/nodes\/([a-z0-9-]{1,64})\/events$/.exec(path);
+    if (eventPath ? method !== 'POST' : method !== 'GET') return text(405, 'method not allowed', { Allow: eventPath ? 'POST' : 'GET' });
+    if (presentedToken(req, url) === null) {
+      log.warn(`refused ${path}: no provisioning key`);
+      return text(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer' });
+    }
     if (!keyMatches(req, url, options.provisioningKey)) {
-      log.warn(`refused ${path}: missing or wrong provisioning key`);
+      log.warn(`refused ${path}: wrong provisioning key`);
       return FORBIDDEN;
     }
     try {
       if (path === '/api/v1/nodes') return json(200, (await options.store.list()).map(publicNode));
+      if (eventPath) return await recordBootEvent(options, eventPath[1]!, await readBody(req));
       const byId = /^\/api\/v1\/nodes\/([a-z0-9-]{1,64})\/context$/.exec(path);
       if (byId || path === '/api/v1/context') {
         const nodes = await options.store.list();
@@ -121,7 +153,7 @@ export async function handleRegionRequest(options: RegionOptions, req: IncomingM
       }
       return text(404, 'not found');
     } catch (err) {
-      return errorReply(err, log, `GET ${path}`);
+      return errorReply(err, log, `${method} ${path}`);
     }
   }
   if (!path.startsWith('/metadata/')) return null;
@@ -163,7 +195,6 @@ export async function handleRegionRequest(options: RegionOptions, req: IncomingM
     log.info(`node ${updated.hostname} (${systemId}) reported ${event}; status ${updated.status}`);
     return text(200, 'ok');
   } catch (err) {
-    if ((err as { status?: number }).status === 413) return text(413, 'request body too large');
     return errorReply(err, log, `${method} ${path}`);
   }
 }

@@ -22,7 +22,7 @@ import type { Paths } from './paths';
 import { preseedDirs } from './preseed';
 import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from './provisioning';
 import { handleRegionRequest, type RegionOptions } from './region';
-import { createRegionClient } from './region-client';
+import { createRegionClient, type RegionClient } from './region-client';
 import { loadRoles } from './roles';
 import type { ServerAddress } from './server-address';
 import { templateDirs } from './template';
@@ -79,12 +79,46 @@ export interface ServiceSettings {
   region?: boolean;
   /** The port this process listens on: the default region URL when the region runs here. */
   localPort?: number;
+  /** The address the service listens on, when not all: the in-process region is reached there. */
+  localHost?: string;
 }
 
 export interface Services {
   region?: RegionOptions;
   provisioning: ProvisioningOptions;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
+}
+
+/** The region side's options from the configuration (used by serve and the web UI's preseed preview). */
+export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; store: NodeStore; base: string; key: string; log: Logger; clock?: Clock }): RegionOptions {
+  const { paths, config } = o;
+  return {
+    store: o.store,
+    urls: { base: o.base.replace(/\/$/, '') },
+    provisioningKey: o.key,
+    loadArchive: () => loadArchiveSettings(paths, config),
+    loadRoles: () => loadRoles(paths),
+    loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
+    adminUser: config.getString('region.admin_user'),
+    log: o.log,
+    clock: o.clock ?? SYSTEM_CLOCK,
+  };
+}
+
+/** The provisioning server side's options from the configuration. */
+export function buildProvisioningOptions(o: { paths: Paths; config: EffectiveConfig; server: ServerAddress; regionUrl: string; region: RegionClient; log: Logger }): ProvisioningOptions {
+  const { paths, config } = o;
+  return {
+    region: o.region,
+    regionUrl: o.regionUrl,
+    urls: { httpBase: o.server.httpBase, domain: config.getString('boot.domain') },
+    kernelArgs: config.getString('boot.kernel_args'),
+    bootDir: paths.resolve(BOOT_PATHS.bootDir),
+    templates: templateDirs(paths),
+    preseeds: preseedDirs(paths),
+    linkTargets: LOADER_LINK_TARGETS,
+    log: o.log,
+  };
 }
 
 export async function createServices(settings: ServiceSettings): Promise<Services> {
@@ -94,36 +128,21 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const keyFile = config.getString('provisioning.key_file');
   const key = await loadProvisioningKey(paths, keyFile, runRegion);
   const regionBase = config.getString('region.url') || server.httpBase;
-  const region: RegionOptions | undefined = runRegion
-    ? {
-        store,
-        urls: { base: regionBase.replace(/\/$/, '') },
-        provisioningKey: key,
-        loadArchive: () => loadArchiveSettings(paths, config),
-        loadRoles: () => loadRoles(paths),
-        loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
-        adminUser: config.getString('region.admin_user'),
-        log: log.child({ side: 'region' }),
-        clock,
-      }
-    : undefined;
-  const regionUrl = (config.getString('provisioning.region_url') || `http://127.0.0.1:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
-  const provisioning: ProvisioningOptions = {
+  const region: RegionOptions | undefined = runRegion ? buildRegionOptions({ paths, config, store, base: regionBase, key, log: log.child({ side: 'region' }), clock }) : undefined;
+  const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
+  const provisioning = buildProvisioningOptions({
+    paths,
+    config,
+    server,
+    regionUrl,
     region: createRegionClient({
       regionUrl,
       key,
       cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
       timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
     }),
-    regionUrl,
-    urls: { httpBase: server.httpBase, domain: config.getString('boot.domain') },
-    kernelArgs: config.getString('boot.kernel_args'),
-    bootDir: paths.resolve(BOOT_PATHS.bootDir),
-    templates: templateDirs(paths),
-    preseeds: preseedDirs(paths),
-    linkTargets: LOADER_LINK_TARGETS,
     log: log.child({ side: 'provisioning' }),
-  };
+  });
   return {
     region,
     provisioning,
@@ -174,7 +193,7 @@ export async function startService(
   });
   const port = (server.address() as { port: number }).port;
   try {
-    services = await createServices({ ...settings, localPort: port });
+    services = await createServices({ ...settings, localPort: port, localHost: settings.host });
   } catch (err) {
     server.close();
     throw err;

@@ -18,6 +18,16 @@ export interface ServiceSpec {
   pidFile?: string;
   /** The signal that makes the daemon re-read its files (dnsmasq: SIGHUP). */
   reloadSignal?: NodeJS.Signals;
+  /**
+   * True when the daemon re-reads the file only on a restart (dnsmasq and its main config):
+   * the service is restarted, not reloaded. With a pid file only, it is signalled as usual.
+   */
+  restart?: boolean;
+  /**
+   * True when the daemon notices new files by itself (dnsmasq's dhcp-hostsdir, inotify): a
+   * file that did not exist before needs no reload; a changed or removed one still does.
+   */
+  picksUpNewFiles?: boolean;
 }
 
 export type ReloadOutcome = 'reloaded' | 'not-running' | 'denied-by-policy';
@@ -49,11 +59,12 @@ export function createSysvControl(paths: Paths): ServiceControl {
     async reload(service) {
       const initScript = paths.resolve(`/etc/init.d/${service.name}`);
       if (paths.root === '/' && fs.existsSync(initScript) && fs.existsSync('/usr/sbin/invoke-rc.d')) {
-        const result = await runCommand('/usr/sbin/invoke-rc.d', ['--quiet', service.name, 'force-reload']);
+        const action = service.restart ? 'restart' : 'force-reload';
+        const result = await runCommand('/usr/sbin/invoke-rc.d', ['--quiet', service.name, action]);
         const said = `${result.stderr}${result.stdout}`;
         if (/policy-rc\.d denied/.test(said)) return 'denied-by-policy';
         if (result.code === 0) return 'reloaded';
-        throw new UecError('SERVICE_FAILED', `invoke-rc.d ${service.name} force-reload failed (exit ${result.code}): ${said.trim().split('\n')[0] ?? ''}`);
+        throw new UecError('SERVICE_FAILED', `invoke-rc.d ${service.name} ${action} failed (exit ${result.code}): ${said.trim().split('\n')[0] ?? ''}`);
       }
       return signalPidFile(paths, service);
     },

@@ -1,7 +1,8 @@
 /**
  * systemd over D-Bus (dbus-next): org.freedesktop.systemd1.Manager on the system bus.
  * ReloadOrTryRestartUnit reloads a running unit and leaves a stopped one stopped, the same
- * as `systemctl try-reload-or-restart`. The bus address comes from DBUS_SYSTEM_BUS_ADDRESS
+ * as `systemctl try-reload-or-restart`; a service marked `restart` gets TryRestartUnit
+ * (`systemctl try-restart`) instead. The bus address comes from DBUS_SYSTEM_BUS_ADDRESS
  * when set (tests start their own dbus-daemon), else the standard system socket.
  */
 import * as dbus from 'dbus-next';
@@ -59,7 +60,7 @@ export function createSystemdControl(connect: () => dbus.MessageBus = connectSys
         const reload = async (): Promise<ReloadOutcome> => {
           const state = await unitActiveState(connected, service.unit);
           if (state !== 'active' && state !== 'reloading') return 'not-running';
-          await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'ReloadOrTryRestartUnit', signature: 'ss', body: [service.unit, 'replace'] });
+          await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: service.restart ? 'TryRestartUnit' : 'ReloadOrTryRestartUnit', signature: 'ss', body: [service.unit, 'replace'] });
           return 'reloaded';
         };
         return await Promise.race([reload(), connectionFailed]);

@@ -77,7 +77,10 @@ function parseTokens(template: Template): Token[] {
   try {
     return Mustache.parse(template.text) as unknown as Token[];
   } catch (err) {
-    throw new UecError('TEMPLATE_SYNTAX', `${template.file}: ${describeError(err)}`, { cause: err });
+    // mustache says where as a character offset ("Unclosed tag at 25"): name the line instead.
+    const at = /^(.*) at (\d+)$/.exec(describeError(err));
+    const where = at ? `${template.file}:${lineOf(template.text, Number(at[2]))}: ${at[1]}` : `${template.file}: ${describeError(err)}`;
+    throw new UecError('TEMPLATE_SYNTAX', where, { cause: err });
   }
 }
 

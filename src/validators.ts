@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { UecError, describeError } from './errors';
 import { runCommand } from './run-command';
 
-export type ValidatorName = 'dnsmasq' | 'apache2' | 'debconf';
+export type ValidatorName = 'dnsmasq' | 'apache2' | 'debconf' | 'apt-cacher-ng';
 
 export interface ValidationOutcome {
   ok: boolean;
@@ -86,18 +86,51 @@ export const validateApache2: Validator = async (candidate) => {
   }
 };
 
-/** debconf-set-selections -c checks preseed syntax without touching the debconf database. */
+/**
+ * debconf-set-selections -c checks preseed syntax. It still opens a debconf database and
+ * takes its lock, so it gets a private, empty one: a check never touches (or waits on, or
+ * fails because of) the system database that a running dpkg may hold.
+ */
 export const validateDebconf: Validator = async (candidate) => {
   const program = requireProgram('debconf', ['debconf-set-selections'], 'debconf');
-  const result = await runCommand(program, ['-c', candidate]);
-  const output = `${result.stderr}\n${result.stdout}`;
-  return { ok: result.code === 0 && !/warning|error/i.test(output), message: firstLine(output) || `exit ${result.code}` };
+  const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'uec-debconf-check-'));
+  try {
+    const rc = path.join(scratch, 'debconf.conf');
+    await fs.promises.writeFile(rc, [
+      'Config: configdb', 'Templates: templatedb', '',
+      'Name: configdb', 'Driver: File', `Filename: ${scratch}/config.dat`, '',
+      'Name: templatedb', 'Driver: File', `Filename: ${scratch}/templates.dat`, '',
+    ].join('\n'));
+    const result = await runCommand(program, ['-c', candidate], { env: { ...process.env, DEBCONF_SYSTEMRC: rc } });
+    const output = `${result.stderr}\n${result.stdout}`;
+    return { ok: result.code === 0 && !/warning|error/i.test(output), message: firstLine(output) || `exit ${result.code}` };
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+};
+
+/**
+ * apt-cacher-ng reads every *.conf of its config directory: acngtool cfgdump parses a
+ * directory holding only the candidate and exits 1 on an unknown directive or bad value.
+ */
+export const validateAptCacherNg: Validator = async (candidate) => {
+  const program = requireProgram('apt-cacher-ng', ['/usr/lib/apt-cacher-ng/acngtool'], 'apt-cacher-ng');
+  const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'uec-acng-check-'));
+  try {
+    await fs.promises.copyFile(candidate, path.join(scratch, 'candidate.conf'));
+    const result = await runCommand(program, ['cfgdump', '-c', scratch]);
+    const complaint = result.stderr.split('\n').find((l) => /warning|error/i.test(l)) ?? '';
+    return { ok: result.code === 0 && complaint === '', message: complaint.trim() || `exit ${result.code}` };
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
 };
 
 export const VALIDATORS: Record<ValidatorName, Validator> = {
   dnsmasq: validateDnsmasq,
   apache2: validateApache2,
   debconf: validateDebconf,
+  'apt-cacher-ng': validateAptCacherNg,
 };
 
 /** Validate text as a file of the given kind; throws VALIDATION_FAILED naming the target. */

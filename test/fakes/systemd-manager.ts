@@ -7,6 +7,7 @@
  *   /org/freedesktop/systemd1  org.freedesktop.systemd1.Manager
  *     GetUnit(s name) -> o                 NoSuchUnit error for units not configured
  *     ReloadOrTryRestartUnit(s, s) -> o    recorded, returns a job path
+ *     TryRestartUnit(s, s) -> o            recorded, returns a job path
  *   /org/freedesktop/systemd1/unit/<escaped name>  org.freedesktop.systemd1.Unit
  *     ActiveState (s, read-only), through org.freedesktop.DBus.Properties.Get
  *
@@ -58,17 +59,25 @@ class ManagerInterface extends dbus.interface.Interface {
     this.fake.reloadCalls.push([name, mode]);
     return `${SYSTEMD_PATH}/job/${this.fake.reloadCalls.length}`;
   }
+
+  TryRestartUnit(name: string, mode: string): string {
+    this.fake.restartCalls.push([name, mode]);
+    return `${SYSTEMD_PATH}/job/r${this.fake.restartCalls.length}`;
+  }
 }
 ManagerInterface.configureMembers({
   methods: {
     GetUnit: { inSignature: 's', outSignature: 'o' },
     ReloadOrTryRestartUnit: { inSignature: 'ss', outSignature: 'o' },
+    TryRestartUnit: { inSignature: 'ss', outSignature: 'o' },
   },
 });
 
 export class FakeSystemdManager {
   /** Every ReloadOrTryRestartUnit call, as [unit, mode], in order. */
   readonly reloadCalls: [string, string][] = [];
+  /** Every TryRestartUnit call (services marked `restart`), as [unit, mode], in order. */
+  readonly restartCalls: [string, string][] = [];
   /** The configured units, by name. */
   readonly units = new Map<string, UnitInterface>();
 

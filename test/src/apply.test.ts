@@ -186,3 +186,26 @@ t.test('plans with ".." or duplicates are refused', async (t) => {
   const p = plans()[0] as FilePlan;
   await t.rejects(apply(paths, [p, p], spy.control), { code: 'INTERNAL' });
 });
+
+t.test('restart wins over reload of the same service; a new file in a watched directory reloads nothing', async (t) => {
+  const paths = scratchRoot(t);
+  const seen: ServiceSpec[] = [];
+  const control: ServiceControl = { kind: 'none', reload: async (s) => (seen.push(s), 'reloaded') };
+  const RELOAD: ServiceSpec = { name: 'dhcpd', unit: 'dhcpd.service', picksUpNewFiles: true };
+  const RESTART: ServiceSpec = { name: 'dhcpd', unit: 'dhcpd.service', restart: true };
+  const main: FilePlan = { path: '/etc/uec-test/main.conf', content: 'port=0\n', mode: 0o644, services: [RESTART] };
+  const host = (n: number, c = ''): FilePlan => ({ path: `/var/lib/uec-test/hosts/${n}`, content: `52:54:00:00:00:0${n},10.9.0.1${n}${c}\n`, mode: 0o644, services: [RELOAD] });
+  await apply(paths, [host(1), main], control);
+  t.same(seen.map((s) => Boolean(s.restart)), [true], 'main config new → one restart, not a reload');
+  seen.length = 0;
+  await apply(paths, [host(1), host(2), main], control);
+  t.same(seen, [], 'only a new hosts file → nothing reloaded');
+  await apply(paths, [host(1, ',x'), host(2), main], control);
+  t.same(seen.map((s) => Boolean(s.restart)), [false], 'changed hosts file → reload');
+  seen.length = 0;
+  await apply(paths, [host(2), main], control);
+  t.same(seen.map((s) => Boolean(s.restart)), [false], 'removed hosts file → reload');
+  seen.length = 0;
+  await apply(paths, [host(2, ',y'), { ...main, content: 'port=0\nlog-dhcp\n' }], control);
+  t.same(seen.map((s) => Boolean(s.restart)), [true], 'both changed → one restart');
+});

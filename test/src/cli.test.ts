@@ -7,6 +7,9 @@ import { loadComponents } from '../../src/component';
 import { staticNetworkFacts } from '../../src/network-facts';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
+// Components that render templates (tftpd, dhcpd, webui) find the checkout's under a scratch root.
+process.env.UEC_PROVISIONING_TEMPLATES ??= path.join(REPO_ROOT, 'templates');
+
 const network = staticNetworkFacts(
   [
     { name: 'eth0', mac: '52:54:00:00:00:01', up: true, loopback: false, virtual: false, ipv4: [{ address: '10.20.0.5', prefix: 24 }], ipv6: [] },
@@ -74,8 +77,11 @@ t.test('bad configuration: exit 3, one line naming the culprit, nothing written'
 
 t.test('apply is idempotent and says so; --json gives data', async (t) => {
   const paths = scratchRoot(t);
+  // Components with templates (mirror) read the checkout's templates/ under a scratch root.
+  process.env.UEC_PROVISIONING_TEMPLATES = path.join(REPO_ROOT, 'templates');
+  t.teardown(() => void delete process.env.UEC_PROVISIONING_TEMPLATES);
   const first = await cli(['--root', paths.root, 'apply']);
-  t.equal(first.code, 0);
+  t.equal(first.code, 0, first.stderr);
   const second = await cli(['--root', paths.root, 'apply', '--json']);
   const results = JSON.parse(second.stdout) as { component: string; written: string[]; reloaded: string[] }[];
   t.same(

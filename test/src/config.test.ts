@@ -167,3 +167,17 @@ t.test('unset with no managed drop-in creates no file', async (t) => {
   t.equal(result.changed, false);
   t.same(snapshotTree(paths.root), {});
 });
+
+t.test('a section of a known package that is not installed is a warning, not an error', async (t) => {
+  const { setConfigWarning } = await import('../../src/config');
+  const warnings: string[] = [];
+  setConfigWarning((m) => warnings.push(m));
+  t.teardown(() => setConfigWarning((m) => void process.stderr.write(`uec-provisioning: warning: ${m}\n`)));
+  const paths = scratchRoot(t);
+  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', '[mirror]\nmode = mirror\n\n[log]\nlevel = debug\n');
+  const config = await loadConfig(paths, COMMON_SCHEMA);
+  t.equal(config.get('log.level'), 'debug', 'the rest of the file still applies');
+  t.same(warnings, ['/etc/uec-provisioning/conf.d/90-local.conf:2: [mirror] is ignored: uec-provisioning-mirror is not installed']);
+  put(paths, '/etc/uec-provisioning/conf.d/91-typo.conf', '[mirorr]\nmode = mirror\n');
+  await t.rejects(loadConfig(paths, COMMON_SCHEMA), { code: 'CONFIG_UNKNOWN_KEY', message: /unknown section \[mirorr\]/ });
+});

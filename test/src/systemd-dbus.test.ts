@@ -70,6 +70,14 @@ t.test('active unit → ReloadOrTryRestartUnit(unit, "replace") once, "reloaded"
   t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
 });
 
+t.test('service marked restart → TryRestartUnit(unit, "replace"), no reload call', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('uec-provisioning-dhcpd.service', 'active');
+  t.equal(await createSystemdControl().reload({ ...spec('uec-provisioning-dhcpd.service'), restart: true }), 'reloaded');
+  t.same(fake.restartCalls, [['uec-provisioning-dhcpd.service', 'replace']]);
+  t.same(fake.reloadCalls, []);
+});
+
 t.test('unit in the middle of a reload ("reloading") → reloaded again', async (t) => {
   const fake = await startFake(t);
   fake.setUnit('dnsmasq.service', 'reloading');

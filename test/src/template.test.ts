@@ -33,7 +33,8 @@ t.test('raw tags and partials are refused', async (t) => {
 });
 
 t.test('a syntax error names the file', async (t) => {
-  t.throws(() => renderTemplate(tpl('{{#a}}unclosed'), { a: true }, lineEscape), { code: 'TEMPLATE_SYNTAX', message: /x\.mustache: Unclosed section "a"/ });
+  t.throws(() => renderTemplate(tpl('{{#a}}unclosed'), { a: true }, lineEscape), { code: 'TEMPLATE_SYNTAX', message: /x\.mustache:1: Unclosed section "a"/ });
+  t.throws(() => checkTemplate(tpl('one\ntwo\nthree {{oops'), {}), { code: 'TEMPLATE_SYNTAX', message: /x\.mustache:3: Unclosed tag$/ }, 'a syntax error names the line');
 });
 
 t.test('newline and quote injection are refused, naming the value', async (t) => {

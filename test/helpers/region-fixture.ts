@@ -1,0 +1,113 @@
+/** A region and a provisioning server on loopback port 0, over a scratch root, for the HTTP tests. */
+import * as http from 'node:http';
+import * as path from 'node:path';
+import type { Test } from 'tap';
+import { loadArchiveSettings } from '../../src/archive';
+import { buildNodeContext, type NodeContext } from '../../src/context';
+import { send, text } from '../../src/http-util';
+import { SILENT_LOGGER, createLogger, type Logger } from '../../src/log';
+import type { Node } from '../../src/node';
+import type { Clock } from '../../src/node-ops';
+import { createFileNodeStore, type NodeStore } from '../../src/node-store';
+import type { Paths } from '../../src/paths';
+import { preseedDirs } from '../../src/preseed';
+import { LOADER_LINK_TARGETS, handleProvisioningRequest, type ProvisioningOptions } from '../../src/provisioning';
+import { handleRegionRequest, type RegionOptions } from '../../src/region';
+import { createRegionClient } from '../../src/region-client';
+import { loadRoles } from '../../src/roles';
+import { templateDirs } from '../../src/template';
+import { REPO_ROOT, scratchRoot } from './scratch';
+import { loadConfig } from '../../src/config';
+import { loadComponents, mergeSchemas } from '../../src/component';
+
+export const SHIPPED_TEMPLATES = path.join(REPO_ROOT, 'templates');
+export const KEY = 'k'.repeat(43);
+
+/** Listen on 127.0.0.1:0 with a handler; closed at teardown. */
+export async function listen(t: Test, handler: http.RequestListener): Promise<string> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+export function memoryLog(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { log: createLogger({ level: 'debug', json: false, write: (l) => void lines.push(l) }), lines };
+}
+
+export interface Fixture {
+  paths: Paths;
+  store: NodeStore;
+  region: RegionOptions;
+  regionUrl: string;
+  provisioning: ProvisioningOptions;
+  provisioningUrl: string;
+  lines: string[];
+  clock: Clock & { set(d: Date): void };
+}
+
+export async function startFixture(t: Test, options: { cacheMs?: number; timeoutMs?: number; regionUrl?: string } = {}): Promise<Fixture> {
+  const paths = scratchRoot(t);
+  const store = createFileNodeStore(paths);
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  let now = new Date('2026-03-01T10:00:00.000Z');
+  const clock = { now: () => now, set: (d: Date) => void (now = d) };
+  const { log, lines } = memoryLog();
+  const region: RegionOptions = {
+    store,
+    urls: { base: 'http://192.0.2.10:5248' },
+    provisioningKey: KEY,
+    loadArchive: () => loadArchiveSettings(paths, config),
+    loadRoles: () => loadRoles(paths, path.join(SHIPPED_TEMPLATES, 'roles')),
+    loadAuthorizedKeys: async () => ['ssh-ed25519 AAAAC3Nza test@example'],
+    adminUser: 'debian',
+    log,
+    clock,
+  };
+  const regionUrl = await listen(t, (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    void handleRegionRequest(region, req, url).then((reply) => send(res, reply ?? text(404, 'not found'), req.method));
+  });
+  const provisioning: ProvisioningOptions = {
+    region: createRegionClient({ regionUrl: options.regionUrl ?? regionUrl, key: KEY, cacheMs: options.cacheMs ?? 0, timeoutMs: options.timeoutMs ?? 3000 }),
+    regionUrl: options.regionUrl ?? regionUrl,
+    urls: { httpBase: 'http://192.0.2.10:5248', domain: 'example.org' },
+    kernelArgs: 'console=ttyS0,115200',
+    bootDir: paths.resolve('/var/lib/uec-provisioning/boot'),
+    templates: templateDirs(paths, SHIPPED_TEMPLATES),
+    preseeds: { ...preseedDirs(paths), shipped: path.join(SHIPPED_TEMPLATES, 'preseeds') },
+    linkTargets: LOADER_LINK_TARGETS,
+    log,
+  };
+  const provisioningUrl = await listen(t, (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    void handleProvisioningRequest(provisioning, req, url).then((reply) => send(res, reply ?? text(404, 'not found'), req.method));
+  });
+  return { paths, store, region, regionUrl, provisioning, provisioningUrl, lines, clock };
+}
+
+/** A context for pure tests (never from a store). */
+export function sampleContext(over: Partial<Node> = {}): NodeContext {
+  const node: Node = {
+    systemId: 'node-abc123', hostname: 'web1', macs: ['52:54:00:00:00:01'], arch: 'amd64', subarch: 'bios', role: 'server', os: 'debian', release: 'bookworm',
+    status: 'deploying', statusReason: '', statusChangedAt: '2026-03-01T10:00:00.000Z', ipv4: '', token: 'Tok3nTok3nTok3nTok3nTok3nTok3n_-', netboot: true,
+    hardware: {}, createdAt: '2026-03-01T10:00:00.000Z', updatedAt: '2026-03-01T10:00:00.000Z', events: [], ...over,
+  };
+  return buildNodeContext(
+    node,
+    { base: 'http://192.0.2.10:5248' },
+    { main_archive: 'http://deb.debian.org/debian', ports_archive: 'http://ports.example.org/debian', http_proxy: 'http://192.0.2.10:3142/', source: 'config' },
+    { name: 'server', description: 'Plain server', tasks: ['standard', 'ssh-server'], packages: {}, preseed: ['d-i foo/bar string baz'], lateCommands: ['in-target true'], file: '' },
+    ['openssh-server'],
+    { commissioningRelease: 'bookworm', adminUser: 'debian', authorizedKeys: ['ssh-ed25519 AAAAC3Nza test@example'] },
+  );
+}
+
+export { SILENT_LOGGER };
