@@ -1,0 +1,116 @@
+/**
+ * Web UI benchmark (part of `npm run bench`): response time of the Dashboard and the Nodes
+ * table (first page of 200, sorted) with 1,000 and 10,000 nodes; resident memory of the
+ * service with 10,000 nodes; and the time from a status call-back (recorded by another
+ * process, as `uec-provisioning serve` does) to an SSE client seeing it. The service is the
+ * compiled one (`npm run build`), started as `uec-provisioning webui serve` on 127.0.0.1.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { atomicWrite } from '../src/atomic-write';
+import { createNode, type Node } from '../src/node';
+import { recordStatusEvent } from '../src/node-ops';
+import { createFileNodeStore } from '../src/node-store';
+import { createPaths } from '../src/paths';
+import { createAccountStore } from '../packages/webui/accounts';
+
+const REPO = path.resolve(__dirname, '..');
+const CLI = path.join(REPO, 'dist/src/cli.js');
+
+function makeNodes(count: number): Node[] {
+  const at = new Date('2026-01-01T00:00:00Z');
+  const nodes: Node[] = [];
+  for (let i = 0; i < count; i++) {
+    const mac = `52:54:${[(i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+    const node = createNode({ hostname: `node${String(i).padStart(5, '0')}`, macs: [mac], status: i % 3 === 0 ? 'deploying' : 'ready' }, at, { systemId: `node-${String(i).padStart(6, '0')}`, token: 'x'.repeat(32) });
+    for (let e = 0; e < 5; e++) node.events.push({ at: at.toISOString(), type: 'edited', message: `event ${e}` });
+    nodes.push(node);
+  }
+  return nodes;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function timeGet(url: string, cookie: string, runs: number): Promise<{ ms: number; bytes: number }> {
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const r = await fetch(url, { headers: { Cookie: cookie } });
+    const body = await r.arrayBuffer();
+    times.push(performance.now() - t0);
+    bytes = body.byteLength;
+    if (r.status !== 200) throw new Error(`${url}: ${r.status}`);
+  }
+  return { ms: median(times), bytes };
+}
+
+async function run(count: number): Promise<void> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-webui-'));
+  const paths = createPaths(root);
+  try {
+    await atomicWrite(paths.resolve('/var/lib/uec-provisioning/nodes.json'), JSON.stringify({ version: 1, nodes: makeNodes(count) }), { mode: 0o600 });
+    fs.mkdirSync(paths.resolve('/etc/uec-provisioning/conf.d'), { recursive: true });
+    fs.writeFileSync(paths.resolve('/etc/uec-provisioning/conf.d/50-managed.conf'), '[server]\ninterface = lo\naddress = 127.0.0.1\n');
+    await createAccountStore(paths).create('admin', 'admin', 'bench-password');
+    const child = spawn(process.execPath, [CLI, 'webui', 'serve', '--root', root, '--port', '0', '--listen', '127.0.0.1', '--json'], {
+      env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: path.join(REPO, 'templates') },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /"port":(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.on('exit', (code) => reject(new Error(`webui exited ${code}`)));
+      });
+      const base = `http://127.0.0.1:${port}/uec-provisioning`;
+      const login = await fetch(`${base}/api/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'admin', password: 'bench-password' }) });
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+      await timeGet(`${base}/`, cookie, 2); // warm up
+      const dash = await timeGet(`${base}/`, cookie, 15);
+      const table = await timeGet(`${base}/nodes?sort=last&dir=desc`, cookie, 15);
+      const api = await timeGet(`${base}/api/nodes?status=deploying&per=1000`, cookie, 15);
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      // Status call-back → SSE client.
+      const controller = new AbortController();
+      const stream = await fetch(`${base}/api/events`, { headers: { Cookie: cookie }, signal: controller.signal });
+      const reader = stream.body!.getReader();
+      await reader.read(); // connected
+      const store = createFileNodeStore(paths);
+      const latencies: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const id = `node-${String(i * 3).padStart(6, '0')}`;
+        const t0 = performance.now();
+        await recordStatusEvent(store, id, 'installing', `step ${i}`);
+        let seen = '';
+        while (!seen.includes(`step ${i}`)) seen += Buffer.from((await reader.read()).value ?? []).toString();
+        latencies.push(performance.now() - t0);
+      }
+      controller.abort();
+      console.log(
+        `webui ${String(count).padStart(5)} nodes: dashboard ${dash.ms.toFixed(1)} ms, nodes table ${table.ms.toFixed(1)} ms (${(table.bytes / 1024).toFixed(0)} KiB), ` +
+          `API filter ${api.ms.toFixed(1)} ms, RSS ${rss.toFixed(0)} MiB, call-back → SSE median ${median(latencies).toFixed(1)} ms (max ${Math.max(...latencies).toFixed(1)})`,
+      );
+    } finally {
+      child.kill('SIGTERM');
+    }
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  if (!fs.existsSync(CLI)) throw new Error('run npm run build first');
+  for (const count of [1000, 10000]) await run(count);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
