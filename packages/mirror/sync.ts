@@ -9,7 +9,7 @@
  *   3. staging: hard links to the current tree's pool files (unchanged files are not fetched
  *      again), or the staging tree an interrupted run left (resume)
  *   4. apt-mirror fills staging from the generated mirror.list (progress from wget's logs);
- *      each suite's InRelease, Release and Release.gpg are always fetched fresh
+ *      kept index files that differ from the upstream's current Release are dropped first
  *   5. gpgv each suite's InRelease and Release; SHA256 of every index file against Release
  *   6. index files copied in (fresh inodes: the served tree's files are never written to)
  *   7. every pool file of every Packages file present with its size; new files' SHA256 checked
@@ -143,13 +143,19 @@ function httpGet(url: string, timeoutMs = 15_000): Promise<{ status: number; bod
   });
 }
 
+/** A suite's Release as the upstream serves it now (not yet verified). */
+interface AnnouncedRelease {
+  release: ReleaseFile;
+  text: Buffer;
+}
+
 /**
  * Before anything local changes: the upstream answers, and each suite's Release names the
  * configured components and architectures. (Signatures are checked on what apt-mirror fetched;
  * the unverified Releases returned here only decide which kept index files to fetch again.)
  */
-export async function checkUpstream(settings: MirrorSettings): Promise<Map<string, ReleaseFile>> {
-  const releases = new Map<string, ReleaseFile>();
+export async function checkUpstream(settings: MirrorSettings): Promise<Map<string, AnnouncedRelease>> {
+  const releases = new Map<string, AnnouncedRelease>();
   for (const suite of settings.suites) {
     const url = `${settings.upstream}/dists/${suite}/Release`;
     let answer: { status: number; body: Buffer };
@@ -169,7 +175,7 @@ export async function checkUpstream(settings: MirrorSettings): Promise<Map<strin
     for (const a of settings.architectures) {
       if (!architectures.includes(a)) throw new UecError('UPSTREAM_FAILED', `suite "${suite}" of ${settings.upstream} has no architecture "${a}" (it has: ${architectures.join(' ')})`);
     }
-    releases.set(suite, release);
+    releases.set(suite, { release, text: answer.body });
   }
   return releases;
 }
@@ -238,13 +244,20 @@ async function seedStaging(layout: ResolvedLayout, treePath: string): Promise<nu
   return linked;
 }
 
-/** Remove each suite's Release files and every index file that differs from `releases`. */
-async function dropOutdatedIndexes(skelDists: string, releases: Map<string, ReleaseFile>): Promise<number> {
+/**
+ * Keep the suite's kept files only where they match the upstream's current Release: its
+ * Release files when Release is byte-identical (nothing was published since), each index
+ * file when its size and SHA256 are what Release lists. Everything else is fetched again.
+ */
+async function dropOutdatedIndexes(skelDists: string, releases: Map<string, AnnouncedRelease>): Promise<number> {
   let dropped = 0;
-  for (const [suite, release] of releases) {
+  for (const [suite, { release, text }] of releases) {
     const dir = path.join(skelDists, suite);
     if (!(await exists(dir))) continue;
+    const kept = await fs.promises.readFile(path.join(dir, 'Release')).catch(() => null);
+    const unchanged = kept !== null && kept.equals(text);
     for await (const rel of walkFiles(dir)) {
+      if (unchanged && ['InRelease', 'Release', 'Release.gpg'].includes(rel)) continue;
       const want = release.sha256.get(rel);
       const file = path.join(dir, rel);
       if (want) {
@@ -506,8 +519,7 @@ async function syncMirror(options: SyncOptions, layout: ResolvedLayout, generati
   const skelDists = path.join(layout.skel, treePath, 'dists');
   // apt-mirror's wget -N asks with If-Modified-Since, to the second: files upstream rewrote
   // within the second of the last sync would be kept stale (and fail verification on every
-  // later sync). The signed Release files are small and always fetched; a kept index file is
-  // fetched again unless it matches what the upstream's current Release lists.
+  // later sync). Kept files that differ from the upstream's current Release are fetched again.
   const dropped = await local('dropping outdated index files', () => dropOutdatedIndexes(skelDists, announced));
   log.debug('kept index files that will be fetched again', { dropped });
 
