@@ -25,6 +25,8 @@ export interface RegionClient {
   fetchContext(lookup: ContextLookup): Promise<NodeContext | null>;
   /** Tell the region what this server saw of a node's boot (netboot, preseed); UPSTREAM_FAILED when it cannot. */
   reportEvent(systemId: string, type: 'netboot' | 'preseed', message: string): Promise<void>;
+  /** Resolves when every report under way has been answered or has failed (for a clean stop). */
+  settle(): Promise<void>;
 }
 
 export function createRegionClient(options: RegionClientOptions): RegionClient {
@@ -33,6 +35,7 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
   const inFlight = new Map<string, Promise<NodeContext | null>>();
   const eventRepeatMs = options.eventRepeatMs ?? 60_000;
   const lastSent = new Map<string, number>();
+  const reporting = new Set<Promise<unknown>>();
 
   /** One call to the region with the key and the timeout; its status and body, or UPSTREAM_FAILED. */
   async function request(path: string, init: { method?: string; json?: unknown } = {}): Promise<{ status: number; body: string }> {
@@ -72,8 +75,13 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
       if (sent !== undefined && now() - sent < eventRepeatMs) return;
       if (lastSent.size > 10_000) lastSent.clear();
       lastSent.set(key, now());
-      const response = await request(`/api/v1/nodes/${encodeURIComponent(systemId)}/events`, { method: 'POST', json: { type, message } });
+      const sending = request(`/api/v1/nodes/${encodeURIComponent(systemId)}/events`, { method: 'POST', json: { type, message } });
+      reporting.add(sending);
+      const response = await sending.finally(() => reporting.delete(sending));
       if (response.status !== 201) throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} answered ${response.status} to a ${type} event: ${response.body.trim().slice(0, 200)}`);
+    },
+    async settle() {
+      await Promise.allSettled([...reporting]);
     },
     async fetchContext(lookup) {
       const path = lookup.kind === 'mac' ? `/api/v1/context?mac=${encodeURIComponent(lookup.mac)}` : `/api/v1/nodes/${encodeURIComponent(lookup.systemId)}/context`;

@@ -182,9 +182,11 @@ export async function startService(
   settings: ServiceSettings & { port: number; host?: string; onNodesChanged?: () => Promise<void> },
 ): Promise<RunningService> {
   let services: Services | undefined;
+  const answering = new Set<Promise<void>>();
   const server = http.createServer((req, res) => {
-    if (services) void services.handle(req, res);
-    else send(res, text(503, 'starting', { 'Retry-After': '1' }));
+    if (!services) return send(res, text(503, 'starting', { 'Retry-After': '1' }));
+    const handled = services.handle(req, res).finally(() => answering.delete(handled));
+    answering.add(handled);
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
@@ -225,12 +227,16 @@ export async function startService(
   return {
     server,
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (timer) clearInterval(timer);
-        clearTimeout(pending);
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: async () => {
+      if (timer) clearInterval(timer);
+      clearTimeout(pending);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Finish what is under way, so no store write outlives the service: the reports to the
+      // region (bounded by provisioning.region_timeout_ms), then the requests being answered.
+      await services?.provisioning.region.settle();
+      await Promise.allSettled([...answering]);
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

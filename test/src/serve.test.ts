@@ -123,10 +123,13 @@ t.test('--no-region with an unreachable region_url: 503 with Retry-After; the re
 
 t.test('--listen on one address: the in-process provisioning side reaches the region on that address', async (t) => {
   const paths = scratchRoot(t);
-  const { store, base } = await start(t, paths, { host: '127.0.0.2' });
+  const { running, store, base } = await start(t, paths, { host: '127.0.0.2' });
   await addNode(store, { hostname: 'web2', macs: ['52:54:00:00:00:22'] });
   await deployNode(store, 'web2', await loadRoles(paths));
   const reply = await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:22`);
   t.equal(reply.status, 200, 'not 503: the region is not looked for on 127.0.0.1');
   t.match(await reply.text(), /^kernel /m);
+  // Stopping waits for the report under way (no store write outlives the service).
+  await running.close();
+  t.same((await store.find('web2'))!.events.filter((e) => e.type === 'netboot').map((e) => e.message), ['install boot script served to 52:54:00:00:00:22'], 'the netboot report was stored before close() returned');
 });
