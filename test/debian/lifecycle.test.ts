@@ -37,6 +37,20 @@ function systemFiles(): Set<string> {
   return new Set(out.split('\n').filter((p) => p && !noise.test(p)));
 }
 
+/** The first alternative of every Depends and Recommends clause of the .debs, less our own packages. */
+function otherPackagesNeeded(debs: string[]): string[] {
+  const names = new Set<string>();
+  for (const deb of debs) {
+    for (const field of ['Depends', 'Recommends']) {
+      for (const clause of run('dpkg-deb', ['-f', deb, field]).out.split(',')) {
+        const name = (clause.split('|')[0] ?? '').trim().split(/[\s(:]/)[0] ?? '';
+        if (name && !PACKAGES.includes(name)) names.add(name);
+      }
+    }
+  }
+  return [...names].sort();
+}
+
 function installedVersion(pkg: string): string | null {
   const r = run('dpkg-query', ['-W', '-f=${Status} ${Version}', pkg], { allowFail: true });
   return r.code === 0 && r.out.startsWith('install ok installed') ? (r.out.split(' ').pop() ?? null) : null;
@@ -80,12 +94,15 @@ t.test('package lifecycle', { skip: process.getuid?.() !== 0 ? 'needs root' : fa
   });
   run('dpkg', ['--purge', ...PACKAGES], { allowFail: true });
   for (const pkg of PACKAGES) run('sh', ['-c', `echo PURGE | debconf-communicate ${pkg} >/dev/null`], { allowFail: true });
-  const before = systemFiles();
 
   const src = path.join(work, 'v1', 'uec-provisioning');
   copyCheckout(src);
   const debs = build(src);
   t.same(debs.map((d) => path.basename(d).split('_')[0]).sort(), [...PACKAGES].sort(), 'one .deb per package in debian/control, built offline');
+  // What apt brings along with the packages (ipmitool and its daemons, ...) is not theirs to
+  // remove: install it first, so the snapshot holds it.
+  run('apt-get', ['install', '-y', ...otherPackagesNeeded(debs)]);
+  const before = systemFiles();
 
   const lintian = run('lintian', ['--fail-on', 'none', ...fs.readdirSync(path.dirname(src)).filter((f) => f.endsWith('.changes')).map((f) => path.join(path.dirname(src), f))]);
   const tags = lintian.out.split('\n').filter((l) => /^[EW]: /.test(l));
@@ -138,6 +155,23 @@ t.test('package lifecycle', { skip: process.getuid?.() !== 0 ? 'needs root' : fa
   const left = [...after].filter((p) => !before.has(p));
   t.same(left, [], 'nothing the packages created is left after purge');
   for (const pkg of PACKAGES) t.equal(run('debconf-show', [pkg], { allowFail: true }).out.trim(), '', `${pkg}: debconf answers purged`);
+
+  // Mirrored data the admin asked to keep survives the purge, even when common (owner of
+  // /var/lib/uec-provisioning) is purged before the mirror package.
+  run('apt-get', ['install', '-y', ...debs2]);
+  run('debconf-set-selections', [], { input: 'uec-provisioning-mirror uec-provisioning-mirror/keep-data boolean true\n' });
+  const kept = '/var/lib/uec-provisioning/mirror/trees/kept/pool/main/k/kept/kept_1.0_all.deb';
+  fs.mkdirSync(path.dirname(kept), { recursive: true });
+  fs.writeFileSync(kept, 'mirrored\n');
+  fs.writeFileSync('/var/lib/uec-provisioning/nodes.json.test-extra', 'state\n');
+  run('apt-get', ['remove', '-y', ...PACKAGES]);
+  run('dpkg', ['--purge', 'uec-provisioning-common']);
+  t.ok(fs.existsSync(kept), "purging common leaves the mirrored data to the mirror package's purge");
+  t.notOk(fs.existsSync('/var/lib/uec-provisioning/nodes.json.test-extra'), "purging common removes the rest of the state");
+  run('dpkg', ['--purge', ...PACKAGES]);
+  t.equal(fs.readFileSync(kept, 'utf8'), 'mirrored\n', 'keep-data = true: the mirrored data survives the purge');
+  t.same([...systemFiles()].filter((p) => !before.has(p) && !p.startsWith('/var/lib/uec-provisioning/mirror')).filter((p) => p !== '/var/lib/uec-provisioning'), [], 'nothing else is left');
+  fs.rmSync('/var/lib/uec-provisioning', { recursive: true, force: true });
   t.ok(fs.existsSync(POLICY), 'policy-rc.d still in place');
 });
 
