@@ -37,18 +37,10 @@ function systemFiles(): Set<string> {
   return new Set(out.split('\n').filter((p) => p && !noise.test(p)));
 }
 
-/** The first alternative of every Depends and Recommends clause of the .debs, less our own packages. */
+/** What apt would install along with the .debs (its own choice of dependencies and recommends), less the .debs. */
 function otherPackagesNeeded(debs: string[]): string[] {
-  const names = new Set<string>();
-  for (const deb of debs) {
-    for (const field of ['Depends', 'Recommends']) {
-      for (const clause of run('dpkg-deb', ['-f', deb, field]).out.split(',')) {
-        const name = (clause.split('|')[0] ?? '').trim().split(/[\s(:]/)[0] ?? '';
-        if (name && !PACKAGES.includes(name)) names.add(name);
-      }
-    }
-  }
-  return [...names].sort();
+  const plan = run('apt-get', ['install', '-s', '-y', ...debs]).out;
+  return [...plan.matchAll(/^Inst (\S+)/gm)].map((m) => m[1] ?? '').filter((name) => name && !PACKAGES.includes(name));
 }
 
 function installedVersion(pkg: string): string | null {
@@ -101,7 +93,8 @@ t.test('package lifecycle', { skip: process.getuid?.() !== 0 ? 'needs root' : fa
   t.same(debs.map((d) => path.basename(d).split('_')[0]).sort(), [...PACKAGES].sort(), 'one .deb per package in debian/control, built offline');
   // What apt brings along with the packages (ipmitool and its daemons, ...) is not theirs to
   // remove: install it first, so the snapshot holds it.
-  run('apt-get', ['install', '-y', ...otherPackagesNeeded(debs)]);
+  const others = otherPackagesNeeded(debs);
+  if (others.length > 0) run('apt-get', ['install', '-y', ...others]);
   const before = systemFiles();
 
   const lintian = run('lintian', ['--fail-on', 'none', ...fs.readdirSync(path.dirname(src)).filter((f) => f.endsWith('.changes')).map((f) => path.join(path.dirname(src), f))]);

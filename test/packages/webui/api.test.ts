@@ -212,7 +212,9 @@ t.test('a session cookie from before a password change stops working', async (t)
 });
 
 t.test('deploy is all or nothing; release; power via the fake ipmitool; events stream live', async (t) => {
-  const fakeLog = path.join(fs.mkdtempSync('/tmp/uec-ipmi-'), 'log');
+  const fakeDir = fs.mkdtempSync('/tmp/uec-ipmi-');
+  t.teardown(() => fs.rmSync(fakeDir, { recursive: true, force: true }));
+  const fakeLog = path.join(fakeDir, 'log');
   const env = { ...process.env, PATH: `${path.join(__dirname, 'fakes')}:${process.env.PATH}`, FAKE_IPMITOOL_LOG: fakeLog };
   const h = await startHarness(t, env);
   const c = await login(h, ADMIN);
