@@ -3,7 +3,7 @@
  * implementation: a JSON file under /var/lib/uec-provisioning, replaced atomically on every
  * change, so a kill -9 at any moment leaves either the old or the new store, never a mix.
  * Writers take an exclusive lock file (created by link(2) with the holder's pid already inside;
- * a dead holder's lock is taken over), so the CLI, the services and the web UI can change nodes at the same time.
+ * a dead holder's lock is taken over, by one writer at a time), so the CLI, the services and the web UI can change nodes at the same time.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -58,6 +58,8 @@ interface StoreFile {
 export interface FileNodeStoreOptions {
   /** How long a writer waits for the lock before STORE_FAILED. */
   lockTimeoutMs?: number;
+  /** Tests only: runs after a writer judged the lock stale, before it takes it over. */
+  beforeTakeover?: () => Promise<void>;
 }
 
 function sortNodes(nodes: Node[]): Node[] {
@@ -88,10 +90,21 @@ function processAlive(pid: number): boolean {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The pid in a lock file; NaN when it is missing or unreadable. */
+async function lockHolder(lockFile: string): Promise<number> {
+  return Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
+}
+
+/** A lock whose writer is gone (never this process: another store of ours may hold it). */
+function holderDead(holder: number): boolean {
+  return Number.isInteger(holder) && holder > 0 && holder !== process.pid && !processAlive(holder);
+}
+
 export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions = {}): NodeStore {
   const file = paths.resolve(NODES_FILE);
   const where = paths.systemPathOf(file);
   const lockFile = `${file}.lock`;
+  const takeoverFile = `${file}.lock.takeover`;
   const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
   const listeners: ((nodes: readonly Node[]) => void | Promise<void>)[] = [];
   let cache: { key: string; nodes: Node[] } | undefined;
@@ -139,16 +152,44 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       } finally {
         await fs.promises.rm(temp, { force: true });
       }
-      const holder = Number.parseInt(await fs.promises.readFile(lockFile, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && !processAlive(holder)) {
+      const holder = await lockHolder(lockFile);
+      if (holderDead(holder)) {
         // The holder died (kill -9): its write either happened completely or not at all.
-        await fs.promises.rm(lockFile, { force: true });
-        continue;
+        await options.beforeTakeover?.();
+        if (await takeOver(attempt)) continue;
       }
       if (Date.now() > deadline) {
         throw new UecError('STORE_FAILED', `node store ${where} is locked by process ${Number.isNaN(holder) ? '?' : holder} for over ${lockTimeoutMs} ms`);
       }
       await sleep(Math.min(2 + attempt * 2, 25));
+    }
+  }
+
+  /**
+   * Remove a dead writer's lock. Writers that found it stale at the same moment take turns
+   * (the takeover file, made like the lock), and each looks again before removing: one that
+   * came second sees the first one's live lock and leaves it.
+   */
+  async function takeOver(attempt: number): Promise<boolean> {
+    const temp = path.join(path.dirname(file), `.${path.basename(file)}.takeover.${process.pid}.${attempt}.tmp`);
+    try {
+      await fs.promises.writeFile(temp, `${process.pid}\n`, { mode: 0o600 });
+      await fs.promises.link(temp, takeoverFile);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOENT') throw new UecError('STORE_FAILED', `cannot lock node store ${where}: ${describeError(err)}`, { cause: err });
+      // Another writer is taking over. Killed right there, it leaves its takeover file stale too.
+      if (code === 'EEXIST' && holderDead(await lockHolder(takeoverFile))) await fs.promises.rm(takeoverFile, { force: true });
+      return false;
+    } finally {
+      await fs.promises.rm(temp, { force: true });
+    }
+    try {
+      if (!holderDead(await lockHolder(lockFile))) return false;
+      await fs.promises.rm(lockFile, { force: true });
+      return true;
+    } finally {
+      await fs.promises.rm(takeoverFile, { force: true });
     }
   }
 

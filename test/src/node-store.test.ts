@@ -135,6 +135,43 @@ t.test('a stale lock of a dead process is taken over; a live holder makes writer
   t.same(readStore(paths).map((n) => n.hostname), ['web1', 'web2', 'web3']);
 });
 
+t.test('two writers find the same stale lock: the second does not remove the lock the first took', async (t) => {
+  const paths = scratchRoot(t);
+  await add(paths, 'web1', '01');
+  const lock = `${paths.resolve(NODES_FILE)}.lock`;
+  const dead = spawnSync('true');
+  fs.writeFileSync(lock, `${dead.pid}\n`);
+  let inside = 0;
+  let overlapped = false;
+  const critical = async () => {
+    inside++;
+    if (inside > 1) overlapped = true;
+    await new Promise((r) => setTimeout(r, 100));
+    inside--;
+  };
+  // B judges the lock stale, then pauses until A has taken it over and is writing.
+  let aWriting!: () => void;
+  const aIsWriting = new Promise<void>((resolve) => (aWriting = resolve));
+  const storeA = createFileNodeStore(paths);
+  const storeB = createFileNodeStore(paths, { lockTimeoutMs: 5000, beforeTakeover: () => aIsWriting });
+  const b = storeB.update(async () => critical());
+  await new Promise((r) => setTimeout(r, 20)); // B is waiting in beforeTakeover now
+  const a = storeA.update(async () => {
+    aWriting();
+    await critical();
+  });
+  await Promise.all([a, b]);
+  t.notOk(overlapped, 'the two writers never held the lock at the same time');
+  t.notOk(fs.existsSync(lock), 'lock released');
+  t.notOk(fs.existsSync(`${lock}.takeover`), 'takeover file removed');
+  // A takeover file its writer left (killed between its few steps) does not block for ever.
+  fs.writeFileSync(lock, `${dead.pid}\n`);
+  fs.writeFileSync(`${lock}.takeover`, `${dead.pid}\n`);
+  await add(paths, 'web2', '02');
+  t.same(readStore(paths).map((n) => n.hostname), ['web1', 'web2']);
+  t.notOk(fs.existsSync(`${lock}.takeover`));
+});
+
 t.test('kill -9 in the middle of writes, many times: the store stays readable and consistent', async (t) => {
   const paths = scratchRoot(t);
   const iterations = Number(process.env.STORE_CRASH_ITERATIONS ?? 20);
