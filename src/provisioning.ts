@@ -175,8 +175,8 @@ function reportToRegion(options: ProvisioningOptions, context: NodeContext, type
   });
 }
 
-async function lookupContext(options: ProvisioningOptions, lookup: ContextLookup): Promise<NodeContext | null> {
-  return options.region.fetchContext(lookup);
+async function lookupContext(options: ProvisioningOptions, lookup: ContextLookup, how?: { fresh?: boolean }): Promise<NodeContext | null> {
+  return options.region.fetchContext(lookup, how);
 }
 
 /** Route one request; null when the path is not the provisioning server's. */
@@ -199,7 +199,9 @@ export async function handleProvisioningRequest(options: ProvisioningOptions, re
       }
       let context: NodeContext | null;
       try {
-        context = await lookupContext(options, { kind: 'mac', mac });
+        // Never from the cache: a machine that has just called disable-netboot and reboots
+        // must get its local disk, not the installer again. (One request per boot.)
+        context = await lookupContext(options, { kind: 'mac', mac }, { fresh: true });
       } catch (err) {
         return unavailable(options, err, `boot script for ${mac}`);
       }

@@ -22,7 +22,7 @@ export type ContextLookup = { kind: 'mac'; mac: string } | { kind: 'node'; syste
 
 export interface RegionClient {
   /** The context, or null when the region has no such node; UPSTREAM_FAILED when it cannot answer. */
-  fetchContext(lookup: ContextLookup): Promise<NodeContext | null>;
+  fetchContext(lookup: ContextLookup, how?: { fresh?: boolean }): Promise<NodeContext | null>;
   /** Tell the region what this server saw of a node's boot (netboot, preseed); UPSTREAM_FAILED when it cannot. */
   reportEvent(systemId: string, type: 'netboot' | 'preseed', message: string): Promise<void>;
   /** Resolves when every report under way has been answered or has failed (for a clean stop). */
@@ -83,10 +83,10 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
     async settle() {
       await Promise.allSettled([...reporting]);
     },
-    async fetchContext(lookup) {
+    async fetchContext(lookup, how = {}) {
       const path = lookup.kind === 'mac' ? `/api/v1/context?mac=${encodeURIComponent(lookup.mac)}` : `/api/v1/nodes/${encodeURIComponent(lookup.systemId)}/context`;
       const hit = cache.get(path);
-      if (hit && now() - hit.at < options.cacheMs) return hit.value;
+      if (hit && !how.fresh && now() - hit.at < options.cacheMs) return hit.value;
       // Concurrent requests for the same node share one region call.
       let pending = inFlight.get(path);
       if (!pending) {

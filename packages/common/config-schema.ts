@@ -135,7 +135,7 @@ export const COMMON_SCHEMA: ConfigSchema = {
         min: 0,
         max: 300,
         default: 5,
-        description: 'How long a node context fetched from the region is reused.',
+        description: 'How long a node context fetched from the region is reused for preseeds (boot scripts always ask the region).',
       },
       region_timeout_ms: {
         type: 'integer',

@@ -29,13 +29,15 @@ t.test('fetches with the key, caches for cacheMs (injected clock), shares concur
   await Promise.all(Array.from({ length: 20 }, () => client.fetchContext({ kind: 'mac', mac: '52:54:00:00:00:01' })));
   t.equal(seen.length, 3, 'twenty concurrent requests for one node: one region call');
   t.equal(seen[2], '/api/v1/context?mac=52%3A54%3A00%3A00%3A00%3A01 Bearer sekrit');
+  await client.fetchContext({ kind: 'mac', mac: '52:54:00:00:00:01' }, { fresh: true });
+  t.equal(seen.length, 4, 'fresh: asks the region although the answer is cached');
   t.equal(await client.fetchContext({ kind: 'node', systemId: 'node-nope' }), null, '404 → null');
   t.equal(await client.fetchContext({ kind: 'node', systemId: 'node-nope' }), null);
-  t.equal(seen.length, 4, '"no such node" is cached too');
+  t.equal(seen.length, 5, '"no such node" is cached too');
   const uncached = createRegionClient({ regionUrl: url, key: 'k', cacheMs: 0, timeoutMs: 2000 });
   await uncached.fetchContext({ kind: 'node', systemId: 'node-abc123' });
   await uncached.fetchContext({ kind: 'node', systemId: 'node-abc123' });
-  t.equal(seen.length, 6, 'cacheMs 0: no cache');
+  t.equal(seen.length, 7, 'cacheMs 0: no cache');
 });
 
 t.test('down, slow, error, garbage: UPSTREAM_FAILED with the reason, and not cached', async (t) => {

@@ -121,6 +121,17 @@ t.test('--no-region with an unreachable region_url: 503 with Retry-After; the re
   t.equal((await fetch(`${base}/boot/ipxe`)).status, 200, 'what needs no region still works');
 });
 
+t.test('with the context cache on (the default 5 s), the boot right after disable-netboot is the local disk', async (t) => {
+  const paths = scratchRoot(t);
+  const { store, base } = await start(t, paths);
+  const node = await addNode(store, { hostname: 'web4', macs: ['52:54:00:00:00:44'] });
+  await deployNode(store, 'web4', await loadRoles(paths));
+  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`)).text(), /^kernel /m, 'install');
+  t.equal((await fetch(`${base}/preseed/${node.systemId}`)).status, 200);
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`)).status, 200);
+  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`)).text(), /netboot disabled/, 'not the cached install answer');
+});
+
 t.test('--listen on one address: the in-process provisioning side reaches the region on that address', async (t) => {
   const paths = scratchRoot(t);
   const { running, store, base } = await start(t, paths, { host: '127.0.0.2' });
