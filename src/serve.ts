@@ -212,15 +212,24 @@ export async function startService(
   const timer = services.region ? setInterval(() => void sweep(), 60_000) : undefined;
   timer?.unref();
   if (services.region) void sweep();
+  // Node changes are applied (DHCP reservations, boot configs) one apply at a time, in order;
+  // many changes in a burst (a boot storm of enlistments) make one apply. close() runs the
+  // apply still waiting and waits for it.
   let pending: NodeJS.Timeout | undefined;
-  if (settings.onNodesChanged) {
-    const apply = settings.onNodesChanged;
+  let applying: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const apply = settings.onNodesChanged;
+  const runApply = () => {
+    if (pending === undefined || !apply) return;
+    clearTimeout(pending);
+    pending = undefined;
+    applying = applying.then(() => apply()).catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
+  };
+  if (apply) {
     settings.store.onChange(() => {
-      // Many changes in a burst (a boot storm of enlistments) make one apply.
+      if (stopped) return;
       clearTimeout(pending);
-      pending = setTimeout(() => {
-        apply().catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
-      }, 200);
+      pending = setTimeout(runApply, 200);
     });
   }
   settings.log.info(`listening on ${settings.host ?? '0.0.0.0'}:${port}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);
@@ -229,14 +238,16 @@ export async function startService(
     port,
     close: async () => {
       if (timer) clearInterval(timer);
-      clearTimeout(pending);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Finish what is under way, so no store write outlives the service: the reports to the
-      // region (bounded by provisioning.region_timeout_ms), then the requests being answered.
+      // Finish what is under way, so no write outlives the service: the reports to the region
+      // (bounded by provisioning.region_timeout_ms), the requests being answered, the apply.
       await services?.provisioning.region.settle();
       await Promise.allSettled([...answering]);
       server.closeAllConnections();
       await closed;
+      stopped = true;
+      runApply();
+      await applying;
     },
   };
 }

@@ -142,6 +142,9 @@ t.test('netboot: real VMs boot from the rendered dnsmasq configs and the provisi
   };
 
   const serve = net.spawn(lan, ['node', CLI, '--root', root, '--verbose', 'serve', '--listen', SERVER], { env: { ...process.env, ...ENV } });
+  // Stopped before the scratch root goes (teardowns run last-added first): a node change at
+  // the end would otherwise make its debounced apply write into the removed root.
+  t.teardown(() => serve.stop());
   await serve.waitForOutput(/listening on/, 30_000);
   const lab: Lab = { net, lan, root, work, cli, cliOk, dnsmasq, serve };
 

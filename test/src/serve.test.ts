@@ -132,6 +132,37 @@ t.test('with the context cache on (the default 5 s), the boot right after disabl
   t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`)).text(), /netboot disabled/, 'not the cached install answer');
 });
 
+t.test('node changes are applied one apply at a time; close() runs the apply still waiting and waits for it', async (t) => {
+  const paths = scratchRoot(t);
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  const server = await loadServerAddress(config, network);
+  const store = createFileNodeStore(paths);
+  const applies: string[] = [];
+  let inside = 0;
+  const running = await startService({
+    paths, config, server, store, log: memoryLog().log, port: 0, host: '127.0.0.1',
+    onNodesChanged: async () => {
+      inside++;
+      applies.push(`apply of ${(await store.list()).length} node(s)${inside > 1 ? ' (overlapping)' : ''}`);
+      await new Promise((r) => setTimeout(r, 300));
+      inside--;
+    },
+  });
+  t.teardown(() => running.close());
+  for (let i = 1; i <= 5; i++) await addNode(store, { hostname: `burst${i}`, macs: [`52:54:00:00:01:0${i}`] });
+  await new Promise((r) => setTimeout(r, 350)); // the burst's apply is running now
+  await addNode(store, { hostname: 'late', macs: ['52:54:00:00:01:10'] });
+  await running.close(); // before the 200 ms debounce: close runs it, after the running one
+  // (How many applies the burst makes depends on this machine's speed; what follows does not.)
+  t.notOk(applies.some((a) => a.includes('overlapping')), `never two applies at once: ${applies.join(', ')}`);
+  t.equal(applies.at(-1), 'apply of 6 node(s)', 'the last change was applied before close() returned');
+  t.ok(applies.length >= 1 && applies.length <= 6);
+  const count = applies.length;
+  await addNode(store, { hostname: 'after', macs: ['52:54:00:00:01:11'] });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(applies.length, count, 'no apply after close');
+});
+
 t.test('--listen on one address: the in-process provisioning side reaches the region on that address', async (t) => {
   const paths = scratchRoot(t);
   const { running, store, base } = await start(t, paths, { host: '127.0.0.2' });
