@@ -67,13 +67,23 @@ function run(args: string[], env: NodeJS.ProcessEnv): string {
   return r.stdout;
 }
 
+/**
+ * The first match of `pattern` in the child's output; after it the output (a log line per
+ * request) is drained and dropped, so neither the pipe nor this process's CPU slows the run.
+ */
 async function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
   let seen = '';
   return new Promise((resolve, reject) => {
     const onData = (d: Buffer) => {
       seen += d.toString();
       const m = pattern.exec(seen);
-      if (m) resolve(m);
+      if (!m) return;
+      for (const stream of [child.stdout, child.stderr]) {
+        stream?.off('data', onData);
+        stream?.resume();
+      }
+      seen = '';
+      resolve(m);
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
