@@ -58,10 +58,7 @@ async function run(): Promise<void> {
     const net = createTestNetwork(host, { name: 'bench' });
     const srv = await net.ns('srv');
     const cl = await net.ns('cli');
-    await net.veth(srv, 'prov0', cl, 'c0');
-    await net.addr(srv, 'prov0', '10.46.0.1/16');
-    await net.up(srv, 'prov0');
-    await net.up(cl, 'c0');
+    await net.link({ ns: srv, ifname: 'prov0', cidr: '10.46.0.1/16' }, { ns: cl, ifname: 'c0' });
     const script = path.join(dir, 'udhcpc.sh');
     fs.writeFileSync(script, SCRIPT, { mode: 0o755 });
 

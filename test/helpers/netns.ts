@@ -64,6 +64,14 @@ export interface NetnsProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** One end of `link`: the namespace, the interface name, and optionally its MAC and CIDR. */
+export interface LinkEnd {
+  ns: string;
+  ifname: string;
+  mac?: string;
+  cidr?: string;
+}
+
 export interface TestNetwork {
   /** `uect-<pid>-<n>[-<name>]`: the prefix of every namespace of this network. */
   readonly id: string;
@@ -71,6 +79,8 @@ export interface TestNetwork {
   ns(label?: string): Promise<string>;
   /** A veth pair with one end created directly in each namespace (they may be the same one). */
   veth(nsA: string, ifA: string, nsB: string, ifB: string): Promise<void>;
+  /** A veth pair between two namespaces, each end with its optional MAC and address, both up. */
+  link(a: LinkEnd, b: LinkEnd): Promise<void>;
   /** A bridge inside `ns` (down; call `up`). */
   bridge(ns: string, name: string): Promise<void>;
   /** Makes `ifname` a port of `bridgeName`; both inside `ns`. */
@@ -185,6 +195,15 @@ class NetworkImpl implements TestNetwork {
     assertIfname(ifA);
     assertIfname(ifB);
     await run(IP, ['link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
+  }
+
+  async link(a: LinkEnd, b: LinkEnd): Promise<void> {
+    await this.veth(a.ns, a.ifname, b.ns, b.ifname);
+    for (const end of [a, b]) {
+      if (end.mac) await this.mac(end.ns, end.ifname, end.mac);
+      if (end.cidr) await this.addr(end.ns, end.ifname, end.cidr);
+      await this.up(end.ns, end.ifname);
+    }
   }
 
   async bridge(ns: string, name: string): Promise<void> {

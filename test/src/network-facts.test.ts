@@ -156,12 +156,7 @@ t.test('createSystemNetworkFacts inside a namespace', { skip: netnsUnavailableRe
   const peer = await net.ns('peer');
   const forwarding = await net.exec(host, ['sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding']);
   t.same(forwarding.stdout.split('\n').filter(Boolean), ['0', '0'], 'forwarding is off in the namespace');
-  await net.veth(host, 'uect0', peer, 'uect1');
-  await net.mac(host, 'uect0', '52:54:00:aa:bb:cc');
-  await net.addr(host, 'uect0', '10.77.0.5/24');
-  await net.addr(peer, 'uect1', '10.77.0.1/24');
-  await net.up(host, 'uect0');
-  await net.up(peer, 'uect1');
+  await net.link({ ns: host, ifname: 'uect0', mac: '52:54:00:aa:bb:cc', cidr: '10.77.0.5/24' }, { ns: peer, ifname: 'uect1', cidr: '10.77.0.1/24' });
   await net.waitOperstate(host, 'uect0', 'up');
   // Inside a namespace whose only link is a veth to another test namespace: no way out.
   await net.ip(host, ['route', 'add', 'default', 'via', '10.77.0.1']);
@@ -207,11 +202,8 @@ t.test('createSystemNetworkFacts: an address-less NIC and a split default route'
   const net = createTestNetwork(t, { name: 'gaps' });
   const host = await net.ns('host');
   const peer = await net.ns('peer');
-  await net.veth(host, 'uect0', peer, 'uect1');
-  await net.veth(host, 'uect2', peer, 'uect3');
-  await net.addr(host, 'uect0', '10.77.0.5/24');
-  await net.addr(host, 'uect2', '10.88.0.5/24');
-  for (const [ns, ifname] of [[host, 'uect0'], [host, 'uect2'], [peer, 'uect1'], [peer, 'uect3']] as const) await net.up(ns, ifname);
+  await net.link({ ns: host, ifname: 'uect0', cidr: '10.77.0.5/24' }, { ns: peer, ifname: 'uect1' });
+  await net.link({ ns: host, ifname: 'uect2', cidr: '10.88.0.5/24' }, { ns: peer, ifname: 'uect3' });
   await net.waitOperstate(host, 'uect0', 'up');
   await net.waitOperstate(host, 'uect2', 'up');
   // A NIC not configured yet: down, no address (say, the one about to serve DHCP).

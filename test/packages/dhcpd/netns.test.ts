@@ -47,11 +47,7 @@ t.test('reservations, boot files and bad input against a real dnsmasq in a names
   const net = createTestNetwork(t, { name: 'dhcpd' });
   const srv = await net.ns('srv');
   const cl = await net.ns('cli');
-  await net.veth(srv, 'prov0', cl, 'c0');
-  await net.mac(srv, 'prov0', SERVER_MAC);
-  await net.addr(srv, 'prov0', '10.44.0.1/24');
-  await net.up(srv, 'prov0');
-  await net.up(cl, 'c0');
+  await net.link({ ns: srv, ifname: 'prov0', mac: SERVER_MAC, cidr: '10.44.0.1/24' }, { ns: cl, ifname: 'c0' });
 
   const set = await cli(root, ['dhcp', 'set-mode', 'full', '--interface', 'prov0', '--range', '10.44.0.100-10.44.0.150', '--force']);
   t.equal(set.code, 0, set.stderr);

@@ -16,11 +16,7 @@ t.test('probe finds the other server; full mode refused unless --force', { skip 
   const net = createTestNetwork(t, { name: 'probe' });
   const srv = await net.ns('srv');
   const site = await net.ns('site');
-  await net.veth(srv, 'prov0', site, 's0');
-  await net.addr(srv, 'prov0', '10.45.0.1/24');
-  await net.addr(site, 's0', '10.45.0.254/24');
-  await net.up(srv, 'prov0');
-  await net.up(site, 's0');
+  await net.link({ ns: srv, ifname: 'prov0', cidr: '10.45.0.1/24' }, { ns: site, ifname: 's0', cidr: '10.45.0.254/24' });
   // A clean environment (env -i): tap adds its loader hooks to every child's environment.
   const env = ['/usr/bin/env', '-i', `PATH=${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, 'UEC_PROVISIONING_SERVICE_CONTROL=none', `UEC_PROVISIONING_TEMPLATES=${path.join(REPO_ROOT, 'templates')}`];
   const cli = (args: string[]) =>

@@ -48,11 +48,7 @@ t.test('real dnsmasq in a namespace serves the boot tree over TFTP and nothing o
   const net = createTestNetwork(t, { name: 'tftp' });
   const server = await net.ns('srv');
   const client = await net.ns('cli');
-  await net.veth(server, 'tftp0', client, 'eth0');
-  await net.addr(server, 'tftp0', '10.77.0.1/24');
-  await net.addr(client, 'eth0', '10.77.0.2/24');
-  await net.up(server, 'tftp0');
-  await net.up(client, 'eth0');
+  await net.link({ ns: server, ifname: 'tftp0', cidr: '10.77.0.1/24' }, { ns: client, ifname: 'eth0', cidr: '10.77.0.2/24' });
   await net.waitOperstate(server, 'tftp0');
 
   const conf = paths.resolve('/etc/uec-provisioning/dnsmasq-tftpd.conf');

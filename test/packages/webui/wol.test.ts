@@ -30,13 +30,8 @@ t.test('Wake-on-LAN reaches a listener on the provisioning network only, with th
   const other = await net.ns('other');
   // The server has two interfaces: the provisioning one (10.77.0.0/24) and another
   // (10.88.0.0/24). The packet must go to the provisioning network's broadcast only.
-  await net.veth(server, 'prov0', lan, 'eth0');
-  await net.veth(server, 'oth0', other, 'eth0');
-  await net.addr(server, 'prov0', '10.77.0.1/24');
-  await net.addr(lan, 'eth0', '10.77.0.20/24');
-  await net.addr(server, 'oth0', '10.88.0.1/24');
-  await net.addr(other, 'eth0', '10.88.0.20/24');
-  for (const [ns, ifname] of [[server, 'prov0'], [lan, 'eth0'], [server, 'oth0'], [other, 'eth0']] as const) await net.up(ns, ifname);
+  await net.link({ ns: server, ifname: 'prov0', cidr: '10.77.0.1/24' }, { ns: lan, ifname: 'eth0', cidr: '10.77.0.20/24' });
+  await net.link({ ns: server, ifname: 'oth0', cidr: '10.88.0.1/24' }, { ns: other, ifname: 'eth0', cidr: '10.88.0.20/24' });
   await net.waitOperstate(server, 'prov0');
   await net.waitOperstate(server, 'oth0');
   const listenLan = net.spawn(lan, ['node', '-e', LISTENER]);
