@@ -13,7 +13,8 @@ import { parseRange, proposeRange, subnetOf } from '../../../packages/dhcpd/ipv4
 import { parseResolvConf, selectDhcpModel, type ModelInput } from '../../../packages/dhcpd/model';
 import { renderDhcpd } from '../../../packages/dhcpd/render';
 import { REPO_ROOT } from '../../helpers/scratch';
-import { INTERFACES, ROUTE, assertGolden, node, settings } from './helpers';
+import { FIXTURES, INTERFACES, ROUTE, node, settings } from './helpers';
+import { checkGolden } from '../../helpers/golden';
 import * as path from 'node:path';
 
 const ROOT = createPaths('/');
@@ -45,7 +46,7 @@ const CASES: [string, Partial<ModelInput>][] = [
 for (const [name, over] of CASES) {
   t.test(`golden: ${name}, accepted by dnsmasq --test`, async (t) => {
     const plans = renderDhcpd(selectDhcpModel(input(over)), await loadDhcpTemplates(TEMPLATES));
-    assertGolden(t, name, plans);
+    checkGolden(t, FIXTURES, name, plans);
     for (const p of plans.filter((p) => p.validate === 'dnsmasq')) await validateContent('dnsmasq', p.path, p.content);
     t.equal(renderDhcpd(selectDhcpModel(input(over)), await loadDhcpTemplates(TEMPLATES)).map((p) => p.content).join(''), plans.map((p) => p.content).join(''), 'same input, same bytes');
   });

@@ -1,10 +1,10 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { buildEffectiveConfig, parseValue, type ConfigValue } from '../../../src/config';
 import { createPaths } from '../../../src/paths';
 import { templateDirs } from '../../../src/template';
 import { validateContent } from '../../../src/validators';
+import { checkGolden } from '../../helpers/golden';
 import { COMMON_SCHEMA } from '../../../packages/common/config-schema';
 import { loadMirrorTemplates } from '../../../packages/mirror/index';
 import { MIRROR_SCHEMA } from '../../../packages/mirror/config-schema';
@@ -28,26 +28,6 @@ function config(values: Record<string, string>) {
 const templates = () => loadMirrorTemplates({ templates: templateDirs(createPaths('/'), path.join(REPO_ROOT, 'templates')) });
 const ARCHIVE = { main_archive: 'http://deb.debian.org/debian', ports_archive: 'http://deb.debian.org/debian' };
 
-async function golden(t: Test, caseName: string, files: { path: string; content: string }[]) {
-  const dir = path.join(__dirname, 'fixtures', caseName, 'expected');
-  if (process.env.UPDATE_GOLDEN) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    for (const f of files) {
-      fs.mkdirSync(path.join(dir, path.dirname(f.path)), { recursive: true });
-      fs.writeFileSync(path.join(dir, f.path), f.content);
-    }
-  }
-  const expected: string[] = [];
-  const walk = (d: string, rel: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(path.join(d, e.name), `${rel}/${e.name}`);
-      else expected.push(`${rel}/${e.name}`);
-    }
-  };
-  walk(dir, '');
-  t.same(files.map((f) => f.path).sort(), expected.sort(), `${caseName}: the planned files are the golden ones`);
-  for (const f of files) t.equal(f.content, fs.readFileSync(path.join(dir, f.path), 'utf8'), `${caseName}: ${f.path} matches its golden file (UPDATE_GOLDEN=1 rewrites)`);
-}
 
 const CASES: Record<string, Record<string, string>> = {
   upstream: { 'mirror.mode': 'upstream' },
@@ -60,7 +40,7 @@ for (const [name, values] of Object.entries(CASES)) {
   t.test(`mode ${name}: golden files, each accepted by its real validator`, async (t) => {
     const c = config(values);
     const plans = renderMirrorPlans({ settings: parseMirrorSettings(c), templates: await templates(), host: c.getString('mirror.host') || 'localhost', archive: { main_archive: c.getString('archive.main_archive'), ports_archive: c.getString('archive.ports_archive') } });
-    await golden(t, name, plans);
+    checkGolden(t, path.join(__dirname, 'fixtures'), name, plans);
     for (const plan of plans) if (plan.validate) await validateContent(plan.validate, plan.path, plan.content);
     const override = plans.find((p) => p.path === '/var/lib/uec-provisioning/archive-settings.json');
     if (name === 'upstream') t.notOk(override, 'upstream plans no archive override');

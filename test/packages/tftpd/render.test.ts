@@ -13,7 +13,7 @@ import { component, loadTftpdTemplates } from '../../../packages/tftpd';
 import { TFTPD_SCHEMA } from '../../../packages/tftpd/config-schema';
 import { checkGrubValue, macFileName, renderTftpdPlans, type TftpdModel } from '../../../packages/tftpd/render';
 import { put, REPO_ROOT, scratchRoot, snapshotTree } from '../../helpers/scratch';
-import { checkGolden } from './golden';
+import { checkGolden } from '../../helpers/golden';
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -33,6 +33,8 @@ function grubScriptCheck(t: { equal: (a: unknown, b: unknown, m: string) => unkn
   }
 }
 import { NODES } from './nodes';
+
+const FIXTURES = path.join(__dirname, 'fixtures');
 
 const TEMPLATES = { override: '/nonexistent', shipped: `${REPO_ROOT}/templates` };
 const SCHEMA = { ...COMMON_SCHEMA, ...TFTPD_SCHEMA };
@@ -54,7 +56,7 @@ function model(extra: Partial<TftpdModel> = {}): TftpdModel {
 
 t.test('golden: three nodes (install, deployed with netboot off, ready) on eth1', async (t) => {
   const plans = renderTftpdPlans(model(), await loadTftpdTemplates(TEMPLATES));
-  checkGolden(t, 'nodes', plans);
+  checkGolden(t, FIXTURES, 'nodes', plans);
   grubScriptCheck(t, plans);
   for (const plan of plans.filter((p) => p.validate === 'dnsmasq')) await validateContent('dnsmasq', plan.path, plan.content);
   t.ok(plans.find((p) => p.path.endsWith('/pxelinux.cfg/01-52-54-00-00-00-11')), 'every MAC of a node gets its own file');
@@ -62,7 +64,7 @@ t.test('golden: three nodes (install, deployed with netboot off, ready) on eth1'
 
 t.test('golden: no nodes, listening on all interfaces', async (t) => {
   const plans = renderTftpdPlans(model({ interface: null, nodes: [], kernelArgs: '', domain: '' }), await loadTftpdTemplates(TEMPLATES));
-  checkGolden(t, 'empty-all', plans);
+  checkGolden(t, FIXTURES, 'empty-all', plans);
   grubScriptCheck(t, plans);
   for (const plan of plans.filter((p) => p.validate === 'dnsmasq')) await validateContent('dnsmasq', plan.path, plan.content);
 });
