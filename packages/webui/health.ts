@@ -46,14 +46,29 @@ export async function listProcessNames(proc = '/proc'): Promise<Set<string>> {
   return names;
 }
 
-/** Imported netboot images: <boot>/images/<os>/<release>/<arch>/. */
+/**
+ * Names of the directories in `d`, following symlinks: `images import` stores each image as a
+ * symlink <arch> → a sibling directory .<arch>-<id>. Dot-names are skipped: those siblings,
+ * the temporary .<arch>.link-<id> an import renames over the link, and .<arch>-manual-<id>.
+ * A link whose directory is gone is no image.
+ */
+async function listDirectories(d: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const entry of await fs.promises.readdir(d, { withFileTypes: true }).catch(() => [])) {
+    if (entry.name.startsWith('.')) continue;
+    const target = entry.isSymbolicLink() ? await fs.promises.stat(path.join(d, entry.name)).catch(() => undefined) : entry;
+    if (target?.isDirectory()) names.push(entry.name);
+  }
+  return names.sort();
+}
+
+/** Imported netboot images: <boot>/images/<os>/<release>/<arch>/ (a directory or a link to one). */
 export async function listImages(paths: Paths): Promise<ImageEntry[]> {
   const root = path.join(paths.resolve(BOOT_PATHS.bootDir), 'images');
   const out: ImageEntry[] = [];
-  const dirs = async (d: string) => (await fs.promises.readdir(d, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
-  for (const os of await dirs(root)) {
-    for (const release of await dirs(path.join(root, os))) {
-      for (const arch of await dirs(path.join(root, os, release))) {
+  for (const os of await listDirectories(root)) {
+    for (const release of await listDirectories(path.join(root, os))) {
+      for (const arch of await listDirectories(path.join(root, os, release))) {
         const dir = path.join(root, os, release, arch);
         const files: string[] = [];
         let bytes = 0;
