@@ -9,7 +9,10 @@ need_root() {
 
 # apt-get install without starting services: a policy-rc.d refusing starts is put in place
 # for the install when the machine has none, and only that one is removed afterwards.
-apt_install_quietly() {
+# Tools for the tests and the build come without Recommends (apt_install_quietly); the
+# packages themselves are installed as `apt install` does by default, with Recommends
+# (apt_install_debs).
+apt_install_refusing_starts() {
 	local added=""
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\n# added by uec-provisioning scripts for an install\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -17,10 +20,12 @@ apt_install_quietly() {
 		added=yes
 	fi
 	local rc=0
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" || rc=$?
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" || rc=$?
 	[ -z "$added" ] || rm -f /usr/sbin/policy-rc.d
 	return $rc
 }
+apt_install_quietly() { apt_install_refusing_starts --no-install-recommends "$@"; }
+apt_install_debs() { apt_install_refusing_starts "$@"; }
 
 apt_update_once() {
 	if [ -z "${UEC_APT_UPDATED:-}" ]; then

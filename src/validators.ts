@@ -52,6 +52,28 @@ export const validateDnsmasq: Validator = async (candidate) => {
   return { ok: result.code === 0, message: firstLine(output.replace(/dnsmasq: syntax check OK\.?/, '')) || `exit ${result.code}` };
 };
 
+/** Modules the checked drop-ins may use, loaded for the check when not enabled: [id, file]. */
+const APACHE_CHECK_MODULES: ReadonlyArray<[string, string]> = [
+  // One MPM must be loaded: event (apache2's default) unless another is enabled.
+  ['mpm_event_module', 'mod_mpm_event.so'],
+  ['authz_core_module', 'mod_authz_core.so'],
+  ['authz_host_module', 'mod_authz_host.so'],
+  ['alias_module', 'mod_alias.so'],
+  ['dir_module', 'mod_dir.so'],
+  ['mime_module', 'mod_mime.so'],
+  ['autoindex_module', 'mod_autoindex.so'],
+  ['proxy_module', 'mod_proxy.so'],
+  ['proxy_http_module', 'mod_proxy_http.so'],
+];
+
+const APACHE_MPMS = ['mpm_event_module', 'mpm_worker_module', 'mpm_prefork_module'];
+
+/** `LoadModule` wrapped in IfModule tests, so an enabled module (or another MPM) wins. */
+function loadUnlessLoaded(name: string, file: string): string {
+  const unless = name.startsWith('mpm_') ? APACHE_MPMS : [name];
+  return [...unless.map((m) => `<IfModule !${m}>`), `LoadModule ${name} /usr/lib/apache2/modules/${file}`, ...unless.map(() => '</IfModule>')].join('\n');
+}
+
 /**
  * apache2 checks a small wrapper config that loads the installed modules and includes the
  * candidate, the way conf-enabled/ would. Run files go to a temp dir so nothing of the
@@ -73,6 +95,10 @@ export const validateApache2: Validator = async (candidate) => {
         'ErrorLog /dev/null',
         'IncludeOptional mods-enabled/*.load',
         'IncludeOptional mods-enabled/*.conf',
+        // What the drop-ins use, from mods-available when not enabled: the check must not
+        // depend on apache2 being configured (it is only unpacked when a package that merely
+        // Recommends it runs its postinst in the same apt run) or on what the admin enabled.
+        ...APACHE_CHECK_MODULES.map(([name, file]) => loadUnlessLoaded(name, file)),
         `Include ${candidate}`,
         '',
       ].join('\n'),
