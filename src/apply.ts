@@ -191,20 +191,26 @@ export async function applyPlans(options: ApplyOptions): Promise<ApplyResult> {
   for (const path of result.written) log.info(`wrote ${path}`, { component });
   for (const path of result.removed) log.info(`removed ${path}`, { component });
 
+  const reloaded: ServiceSpec[] = [];
   for (const service of uniqueServices(changes)) {
     try {
       const outcome = await options.services.reload(service);
       if (outcome === 'reloaded') {
         result.reloaded.push(service.name);
+        reloaded.push(service);
         if (service.restart) log.info(`${service.name} restarted (it re-reads its config only on restart)`, { component });
       }
       else log.info(`${service.name} not reloaded: ${outcome}`, { component });
     } catch (err) {
-      await restore(paths, changes, log);
+      const failures = await restore(paths, changes, log);
       await atomicWrite(paths.resolve(SYSTEM.generatedManifest), renderManifest(manifest), { mode: 0o644 }).catch(() => undefined);
-      // Bring the daemon back onto the old files (best effort: the first reload already failed).
-      await options.services.reload(service).catch(() => undefined);
-      throw new UecError('SERVICE_FAILED', `${describeError(err)}; previous files restored`, { cause: err });
+      // Bring the daemons back onto the old files: those already reloaded onto the new ones,
+      // and this one (best effort: its first reload already failed).
+      for (const s of [...reloaded, service]) {
+        await options.services.reload(s).catch((e: unknown) => log.error(`could not reload ${s.name} onto the restored files`, { component, error: describeError(e) }));
+      }
+      const restored = failures.length === 0 ? 'previous files restored' : `could not restore ${failures.length} file(s), see the log`;
+      throw new UecError('SERVICE_FAILED', `${err instanceof UecError ? err.message : describeError(err)}; ${restored}`, { cause: err });
     }
   }
   return result;

@@ -6,12 +6,22 @@
  *
  *   /org/freedesktop/systemd1  org.freedesktop.systemd1.Manager
  *     GetUnit(s name) -> o                 NoSuchUnit error for units not configured
- *     ReloadOrTryRestartUnit(s, s) -> o    recorded, returns a job path
- *     TryRestartUnit(s, s) -> o            recorded, returns a job path
+ *     Subscribe()                          counted; job signals are sent only after one
+ *     ReloadOrTryRestartUnit(s, s) -> o    recorded, queues a job and returns its path
+ *     TryRestartUnit(s, s) -> o            recorded, queues a job and returns its path
+ *       (both: UnitMasked error for a unit set up as masked)
+ *     signal JobRemoved(u id, o job, s unit, s result)   when a job ends
  *   /org/freedesktop/systemd1/unit/<escaped name>  org.freedesktop.systemd1.Unit
- *     ActiveState (s, read-only), through org.freedesktop.DBus.Properties.Get
+ *     ActiveState, SubState (s, read-only), through org.freedesktop.DBus.Properties.Get
+ *   the same path, org.freedesktop.systemd1.Service
+ *     Result (s, read-only)
  *
- * It does not start, stop or reload anything; a reload call leaves ActiveState unchanged.
+ * It does not start, stop or reload anything. A job ends with the unit's `jobResult`
+ * ("done" unless set; null: it never ends), then the unit takes its `afterJob` state. As
+ * real systemd does, JobRemoved follows the method reply, and another unit's job (result
+ * "failed") ends just before it; `jobRemovedBeforeReply` sends the signal before the reply
+ * instead, which systemd could in theory do. `onJob` lets a test act (send a spoofed
+ * signal, say) as a job is queued.
  */
 import * as dbus from 'dbus-next';
 
@@ -19,6 +29,7 @@ const SYSTEMD = 'org.freedesktop.systemd1';
 const SYSTEMD_PATH = '/org/freedesktop/systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';
 const UNIT = 'org.freedesktop.systemd1.Unit';
+const SERVICE = 'org.freedesktop.systemd1.Service';
 
 /** systemd's object path for a unit: bus_label_escape, every byte outside [A-Za-z0-9] as _xx. */
 export function unitObjectPath(unit: string): string {
@@ -32,17 +43,53 @@ export function unitObjectPath(unit: string): string {
   return `${SYSTEMD_PATH}/unit/${label || '_'}`;
 }
 
+export interface FakeUnitState {
+  activeState: string;
+  subState?: string;
+  /** The service's Result property. */
+  result?: string;
+}
+
+export interface FakeUnit extends FakeUnitState {
+  /** How this unit's reload or restart jobs end: a JobRemoved result, or null for never. */
+  jobResult: string | null;
+  /** The state the unit takes when a job ends. */
+  afterJob?: Partial<FakeUnitState>;
+  /** Masked: the reload and restart calls fail with UnitMasked. */
+  masked: boolean;
+}
+
 class UnitInterface extends dbus.interface.Interface {
-  constructor(public activeState: string) {
+  constructor(private readonly unit: FakeUnit) {
     super(UNIT);
   }
 
   get ActiveState(): string {
-    return this.activeState;
+    return this.unit.activeState;
+  }
+
+  get SubState(): string {
+    return this.unit.subState ?? (this.unit.activeState === 'active' ? 'running' : 'dead');
   }
 }
 UnitInterface.configureMembers({
-  properties: { ActiveState: { signature: 's', access: dbus.interface.ACCESS_READ } },
+  properties: {
+    ActiveState: { signature: 's', access: dbus.interface.ACCESS_READ },
+    SubState: { signature: 's', access: dbus.interface.ACCESS_READ },
+  },
+});
+
+class ServiceInterface extends dbus.interface.Interface {
+  constructor(private readonly unit: FakeUnit) {
+    super(SERVICE);
+  }
+
+  get Result(): string {
+    return this.unit.result ?? 'success';
+  }
+}
+ServiceInterface.configureMembers({
+  properties: { Result: { signature: 's', access: dbus.interface.ACCESS_READ } },
 });
 
 class ManagerInterface extends dbus.interface.Interface {
@@ -55,19 +102,24 @@ class ManagerInterface extends dbus.interface.Interface {
     return unitObjectPath(name);
   }
 
+  Subscribe(): void {
+    this.fake.subscribeCalls++;
+  }
+
   ReloadOrTryRestartUnit(name: string, mode: string): string {
     this.fake.reloadCalls.push([name, mode]);
-    return `${SYSTEMD_PATH}/job/${this.fake.reloadCalls.length}`;
+    return this.fake.queueJob(name);
   }
 
   TryRestartUnit(name: string, mode: string): string {
     this.fake.restartCalls.push([name, mode]);
-    return `${SYSTEMD_PATH}/job/r${this.fake.restartCalls.length}`;
+    return this.fake.queueJob(name);
   }
 }
 ManagerInterface.configureMembers({
   methods: {
     GetUnit: { inSignature: 's', outSignature: 'o' },
+    Subscribe: { inSignature: '', outSignature: '' },
     ReloadOrTryRestartUnit: { inSignature: 'ss', outSignature: 'o' },
     TryRestartUnit: { inSignature: 'ss', outSignature: 'o' },
   },
@@ -78,8 +130,16 @@ export class FakeSystemdManager {
   readonly reloadCalls: [string, string][] = [];
   /** Every TryRestartUnit call (services marked `restart`), as [unit, mode], in order. */
   readonly restartCalls: [string, string][] = [];
+  /** How many times Subscribe was called. */
+  subscribeCalls = 0;
+  /** Send JobRemoved before the method reply that names the job. */
+  jobRemovedBeforeReply = false;
+  /** Called with each job's path and the caller's unique bus name as it is queued, before the reply. */
+  onJob: ((job: string, caller: string) => void) | undefined;
+  private caller = '';
   /** The configured units, by name. */
-  readonly units = new Map<string, UnitInterface>();
+  readonly units = new Map<string, FakeUnit>();
+  private nextJobId = 1;
 
   private constructor(private readonly bus: dbus.MessageBus) {}
 
@@ -92,6 +152,11 @@ export class FakeSystemdManager {
     // A connection error (the bus went away first) must not become an uncaught 'error' event.
     bus.on('error', () => undefined);
     const fake = new FakeSystemdManager(bus);
+    // Note who calls (dbus-next hands interface methods only the arguments); false: not handled here.
+    bus.addMethodHandler((msg: dbus.Message) => {
+      fake.caller = msg.sender;
+      return false;
+    });
     bus.export(SYSTEMD_PATH, new ManagerInterface(fake));
     try {
       const reply = await bus.requestName(SYSTEMD, dbus.NameFlag.DO_NOT_QUEUE);
@@ -103,16 +168,44 @@ export class FakeSystemdManager {
     return fake;
   }
 
-  /** Add a unit, or change the ActiveState of one already added. */
-  setUnit(unit: string, activeState: string): void {
+  /**
+   * Add a unit, or change one already added: its ActiveState, and optionally how its jobs
+   * end, its state after a job, its SubState and Result, and whether it is masked.
+   */
+  setUnit(unit: string, activeState: string, options: Partial<Omit<FakeUnit, 'activeState'>> = {}): void {
     const existing = this.units.get(unit);
     if (existing) {
-      existing.activeState = activeState;
+      Object.assign(existing, { activeState }, options);
       return;
     }
-    const iface = new UnitInterface(activeState);
-    this.units.set(unit, iface);
-    this.bus.export(unitObjectPath(unit), iface);
+    const state: FakeUnit = { activeState, jobResult: 'done', masked: false, ...options };
+    this.units.set(unit, state);
+    this.bus.export(unitObjectPath(unit), new UnitInterface(state));
+    this.bus.export(unitObjectPath(unit), new ServiceInterface(state));
+  }
+
+  /** Queue a reload or restart job of `name`; its JobRemoved follows (or precedes) the reply. */
+  queueJob(name: string): string {
+    const unit = this.units.get(name);
+    if (!unit) throw new dbus.DBusError('org.freedesktop.systemd1.NoSuchUnit', `Unit ${name} not loaded.`);
+    if (unit.masked) throw new dbus.DBusError('org.freedesktop.systemd1.UnitMasked', `Unit ${name} is masked.`);
+    const id = this.nextJobId++;
+    const job = `${SYSTEMD_PATH}/job/${id}`;
+    this.onJob?.(job, this.caller);
+    const finish = () => {
+      if (unit.jobResult === null) return;
+      Object.assign(unit, unit.afterJob ?? {});
+      this.emitJobRemoved(id + 1000, `${SYSTEMD_PATH}/job/${id + 1000}`, 'other.service', 'failed');
+      this.emitJobRemoved(id, job, name, unit.jobResult);
+    };
+    if (this.jobRemovedBeforeReply) finish();
+    else setTimeout(finish, 20);
+    return job;
+  }
+
+  private emitJobRemoved(id: number, job: string, unit: string, result: string): void {
+    if (this.subscribeCalls === 0) return;
+    this.bus.send(dbus.Message.newSignal(SYSTEMD_PATH, MANAGER, 'JobRemoved', 'uoss', [id, job, unit, result]));
   }
 
   /** Give up the name (waiting at most timeoutMs for the bus to answer), then disconnect. */

@@ -10,11 +10,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as dbus from 'dbus-next';
 import t, { type Test } from 'tap';
+import { applyPlans, type FilePlan } from '../../src/apply';
 import { UecError } from '../../src/errors';
+import { SILENT_LOGGER } from '../../src/log';
 import type { ServiceSpec } from '../../src/services';
 import { callBusMethod, createSystemdControl } from '../../src/systemd-dbus';
 import { FakeSystemdManager } from '../fakes/systemd-manager';
 import { startDbusDaemon, stopChild, useSystemBusAddress, waitFor, type DbusDaemon } from '../helpers/dbus-daemon';
+import { scratchRoot, snapshotTree } from '../helpers/scratch';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const DNSMASQ_NAME = 'uk.org.thekelleys.dnsmasq';
@@ -68,6 +71,7 @@ t.test('active unit → ReloadOrTryRestartUnit(unit, "replace") once, "reloaded"
   t.equal(control.kind, 'systemd');
   t.equal(await control.reload(spec('dnsmasq.service')), 'reloaded');
   t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
+  t.equal(fake.subscribeCalls, 1, 'subscribed to job signals before the call');
 });
 
 t.test('service marked restart → TryRestartUnit(unit, "replace"), no reload call', async (t) => {
@@ -97,6 +101,115 @@ t.test('unknown unit (NoSuchUnit) → "not-running", no reload call', async (t) 
   fake.setUnit('apache2.service', 'active');
   t.equal(await createSystemdControl().reload(spec('dnsmasq.service')), 'not-running');
   t.same(fake.reloadCalls, []);
+});
+
+/** The error a reload rejects with (fails the test if it resolves). */
+async function reloadError(service: ServiceSpec, options: Parameters<typeof createSystemdControl>[0] = {}): Promise<UecError> {
+  const err = await createSystemdControl(options)
+    .reload(service)
+    .then(
+      (outcome) => new Error(`resolved with "${outcome}"`),
+      (e: unknown) => e,
+    );
+  if (!(err instanceof UecError)) throw err;
+  return err;
+}
+
+t.test('reload job ends "failed" → SERVICE_FAILED naming the result and the unit state', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('dnsmasq.service', 'active', { jobResult: 'failed', afterJob: { activeState: 'failed', subState: 'failed', result: 'exit-code' } });
+  const err = await reloadError(spec('dnsmasq.service'));
+  t.equal(err.code, 'SERVICE_FAILED');
+  t.equal(err.message, 'systemd could not reload dnsmasq.service: job result failed (ActiveState=failed, SubState=failed, Result=exit-code)');
+  t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
+});
+
+t.test('restart job of a unit that fails to start → SERVICE_FAILED "could not restart"', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('uec-provisioning-dhcpd.service', 'active', { jobResult: 'failed', afterJob: { activeState: 'failed', subState: 'failed', result: 'exit-code' } });
+  const err = await reloadError({ ...spec('uec-provisioning-dhcpd.service'), restart: true });
+  t.equal(err.code, 'SERVICE_FAILED');
+  t.match(err.message, /^systemd could not restart uec-provisioning-dhcpd\.service: job result failed \(ActiveState=failed/);
+  t.same(fake.restartCalls, [['uec-provisioning-dhcpd.service', 'replace']]);
+});
+
+t.test('every job result but "done" is a failure', async (t) => {
+  const fake = await startFake(t);
+  for (const result of ['timeout', 'canceled', 'dependency', 'skipped', 'invalid']) {
+    fake.setUnit('dnsmasq.service', 'active', { jobResult: result });
+    const err = await reloadError(spec('dnsmasq.service'));
+    t.equal(err.code, 'SERVICE_FAILED', result);
+    t.match(err.message, new RegExp(`^systemd could not reload dnsmasq\\.service: job result ${result} \\(ActiveState=active, SubState=running, Result=success\\)$`));
+  }
+});
+
+t.test('JobRemoved sent before the method reply is still matched', async (t) => {
+  const fake = await startFake(t);
+  fake.jobRemovedBeforeReply = true;
+  fake.setUnit('dnsmasq.service', 'active');
+  t.equal(await createSystemdControl().reload(spec('dnsmasq.service')), 'reloaded');
+  fake.setUnit('dnsmasq.service', 'active', { jobResult: 'failed' });
+  t.match((await reloadError(spec('dnsmasq.service'))).message, /job result failed/);
+});
+
+t.test('a JobRemoved for the same job from another sender does not count, broadcast or sent to the caller', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('dnsmasq.service', 'active', { jobResult: 'failed' });
+  const spoofer = testBus(t);
+  const spoof = (job: string, destination?: string) =>
+    spoofer.send(new dbus.Message({ type: dbus.MessageType.SIGNAL, path: '/org/freedesktop/systemd1', interface: 'org.freedesktop.systemd1.Manager', member: 'JobRemoved', signature: 'uoss', body: [1, job, 'dnsmasq.service', 'done'], destination }));
+  fake.onJob = (job) => spoof(job);
+  t.match((await reloadError(spec('dnsmasq.service'))).message, /job result failed/, 'broadcast');
+  // A signal addressed to the connection passes every match rule: only its sender tells.
+  fake.onJob = (job, caller) => spoof(job, caller);
+  t.match((await reloadError(spec('dnsmasq.service'))).message, /job result failed/, 'unicast');
+});
+
+t.test('a job that never ends → SERVICE_FAILED after jobTimeoutMs', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('apache2.service', 'active', { jobResult: null, subState: 'reloading' });
+  const started = Date.now();
+  const err = await reloadError(spec('apache2.service'), { jobTimeoutMs: 300 });
+  t.ok(Date.now() - started >= 300, 'waited for the timeout');
+  t.equal(err.code, 'SERVICE_FAILED');
+  t.match(err.message, /^systemd could not reload apache2\.service: job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 0\.3 s \(ActiveState=active, SubState=reloading, Result=success\)$/);
+});
+
+t.test('masked unit → the call fails: SERVICE_FAILED naming UnitMasked', async (t) => {
+  const fake = await startFake(t);
+  fake.setUnit('dnsmasq.service', 'active', { masked: true });
+  const err = await reloadError(spec('dnsmasq.service'));
+  t.equal(err.code, 'SERVICE_FAILED');
+  t.match(err.message, /^systemd could not reload dnsmasq\.service: Unit dnsmasq\.service is masked\./);
+  t.match((err.cause as { type?: string }).type, 'org.freedesktop.systemd1.UnitMasked');
+});
+
+t.test('apply: a reload job that fails restores the previous files and reloads each service onto them', async (t) => {
+  const fake = await startFake(t);
+  const paths = scratchRoot(t);
+  const APACHE = spec('apache2.service');
+  const DNSMASQ = spec('dnsmasq.service');
+  const plans = (range: string): FilePlan[] => [
+    { path: '/etc/apache2/conf-available/uec-test.conf', content: `# ${range}\n`, mode: 0o644, services: [APACHE] },
+    { path: '/etc/dnsmasq.d/uec-test.conf', content: `port=0\ndhcp-range=${range}\n`, mode: 0o644, services: [DNSMASQ] },
+  ];
+  const apply = (range: string) => applyPlans({ paths, component: 'test', plans: plans(range), services: createSystemdControl(), log: SILENT_LOGGER });
+  fake.setUnit('apache2.service', 'active');
+  fake.setUnit('dnsmasq.service', 'active');
+  t.same((await apply('10.9.0.10,10.9.0.50,12h')).reloaded, ['apache2', 'dnsmasq']);
+  const before = snapshotTree(paths.root);
+  fake.reloadCalls.length = 0;
+  fake.setUnit('dnsmasq.service', 'active', { jobResult: 'failed', afterJob: { activeState: 'failed', subState: 'failed', result: 'exit-code' } });
+  await t.rejects(apply('10.9.0.10,10.9.0.70,12h'), {
+    code: 'SERVICE_FAILED',
+    message: 'systemd could not reload dnsmasq.service: job result failed (ActiveState=failed, SubState=failed, Result=exit-code); previous files restored',
+  });
+  t.same(snapshotTree(paths.root), before, 'previous files back');
+  t.same(
+    fake.reloadCalls.map(([unit]) => unit),
+    ['apache2.service', 'dnsmasq.service', 'apache2.service'],
+    'apache2, reloaded onto the new files, is reloaded onto the old ones; dnsmasq, now failed, is not-running',
+  );
 });
 
 t.test('no systemd manager on the bus → UecError SERVICE_FAILED', async (t) => {
