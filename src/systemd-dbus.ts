@@ -18,9 +18,20 @@
  * job included, is bounded by `jobTimeoutMs` (90 s by default; SERVICE_FAILED when it runs
  * out). A method call systemd refuses (a masked unit: UnitMasked) is SERVICE_FAILED too.
  * The apply engine restores the previous files on any of these errors.
+ *
+ * One inactive unit is started instead of left alone: an enabled unit that systemd skipped
+ * because a Condition…= did not hold (UnitFileState "enabled", ConditionResult false), such
+ * as the dnsmasq units, whose ConditionPathExists= names the config file that exists only
+ * once an interface is chosen. Otherwise choosing one would start nothing until the next
+ * boot. StartUnit, waited for like a reload; unless /usr/sbin/policy-rc.d forbids the start
+ * (exit 101: "denied-by-policy"), as deb-systemd-invoke would. "reloaded" when the unit is
+ * then active, "not-running" when its condition still fails. A unit the admin stopped ran
+ * (its condition held) and stays stopped; a disabled or masked one is never started.
  */
+import * as fs from 'node:fs';
 import * as dbus from 'dbus-next';
 import { UecError, describeError } from './errors';
+import { runCommand } from './run-command';
 import type { ReloadOutcome, ServiceControl, ServiceSpec } from './services';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
@@ -72,6 +83,25 @@ async function unitActiveState(bus: dbus.MessageBus, unit: string): Promise<stri
     if ((err as { type?: string }).type === 'org.freedesktop.systemd1.NoSuchUnit') return null;
     throw err;
   }
+}
+
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+
+/** Enabled, and skipped by systemd because a Condition…= failed at its last start. */
+async function skippedByCondition(bus: dbus.MessageBus, unit: string): Promise<boolean> {
+  try {
+    const [unitPath] = await callBusMethod(bus, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'LoadUnit', signature: 's', body: [unit] });
+    return (await getProperty(bus, String(unitPath), UNIT, 'UnitFileState')) === 'enabled' && (await getProperty(bus, String(unitPath), UNIT, 'ConditionResult')) === 'false';
+  } catch {
+    return false;
+  }
+}
+
+/** Does the local policy-rc.d (when there is one) allow starting `name`? Exit 101: no. */
+async function policyAllowsStart(name: string): Promise<boolean> {
+  if (!fs.existsSync(POLICY_RC_D)) return true;
+  const r = await runCommand(POLICY_RC_D, [name, 'start']).catch(() => null);
+  return r?.code !== 101;
 }
 
 /** " (ActiveState=failed, SubState=failed, Result=exit-code)", or what of it can be read quickly. */
@@ -154,7 +184,7 @@ export function createSystemdControl(options: SystemdControlOptions = {}): Servi
   return {
     kind: 'systemd',
     async reload(service: ServiceSpec): Promise<ReloadOutcome> {
-      const verb = service.restart ? 'restart' : 'reload';
+      let verb = service.restart ? 'restart' : 'reload';
       let bus: dbus.MessageBus | undefined;
       let jobs: JobRemovedCollector | undefined;
       let job: string | undefined;
@@ -165,15 +195,24 @@ export function createSystemdControl(options: SystemdControlOptions = {}): Servi
         const collector = (jobs = new JobRemovedCollector(connected));
         const reload = async (): Promise<ReloadOutcome> => {
           const state = await unitActiveState(connected, service.unit);
-          if (state !== 'active' && state !== 'reloading') return 'not-running';
+          let method = service.restart ? 'TryRestartUnit' : 'ReloadOrTryRestartUnit';
+          if (state !== 'active' && state !== 'reloading') {
+            if (!(await skippedByCondition(connected, service.unit))) return 'not-running';
+            if (!(await policyAllowsStart(service.name))) return 'denied-by-policy';
+            method = 'StartUnit';
+            verb = 'start';
+          }
           await callBusMethod(connected, { ...BUS, member: 'AddMatch', signature: 's', body: [JOB_REMOVED_MATCH] });
           await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: 'Subscribe' });
           const [owner] = await callBusMethod(connected, { ...BUS, member: 'GetNameOwner', signature: 's', body: [SYSTEMD] });
           collector.owner = String(owner);
-          const [jobPath] = await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: service.restart ? 'TryRestartUnit' : 'ReloadOrTryRestartUnit', signature: 'ss', body: [service.unit, 'replace'] });
+          const [jobPath] = await callBusMethod(connected, { destination: SYSTEMD, path: SYSTEMD_PATH, interface: MANAGER, member: method, signature: 'ss', body: [service.unit, 'replace'] });
           job = String(jobPath);
           const result = await collector.result(job);
-          if (result === 'done') return 'reloaded';
+          if (result === 'done') {
+            if (method !== 'StartUnit') return 'reloaded';
+            return (await unitActiveState(connected, service.unit)) === 'active' ? 'reloaded' : 'not-running';
+          }
           throw new UecError('SERVICE_FAILED', `systemd could not ${verb} ${service.unit}: job result ${result}${await describeUnitState(connected, service.unit)}`);
         };
         const timedOut = new Error('timed out');
