@@ -78,14 +78,14 @@ const CHROOT_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C.UTF-8', D
 
 /**
  * Runs argv inside `root` offline: its own network, mount and pid namespaces, /proc and
- * /sys mounted. The network looks like a server's (a dummy eth0 with an address and a
+ * /sys mounted. The network looks like a server's (a veth eth0 with an address and a
  * default route, so the packages can guess their interface) but nothing can leave it.
  */
 export function chrootRun(root: string, argv: string[], opts: { input?: string; env?: Record<string, string> } = {}): ExecResult {
   const envArgs = Object.entries({ ...CHROOT_ENV, ...opts.env }).map(([k, v]) => `${k}=${v}`);
   const setup = [
     'set -e',
-    'ip link add eth0 type dummy',
+    'ip link add eth0 type veth peer name eth0-peer',
     'ip addr add 192.0.2.10/24 dev eth0',
     'ip link set eth0 up',
     'ip route add default via 192.0.2.1',
@@ -180,7 +180,10 @@ export async function bootContainer(t: TeardownHost, net: TestNetwork, ns: strin
   }
   const name = options.name ?? 'appliance';
   let output = '';
-  const child = spawn('systemd-nspawn', ['-q', '-D', root, '--boot', '--register=no', '--keep-unit', `--network-namespace-path=/run/netns/${ns}`, '-M', name], {
+  // CAP_NET_ADMIN: systemd-nspawn keeps it only with a network of the container's own, and
+  // does not count --network-namespace-path as one; the namespace is the test's, and dnsmasq
+  // refuses to serve DHCP without it.
+  const child = spawn('systemd-nspawn', ['-q', '-D', root, '--boot', '--register=no', '--keep-unit', `--network-namespace-path=/run/netns/${ns}`, '--capability=CAP_NET_ADMIN', '-M', name], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   liveContainers.add(child);
