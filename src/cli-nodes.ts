@@ -460,10 +460,13 @@ export const NODE_COMMANDS: Command[] = [
         region: !values['no-region'],
         port,
         host: optional(values, 'listen'),
+        reloadConfig: () => loadConfig(session.paths, session.schema),
+        // The configuration as it is now, not as it was at start: an apply with the old one
+        // would undo the admin's `config set` in the DHCP and TFTP files.
         onNodesChanged: values['no-apply']
           ? undefined
           : async () => {
-              for (const result of await applyComponents(session, [], { nodeAwareOnly: true, config })) printApplyResult(session, result, false, false);
+              for (const result of await applyComponents(session, [], { nodeAwareOnly: true })) printApplyResult(session, result, false, false);
             },
       });
       if (session.json) session.io.stdout(`${JSON.stringify({ port: running.port })}\n`);

@@ -81,6 +81,12 @@ export interface ServiceSettings {
   localPort?: number;
   /** The address the service listens on, when not all: the in-process region is reached there. */
   localHost?: string;
+  /**
+   * Reads the configuration again. When given, the settings boot scripts and preseeds use
+   * (kernel arguments, domain, archive, roles' admin user…) follow `config set` and edits
+   * within a second, without a restart; the address and port stay as started.
+   */
+  reloadConfig?: () => Promise<EffectiveConfig>;
 }
 
 export interface Services {
@@ -130,23 +136,18 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const regionBase = config.getString('region.url') || server.httpBase;
   const region: RegionOptions | undefined = runRegion ? buildRegionOptions({ paths, config, store, base: regionBase, key, log: log.child({ side: 'region' }), clock }) : undefined;
   const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
-  const provisioning = buildProvisioningOptions({
-    paths,
-    config,
-    server,
+  const regionClient = createRegionClient({
     regionUrl,
-    region: createRegionClient({
-      regionUrl,
-      key,
-      cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
-      timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
-    }),
-    log: log.child({ side: 'provisioning' }),
+    key,
+    cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
+    timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
   });
-  return {
+  const provisioningFor = (c: EffectiveConfig) => buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }) });
+  const services: Services = {
     region,
-    provisioning,
+    provisioning: provisioningFor(config),
     async handle(req, res) {
+      await refresh();
       const started = process.hrtime.bigint();
       let url: URL;
       try {
@@ -157,8 +158,8 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       }
       let reply: Reply | null = null;
       try {
-        if (region) reply = await handleRegionRequest(region, req, url);
-        reply ??= await handleProvisioningRequest(provisioning, req, url);
+        if (services.region) reply = await handleRegionRequest(services.region, req, url);
+        reply ??= await handleProvisioningRequest(services.provisioning, req, url);
       } catch (err) {
         log.error(`${req.method} ${url.pathname}: ${describeError(err)}`, { code: 'INTERNAL' });
         reply = text(500, 'internal error');
@@ -169,7 +170,35 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       log.debug(`${req.method} ${loggablePath(url)} ${reply.status} ${ms.toFixed(1)} ms`, { client: req.socket.remoteAddress });
     },
   };
+  // The configuration is read again at most once a second, by the first request after that
+  // second (about 6 ms); a broken edit keeps the last good settings and is logged once.
+  let loadedAt = Date.now();
+  let reloading: Promise<void> | undefined;
+  let lastError = '';
+  const refresh = async (): Promise<void> => {
+    if (!settings.reloadConfig || Date.now() - loadedAt < CONFIG_RELOAD_MS) return;
+    reloading ??= settings
+      .reloadConfig()
+      .then((fresh) => {
+        if (services.region) services.region = buildRegionOptions({ paths, config: fresh, store, base: regionBase, key, log: log.child({ side: 'region' }), clock });
+        services.provisioning = provisioningFor(fresh);
+        lastError = '';
+      })
+      .catch((err: unknown) => {
+        const why = describeError(err);
+        if (why !== lastError) log.error(`configuration not reloaded, the last good one stays in use: ${why}`);
+        lastError = why;
+      })
+      .finally(() => {
+        loadedAt = Date.now();
+        reloading = undefined;
+      });
+    await reloading;
+  };
+  return services;
 }
+
+const CONFIG_RELOAD_MS = 1000;
 
 export interface RunningService {
   server: http.Server;

@@ -175,3 +175,27 @@ t.test('--listen on one address: the in-process provisioning side reaches the re
   await running.close();
   t.same((await store.find('web2'))!.events.filter((e) => e.type === 'netboot').map((e) => e.message), ['install boot script served to 52:54:00:00:00:22'], 'the netboot report was stored before close() returned');
 });
+
+t.test('config set while running: boot scripts follow within a second; a broken edit keeps the last good settings', async (t) => {
+  const paths = scratchRoot(t);
+  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', '[provisioning]\ncontext_cache_seconds = 0\n');
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  const server = await loadServerAddress(config, network);
+  const store = createFileNodeStore(paths);
+  const { log, lines } = memoryLog();
+  const reloadConfig = () => loadConfig(paths, mergeSchemas(loadComponents()));
+  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', reloadConfig });
+  t.teardown(() => running.close());
+  const base = `http://127.0.0.1:${running.port}`;
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:21'] });
+  await deployNode(store, 'web1', await loadRoles(paths));
+  const script = async () => (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:21`)).text();
+  t.notMatch(await script(), /console=ttyS0/);
+  put(paths, '/etc/uec-provisioning/conf.d/50-managed.conf', '[boot]\nkernel_args = console=ttyS0,115200\n');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.match(await script(), /^kernel .* console=ttyS0,115200$/m, 'the new kernel arguments, without a restart');
+  put(paths, '/etc/uec-provisioning/conf.d/50-managed.conf', '[boot]\nbios_loader = floppy\n');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.match(await script(), /console=ttyS0,115200$/m, 'a broken file: the last good settings stay');
+  t.ok(lines.some((l) => /configuration not reloaded/.test(l)), 'and the error is logged');
+});
