@@ -9,7 +9,7 @@
  * - `chrootRun(root, argv)`: runs a command in that root with no network at all (a fresh
  *   network namespace with only loopback), in its own mount and pid namespaces with /proc:
  *   apt installs from the image's cache, offline. A `policy-rc.d` in the root keeps services
- *   from starting there (`addPolicyRcd`).
+ *   from starting there (`prepareChroot`).
  * - `bootContainer(t, net, ns, root)`: boots the root with systemd as PID 1 under
  *   `systemd-nspawn --boot`, inside the test's network namespace `ns` (never the host's
  *   network: an installed dhcpd would answer the real LAN), and runs commands in it with
@@ -88,6 +88,7 @@ export function chrootRun(root: string, argv: string[], opts: { input?: string; 
     'ip link add eth0 type veth peer name eth0-peer',
     'ip addr add 192.0.2.10/24 dev eth0',
     'ip link set eth0 up',
+    'ip link set eth0-peer up',
     'ip route add default via 192.0.2.1',
     `mount -t sysfs sysfs "${root}/sys"`,
     `exec chroot "${root}" /usr/bin/env -i "$@"`,
@@ -107,9 +108,13 @@ export function chrootMust(root: string, argv: string[], opts: { input?: string;
   return r.stdout;
 }
 
-/** A policy-rc.d refusing every service start, as on this host (for chroot installs). */
-export function addPolicyRcd(root: string): void {
+/**
+ * Readies a root for chroot installs: a policy-rc.d refusing every service start, as on this
+ * host, and dpkg without fsync (a throw-away root: this halves the install time here).
+ */
+export function prepareChroot(root: string): void {
   fs.writeFileSync(path.join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\n# added by the uec-provisioning tests: no service starts in this chroot\nexit 101\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(root, 'etc/dpkg/dpkg.cfg.d/uec-tests-unsafe-io'), '# throw-away test root\nforce-unsafe-io\n');
 }
 
 /** Copies files into the root under `dir` (created), returning their paths inside the root. */
@@ -135,6 +140,41 @@ export interface Container {
   stop(): Promise<void>;
 }
 
+/**
+ * systemd's cgroup hierarchies on this machine: the cgroup2 root, or on a hybrid layout the
+ * name=systemd one and the unified one.
+ */
+function systemdCgroupHierarchies(): string[] {
+  if (fs.existsSync('/sys/fs/cgroup/cgroup.procs')) return ['/sys/fs/cgroup'];
+  return ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'].filter((d) => fs.existsSync(path.join(d, 'cgroup.procs')));
+}
+
+/** Removes a cgroup directory and the groups below it (rmdir, deepest first); false if some remain. */
+function removeCgroupTree(dir: string): boolean {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return true;
+  }
+  for (const e of entries) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A v1 cgroup stays busy for a moment after its last task exits: retry for up to 5 s. */
+async function removeCgroups(dirs: string[]): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if (dirs.map(removeCgroupTree).every(Boolean)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let containerCount = 0;
 const liveContainers = new Set<ChildProcess>();
 let handlersInstalled = false;
 function stopAllNow(): void {
@@ -183,15 +223,27 @@ export async function bootContainer(t: TeardownHost, net: TestNetwork, ns: strin
   // CAP_NET_ADMIN: systemd-nspawn keeps it only with a network of the container's own, and
   // does not count --network-namespace-path as one; the namespace is the test's, and dnsmasq
   // refuses to serve DHCP without it.
-  const child = spawn('systemd-nspawn', ['-q', '-D', root, '--boot', '--register=no', '--keep-unit', `--network-namespace-path=/run/netns/${ns}`, '--capability=CAP_NET_ADMIN', '-M', name], {
+  // A cgroup of its own: without systemd on the host, systemd-nspawn puts the container in
+  // "payload" below its own cgroup, the same for every container started from one cgroup,
+  // and two containers' systemd would then share (and stop each other's) unit cgroups.
+  const cgroupName = `${name}-${process.pid}-${++containerCount}`;
+  const cgroups = systemdCgroupHierarchies().map((h) => path.join(h, 'uec-tests', cgroupName));
+  for (const dir of cgroups) fs.mkdirSync(dir, { recursive: true });
+  const nspawn = ['systemd-nspawn', '-q', '-D', root, '--boot', '--register=no', '--keep-unit', `--network-namespace-path=/run/netns/${ns}`, '--capability=CAP_NET_ADMIN', '-M', name];
+  const child = spawn('sh', ['-c', 'for g in $UEC_CGROUPS; do echo $$ > "$g/cgroup.procs" || exit 1; done; exec "$@"', 'container', ...nspawn], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, UEC_CGROUPS: cgroups.join(' ') },
   });
   liveContainers.add(child);
   child.stdout?.on('data', (d: Buffer) => (output += d.toString('utf8')));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString('utf8')));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => void removeCgroups(cgroups).then(resolve)));
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await exited;
+      liveContainers.delete(child);
+      return;
+    }
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     await exited;
