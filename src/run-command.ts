@@ -18,14 +18,23 @@ export function runCommand(
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: options.timeoutMs ?? 60_000,
     });
+    // Our own timer, not spawn's `timeout` option: that one is cleared only on exit, so a
+    // program that cannot be started (ENOENT: `ip` on a machine without iproute2) kept the
+    // whole command alive until the timeout ran out.
+    const timer = setTimeout(() => child.kill('SIGTERM'), options.timeoutMs ?? 60_000);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
