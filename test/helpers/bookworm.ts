@@ -13,7 +13,10 @@
  * - `bootContainer(t, net, ns, root)`: boots the root with systemd as PID 1 under
  *   `systemd-nspawn --boot`, inside the test's network namespace `ns` (never the host's
  *   network: an installed dhcpd would answer the real LAN), and runs commands in it with
- *   nsenter. Stopped at teardown, also on SIGINT/SIGTERM (see netns.ts, which it shares).
+ *   nsenter. Each container gets a cgroup of its own. Stopped at teardown; on exit or
+ *   SIGINT/SIGTERM/SIGHUP/SIGALRM (tap's timeout), when teardowns do not run, containers
+ *   are killed and overlays unmounted by this module's own handlers (as netns.ts does for
+ *   the namespaces).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -67,9 +70,12 @@ export function overlayRoot(t: TeardownHost, image: string): string {
   const r = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${image},upperdir=${base}/upper,workdir=${base}/work`, root], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`overlay mount failed: ${r.stderr}`);
   fs.chmodSync(root, 0o755);
+  liveOverlays.set(root, base);
+  installCleanupHandlers();
   t.teardown(() => {
     spawnSync('umount', ['-R', root]);
     fs.rmSync(base, { recursive: true, force: true });
+    liveOverlays.delete(root);
   });
   return root;
 }
@@ -175,16 +181,59 @@ async function removeCgroups(dirs: string[]): Promise<void> {
 }
 
 let containerCount = 0;
-const liveContainers = new Set<ChildProcess>();
+const liveContainers = new Map<ChildProcess, string[]>();
+/** Overlay root → its scratch directory, until its teardown has run. */
+const liveOverlays = new Map<string, string>();
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGALRM'];
 let handlersInstalled = false;
-function stopAllNow(): void {
-  for (const child of liveContainers) {
+
+/**
+ * On exit or a signal (tap's timeout is SIGALRM) the teardowns do not run: kill every
+ * container (its PID 1 and so everything in it dies with systemd-nspawn), then unmount and
+ * remove the overlays and the containers' cgroups. Synchronous, as exit handlers must be.
+ */
+function cleanupNow(): void {
+  for (const child of liveContainers.keys()) {
     try {
       child.kill('SIGKILL');
     } catch {
       // already gone
     }
   }
+  for (const [child, cgroups] of liveContainers) {
+    for (let i = 0; i < 50 && child.pid !== undefined && processAlive(child.pid); i++) spawnSync('sleep', ['0.1']);
+    for (let i = 0; i < 20 && !cgroups.map(removeCgroupTree).every(Boolean); i++) spawnSync('sleep', ['0.1']);
+  }
+  liveContainers.clear();
+  for (const [root, base] of liveOverlays) {
+    spawnSync('umount', ['-R', '-l', root]);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+  liveOverlays.clear();
+}
+
+/** Running (a zombie counts as gone: nothing reaps it inside a synchronous handler). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  cleanupNow();
+  for (const s of SIGNALS) process.removeListener(s, onSignal);
+  // Die of the same signal, as if it had not been caught (netns.ts does the same).
+  process.kill(process.pid, signal);
+}
+
+function installCleanupHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', cleanupNow);
+  for (const s of SIGNALS) process.on(s, onSignal);
 }
 
 function execIn(pid: number, argv: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<ExecResult> {
@@ -214,10 +263,7 @@ function execIn(pid: number, argv: string[], opts: { input?: string; timeoutMs?:
  */
 export async function bootContainer(t: TeardownHost, net: TestNetwork, ns: string, root: string, options: { name?: string; timeoutMs?: number } = {}): Promise<Container> {
   if (!fs.existsSync(`/run/netns/${ns}`)) throw new Error(`no network namespace ${ns}`);
-  if (!handlersInstalled) {
-    handlersInstalled = true;
-    process.on('exit', stopAllNow);
-  }
+  installCleanupHandlers();
   const name = options.name ?? 'appliance';
   let output = '';
   // CAP_NET_ADMIN: systemd-nspawn keeps it only with a network of the container's own, and
@@ -234,7 +280,7 @@ export async function bootContainer(t: TeardownHost, net: TestNetwork, ns: strin
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, UEC_CGROUPS: cgroups.join(' ') },
   });
-  liveContainers.add(child);
+  liveContainers.set(child, cgroups);
   child.stdout?.on('data', (d: Buffer) => (output += d.toString('utf8')));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString('utf8')));
   const exited = new Promise<void>((resolve) => child.on('exit', () => void removeCgroups(cgroups).then(resolve)));
