@@ -19,8 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
 import { chromium } from 'playwright-core';
-import { bootApplianceContainer } from '../helpers/appliance-container';
-import { bookwormImage, bookwormUnavailableReason, builtDebs, copyInto, overlayRoot, type Container } from '../helpers/bookworm';
+import { bookwormImage, bookwormUnavailableReason, bootContainer, builtDebs, copyInto, overlayRoot, type Container } from '../helpers/bookworm';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from '../helpers/netns';
 import { startVm, vmUnavailableReason, type Firmware, type Vm } from '../helpers/vm';
 
@@ -119,7 +118,7 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
   // Not under /tmp: systemd-nspawn mounts a fresh tmpfs there.
   const debPaths = copyInto(root, '/root/debs', debs.debs);
   let phase = Date.now();
-  const c: Container = await bootApplianceContainer(t, net, appl, root, { name: 'uec-installed' });
+  const c: Container = await bootContainer(t, net, appl, root, { name: 'uec-installed' });
   t.comment(`container booted: ${seconds(phase)}`);
 
   const cli = (args: string[], timeoutMs = 120_000) => c.must(['uec-provisioning', ...args], { timeoutMs });

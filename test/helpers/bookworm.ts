@@ -253,8 +253,22 @@ function execIn(pid: number, argv: string[], opts: { input?: string; timeoutMs?:
       clearTimeout(timer);
       resolve({ stdout, stderr, code, signal, timedOut });
     });
+    // A command that does not read its input (or nsenter on a process already gone).
+    child.stdin.on('error', () => undefined);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr: `${stderr}spawn failed: ${err.message}\n`, code: null, signal: null, timedOut });
+    });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+function commandOf(pid: string): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -301,14 +315,16 @@ export async function bootContainer(t: TeardownHost, net: TestNetwork, ns: strin
   t.teardown(stop);
   void net;
 
-  // PID 1 of the container is the child of the systemd-nspawn process.
+  // PID 1 of the container is the child of systemd-nspawn whose command is systemd (its
+  // first child may be the short-lived "outer child" that forks the container's init).
   const deadline = Date.now() + (options.timeoutMs ?? 90_000);
   let pid = 0;
   while (!pid) {
     if (child.exitCode !== null) throw new Error(`systemd-nspawn exited ${child.exitCode}: ${output.slice(-2000)}`);
     if (Date.now() > deadline) throw new Error(`the container did not start: ${output.slice(-2000)}`);
     const children = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
-    if (children[0]) pid = Number(children[0]);
+    const init = children.find((p) => commandOf(p) === 'systemd');
+    if (init) pid = Number(init);
     else await new Promise((r) => setTimeout(r, 200));
   }
   for (;;) {
