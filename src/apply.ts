@@ -200,6 +200,7 @@ export async function applyPlans(options: ApplyOptions): Promise<ApplyResult> {
         reloaded.push(service);
         if (service.restart) log.info(`${service.name} restarted (it re-reads its config only on restart)`, { component });
       }
+      else if (outcome === 'restart-needed') log.warn(`${service.name} must be restarted to read its new configuration (a signal would not do)`, { component });
       else log.info(`${service.name} not reloaded: ${outcome}`, { component });
     } catch (err) {
       const failures = await restore(paths, changes, log);

@@ -20,7 +20,8 @@ export interface ServiceSpec {
   reloadSignal?: NodeJS.Signals;
   /**
    * True when the daemon re-reads the file only on a restart (dnsmasq and its main config):
-   * the service is restarted, not reloaded. With a pid file only, it is signalled as usual.
+   * the service is restarted, not reloaded. With a pid file only, nothing here may restart
+   * it: the outcome is "restart-needed", and the process is not signalled.
    */
   restart?: boolean;
   /**
@@ -30,20 +31,32 @@ export interface ServiceSpec {
   picksUpNewFiles?: boolean;
 }
 
-export type ReloadOutcome = 'reloaded' | 'not-running' | 'denied-by-policy';
+/**
+ * "restart-needed": the daemon runs but only a restart makes it read the changed file, and
+ * nothing here may restart it (a pid file under a scratch root): a signal would not do.
+ */
+export type ReloadOutcome = 'reloaded' | 'not-running' | 'denied-by-policy' | 'restart-needed';
 
 export interface ServiceControl {
   readonly kind: 'systemd' | 'sysv' | 'none';
   reload(service: ServiceSpec): Promise<ReloadOutcome>;
 }
 
-/** Signal the process in a pid file; "not-running" when there is no live process. */
+/**
+ * Signal the process in a pid file; "not-running" when there is no live process. A service
+ * that re-reads its file only on a restart (dnsmasq's main configuration: SIGHUP re-reads
+ * only its hosts and lease files) is not signalled: "restart-needed".
+ */
 export async function signalPidFile(paths: Paths, service: ServiceSpec): Promise<ReloadOutcome> {
   if (!service.pidFile || !service.reloadSignal) return 'not-running';
   const text = (await readFileIfExists(paths.resolve(service.pidFile)))?.toString('utf8').trim();
   // 0 or a negative number would signal a whole process group: only a real pid counts.
   if (!text || !/^[1-9]\d{0,9}$/.test(text)) return 'not-running';
   try {
+    if (service.restart) {
+      process.kill(Number(text), 0);
+      return 'restart-needed';
+    }
     process.kill(Number(text), service.reloadSignal);
     return 'reloaded';
   } catch (err) {

@@ -163,3 +163,21 @@ t.test('createServiceControl and UEC_PROVISIONING_SERVICE_CONTROL', async (t) =>
     t.equal(control.kind, 'sysv');
   });
 });
+
+t.test('sysv under a scratch root, a service that reads its file only on restart → "restart-needed", not signalled', async (t) => {
+  const { paths, pidFile } = rootWithRunDir(t);
+  // A live process that records any SIGHUP it gets (dnsmasq would re-read only its hosts files).
+  const child = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => { console.log('HUP'); }); setInterval(() => {}, 1000);"], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  await new Promise((r) => setTimeout(r, 300));
+  fs.writeFileSync(pidFile, `${child.pid}\n`);
+  t.equal(await createSysvControl(paths).reload({ ...SPEC, restart: true }), 'restart-needed');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(out, '', 'no SIGHUP: it would not make dnsmasq read its main configuration');
+  t.equal(child.exitCode, null, 'the process is untouched');
+  t.equal(await createSysvControl(paths).reload(SPEC), 'reloaded', 'a plain reload spec is still signalled');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(out, 'HUP\n');
+});
