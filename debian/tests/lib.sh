@@ -48,14 +48,15 @@ _link() {
 	ip -n "$CLIENT_NS" link set "c-$1" up
 }
 
-# Choose lan0 as a sysadmin would (debconf answer + dpkg-reconfigure), full DHCP on it,
-# and render the TFTP server's config (the tftpd postinst says to run apply tftpd).
+# Choose lan0 as a sysadmin would: a debconf answer and dpkg-reconfigure, which also moves
+# TFTP (already configured) to lan0; then full DHCP there with the CLI (DHCP is off until
+# the admin turns it on).
 configure_lan0() {
 	echo "uec-provisioning-common uec-provisioning-common/interface select lan0" | debconf-set-selections
 	dpkg-reconfigure -fnoninteractive uec-provisioning-common
 	[ "$(uec-provisioning config get server.interface)" = lan0 ] || fail "server.interface is not lan0 after dpkg-reconfigure"
+	grep -qx 'interface=lan0' "$CONF/dnsmasq-tftpd.conf" || fail "dpkg-reconfigure uec-provisioning-common did not move TFTP to lan0"
 	uec-provisioning dhcp set-mode full --interface lan0 --range 10.77.0.100-10.77.0.150
-	uec-provisioning apply tftpd
 }
 
 # dhcp_client IF [udhcpc options...]: one DISCOVER/REQUEST round from the client namespace
