@@ -45,16 +45,98 @@ export function send(res: ServerResponse, reply: Reply, method = 'GET'): void {
   res.end(method === 'HEAD' ? undefined : body);
 }
 
-/** The request body, at most `limit` bytes (enlistment and call-backs are tiny). */
-export async function readBody(req: IncomingMessage, limit = 16 * 1024): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw Object.assign(new Error(`request body over ${limit} bytes`), { status: 413 });
-    chunks.push(chunk as Buffer);
+/** A request body over its route's limit: answered 413, and the connection closed after the answer. */
+export class BodyTooLargeError extends Error {
+  readonly status = 413;
+  constructor(readonly limit: number) {
+    super(`request body over ${limit} bytes`);
   }
-  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** What is still read (and dropped) of a body over the limit before the 413 goes out, so the client sees it rather than a reset. */
+const DRAIN_BYTES = 1024 * 1024;
+const DRAIN_MS = 2000;
+
+/**
+ * The request body, at most `limit` bytes (enlistment and call-backs are tiny), with
+ * Content-Length or chunked. A larger body rejects with BodyTooLargeError; the request is
+ * never destroyed here: the rest is read and dropped (up to 1 MiB or 2 s more) so the caller
+ * can answer 413 with `Connection: close` (`tooLargeHeaders`) and the client reads that answer.
+ */
+export function readBody(req: IncomingMessage, limit = 16 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (req.readableEnded) return resolve('');
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (err?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      clearTimeout(timer);
+      if (over) {
+        // Keep dropping what still arrives until the connection closes after the answer.
+        req.on('data', () => undefined);
+        reject(new BodyTooLargeError(limit));
+      } else if (err) reject(err);
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const refuse = () => {
+      over = true;
+      chunks.length = 0;
+      timer = setTimeout(finish, DRAIN_MS);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (over) {
+        if (size > limit + DRAIN_BYTES) finish();
+      } else if (size > limit) refuse();
+      else chunks.push(chunk);
+    };
+    const onEnd = () => finish();
+    const onClose = () => finish(Object.assign(new Error('the client closed the connection before the body ended'), { code: 'ECONNRESET' }));
+    req.on('error', () => undefined); // a reset client: 'close' settles the promise
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > limit) {
+      over = true;
+      // Worth draining only when it ends soon; otherwise answer now.
+      if (declared > limit + DRAIN_BYTES) finish();
+      else timer = setTimeout(finish, DRAIN_MS);
+    }
+  });
+}
+
+/** Headers for the 413 answer: the connection is closed once the answer is sent. */
+export const tooLargeHeaders: Readonly<Record<string, string>> = { Connection: 'close' };
+
+/** The value of a JSON body that must be an object; null and a non-object are 400s like bad JSON. */
+export function parseJsonObject(body: string): { value: Record<string, unknown> } | { error: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return { error: 'the body is not valid JSON' };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { error: 'the body must be a JSON object' };
+  return { value: value as Record<string, unknown> };
+}
+
+/** A percent-decoded path segment, or null when its percent-encoding is malformed (a 400, never a 500). */
+export function decodePathSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+/** The client's address, read when the request starts: the socket is gone once the connection closes. */
+export function clientAddress(req: IncomingMessage): string {
+  return (req.socket as IncomingMessage['socket'] | null)?.remoteAddress ?? '?';
 }
 
 /** The bearer token from Authorization, else the `token` query parameter (d-i's wget sends no headers). */

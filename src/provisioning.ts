@@ -19,7 +19,7 @@ import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootActi
 import type { NodeContext } from './context';
 import { UecError, describeError } from './errors';
 import { checkLine, checkUrl } from './formats';
-import { presentedToken, text, type Reply } from './http-util';
+import { decodePathSegment, presentedToken, text, type Reply } from './http-util';
 import type { Logger } from './log';
 import { parseMac, type NodeStatus } from './node';
 import {
@@ -210,7 +210,11 @@ export async function handleProvisioningRequest(options: ProvisioningOptions, re
       if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
       return text(200, await renderNodeScript(options, context));
     }
-    if (p.startsWith('/boot/')) return await serveBootFile(options, decodeURIComponent(p.slice('/boot/'.length)));
+    if (p.startsWith('/boot/')) {
+      const relative = decodePathSegment(p.slice('/boot/'.length));
+      if (relative === null) return text(400, 'malformed percent-encoding in the path');
+      return await serveBootFile(options, relative);
+    }
     if (p === '/enlist') {
       const target = `${options.regionUrl}/metadata/enlist${url.search}`;
       try {

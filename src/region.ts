@@ -16,7 +16,7 @@ import type { ArchiveSettings } from './archive';
 import { buildNodeContext, type NodeContext, type RegionUrls } from './context';
 import { UecError, describeError } from './errors';
 import { checkLine } from './formats';
-import { json, presentedToken, readBody, text, type Reply } from './http-util';
+import { BodyTooLargeError, json, parseJsonObject, presentedToken, readBody, text, tooLargeHeaders, type Reply } from './http-util';
 import type { Logger } from './log';
 import { DEFAULT_RELEASE, parseMac, publicNode, tokenMatches, type Node } from './node';
 import {
@@ -82,7 +82,7 @@ async function nodeByToken(options: RegionOptions, req: IncomingMessage, url: UR
 }
 
 function errorReply(err: unknown, log: Logger, what: string): Reply {
-  if ((err as { status?: number }).status === 413) return text(413, 'request body too large');
+  if (err instanceof BodyTooLargeError) return text(413, 'request body too large', tooLargeHeaders);
   if (err instanceof UecError) {
     const status = err.code === 'NODE_UNKNOWN' ? 404 : err.code === 'NODE_STATE' || err.code === 'NODE_CONFLICT' || err.code === 'ROLE_UNKNOWN' ? 409 : err.code === 'INVALID_VALUE' ? 400 : 500;
     log[status >= 500 ? 'error' : 'warn'](`${what}: ${err.message}`, { code: err.code });
@@ -100,12 +100,9 @@ function errorReply(err: unknown, log: Logger, what: string): Reply {
 export const BOOT_EVENTS = ['netboot', 'preseed'] as const;
 
 async function recordBootEvent(options: RegionOptions, systemId: string, body: string): Promise<Reply> {
-  let event: { type?: unknown; message?: unknown };
-  try {
-    event = JSON.parse(body) as typeof event;
-  } catch {
-    return text(400, 'the body is not JSON');
-  }
+  const parsed = parseJsonObject(body);
+  if ('error' in parsed) return text(400, parsed.error);
+  const event: { type?: unknown; message?: unknown } = parsed.value;
   if (typeof event.type !== 'string' || !(BOOT_EVENTS as readonly string[]).includes(event.type)) return text(400, `type must be one of ${BOOT_EVENTS.join(', ')}`);
   const message = typeof event.message === 'string' ? event.message : '';
   if (message.length > 200 || checkLine(message) !== null) return text(400, 'message must be one line of at most 200 characters');

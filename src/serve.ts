@@ -14,7 +14,7 @@ import { atomicWrite } from './atomic-write';
 import { BOOT_PATHS } from './boot';
 import type { EffectiveConfig } from './config';
 import { UecError, describeError } from './errors';
-import { loggablePath, send, text, type Reply } from './http-util';
+import { clientAddress, loggablePath, send, text, type Reply } from './http-util';
 import type { Logger } from './log';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
 import type { NodeStore } from './node-store';
@@ -147,6 +147,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
     region,
     provisioning: provisioningFor(config),
     async handle(req, res) {
+      const client = clientAddress(req);
       await refresh();
       const started = process.hrtime.bigint();
       let url: URL;
@@ -167,7 +168,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       reply ??= text(404, 'not found');
       send(res, reply, req.method);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      log.debug(`${req.method} ${loggablePath(url)} ${reply.status} ${ms.toFixed(1)} ms`, { client: req.socket.remoteAddress });
+      log.debug(`${req.method} ${loggablePath(url)} ${reply.status} ${ms.toFixed(1)} ms`, { client });
     },
   };
   // The configuration is read again at most once a second, by the first request after that
@@ -214,7 +215,15 @@ export async function startService(
   const answering = new Set<Promise<void>>();
   const server = http.createServer((req, res) => {
     if (!services) return send(res, text(503, 'starting', { 'Retry-After': '1' }));
-    const handled = services.handle(req, res).finally(() => answering.delete(handled));
+    const handled = services
+      .handle(req, res)
+      .catch((err: unknown) => {
+        // A request must never take the service down: log it, and end the answer if it is still open.
+        settings.log.error(`${req.method} ${(req.url ?? '').split('?')[0]}: ${describeError(err)}`, { code: 'INTERNAL' });
+        if (!res.headersSent) send(res, text(500, 'internal error'));
+        else if (!res.writableEnded) res.destroy();
+      })
+      .finally(() => answering.delete(handled));
     answering.add(handled);
   });
   server.keepAliveTimeout = 5000;

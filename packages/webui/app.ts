@@ -16,7 +16,7 @@ import type { Command } from '../../src/command';
 import type { ConfigSchema, EffectiveConfig } from '../../src/config';
 import { formatValue, writeManagedSettings } from '../../src/config';
 import { UecError, describeError, type ErrorCode } from '../../src/errors';
-import { loggablePath, readBody } from '../../src/http-util';
+import { BodyTooLargeError, clientAddress, decodePathSegment, loggablePath, parseJsonObject, readBody, tooLargeHeaders } from '../../src/http-util';
 import type { Logger } from '../../src/log';
 import type { NetworkFacts } from '../../src/network-facts';
 import { createNode, newSystemId, newToken, publicNode, type Node } from '../../src/node';
@@ -128,27 +128,20 @@ function isForm(req: IncomingMessage): boolean {
 }
 
 async function parseBody(req: IncomingMessage, limit = MAX_BODY): Promise<{ body: Body; text: string }> {
-  const length = Number(req.headers['content-length'] ?? '0');
-  if (length > limit) throw new HttpError(413, `request body over ${limit} bytes`);
   let text: string;
   try {
     text = await readBody(req, limit);
   } catch (err) {
-    if ((err as { status?: number }).status === 413) throw new HttpError(413, `request body over ${limit} bytes`);
+    if (err instanceof BodyTooLargeError) throw new HttpError(413, err.message, tooLargeHeaders);
     throw err;
   }
   const type = req.headers['content-type'] ?? '';
   if (text === '') return { body: {}, text };
   if (type.startsWith('application/json')) {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new HttpError(400, 'body is not valid JSON');
-    }
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new HttpError(400, 'body must be a JSON object');
+    const parsed = parseJsonObject(text);
+    if ('error' in parsed) throw new HttpError(400, parsed.error);
     const body: Body = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    for (const [k, v] of Object.entries(parsed.value)) {
       if (Array.isArray(v)) body[k] = v.map((x) => String(x));
       else if (v !== null && v !== undefined) body[k] = typeof v === 'object' ? JSON.stringify(v) : String(v);
     }
@@ -199,8 +192,7 @@ export function createWebui(options: WebuiOptions): Webui {
     return `${COOKIE}=${value}; Path=${BASE}/; HttpOnly; SameSite=Strict${secure}${maxAge !== undefined ? `; Max-Age=${maxAge}` : ''}`;
   }
 
-  async function login(req: IncomingMessage, name: string, password: string): Promise<Session> {
-    const client = req.socket.remoteAddress ?? '?';
+  async function login(client: string, name: string, password: string): Promise<Session> {
     const keys = [`user:${name.slice(0, 64)}`, `addr:${client}`];
     const wait = throttle.retryAfter(keys);
     if (wait > 0) {
@@ -264,7 +256,8 @@ export function createWebui(options: WebuiOptions): Webui {
   }
 
   function nodeRef(value: string): string {
-    const ref = decodeURIComponent(value);
+    const ref = decodePathSegment(value);
+    if (ref === null) throw new HttpError(400, 'malformed percent-encoding in the node reference');
     if (!NODE_REF.test(ref)) throw new HttpError(400, 'bad node id (system id, hostname or MAC)');
     return ref;
   }
@@ -661,6 +654,7 @@ export function createWebui(options: WebuiOptions): Webui {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
+    const client = clientAddress(req);
     const method = req.method ?? 'GET';
     let url: URL;
     try {
@@ -694,7 +688,7 @@ export function createWebui(options: WebuiOptions): Webui {
         if (method === 'POST') {
           const { body } = await parseBody(req);
           try {
-            const session = await login(req, field(body, 'user'), field(body, 'password'));
+            const session = await login(client, field(body, 'user'), field(body, 'password'));
             redirect(res, `${BASE}/`, { 'Set-Cookie': cookie(req, session.id) });
             status = 303;
           } catch (err) {
@@ -707,7 +701,7 @@ export function createWebui(options: WebuiOptions): Webui {
       }
       if (rel === '/api/session' && method === 'POST') {
         const { body } = await parseBody(req);
-        const session = await login(req, field(body, 'user'), field(body, 'password'));
+        const session = await login(client, field(body, 'user'), field(body, 'password'));
         const user = (await accounts.find(session.user))!;
         reply(res, 200, 'application/json', `${JSON.stringify({ user: user.name, role: user.role, csrf: session.csrf })}\n`, { 'Set-Cookie': cookie(req, session.id) });
         return;
@@ -788,7 +782,7 @@ export function createWebui(options: WebuiOptions): Webui {
       else reply(res, status, 'text/html; charset=utf-8', pages.errorPage(status, message), headers);
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      log.debug(`${method} ${loggablePath(url)} ${status} ${ms.toFixed(1)} ms`, { client: req.socket.remoteAddress });
+      log.debug(`${method} ${loggablePath(url)} ${status} ${ms.toFixed(1)} ms`, { client });
     }
   }
 

@@ -53,7 +53,14 @@ export async function startWebui(session: Session, settings: { port?: number; ho
     wolIntervalMs: settings.wolIntervalMs,
     env: session.io.env,
   });
-  const server = http.createServer((req, res) => void webui.handle(req, res));
+  const server = http.createServer((req, res) => {
+    // A request must never take the service down: log it, and end the answer if it is still open.
+    webui.handle(req, res).catch((err: unknown) => {
+      session.log.error(`web UI ${req.method} ${(req.url ?? '').split('?')[0]}: ${describeError(err)}`, { code: 'INTERNAL' });
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('internal error\n');
+      else if (!res.writableEnded) res.destroy();
+    });
+  });
   server.keepAliveTimeout = 5000;
   server.requestTimeout = 60_000;
   const port = settings.port ?? config.getNumber('webui.port');
