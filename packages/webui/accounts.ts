@@ -4,12 +4,14 @@
  * file never holds a usable secret. Each user has a generation, raised by every password
  * change: a session remembers the generation it was opened with and stops working after a
  * change, also when the change came from another process (the CLI), since the file is read
- * again whenever it changed on disk.
+ * again whenever it changed on disk. Writers in every process take one lock (src/file-lock.ts)
+ * and read the file again under it, so no change of another process is lost.
  */
 import { createHash, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import * as fs from 'node:fs';
 import { atomicWrite } from '../../src/atomic-write';
 import { UecError, describeError } from '../../src/errors';
+import { createFileLock } from '../../src/file-lock';
 import type { Paths } from '../../src/paths';
 
 export const ACCOUNTS_FILE = '/var/lib/uec-provisioning/webui/accounts.json';
@@ -124,19 +126,28 @@ export function createAccountStore(paths: Paths, now: () => Date = () => new Dat
     return data;
   }
 
+  // Every writer (the web UI, each `uec-provisioning webui …` command) takes the same
+  // cross-process lock as the node store and reads the file again under it.
+  const fileLock = createFileLock(file, {
+    what: ACCOUNTS_FILE,
+    fail: (message, cause) => new UecError('ACCOUNT_FAILED', message, { cause }),
+    dirMode: 0o700,
+  });
   let queue: Promise<unknown> = Promise.resolve();
   function update<T>(change: (data: AccountsFile) => T | Promise<T>): Promise<T> {
-    const run = queue.then(async () => {
-      const draft = structuredClone(await read());
-      const result = await change(draft);
-      await fs.promises.mkdir(paths.resolve('/var/lib/uec-provisioning/webui'), { recursive: true, mode: 0o700 });
-      try {
-        await atomicWrite(file, `${JSON.stringify(draft, null, 1)}\n`, { mode: 0o600 });
-      } catch (err) {
-        throw new UecError('ACCOUNT_FAILED', `cannot write ${ACCOUNTS_FILE}: ${describeError(err)}; it is unchanged`, { cause: err });
-      }
-      return result;
-    });
+    const run = queue.then(() =>
+      fileLock.withLock(async () => {
+        const draft = structuredClone(await read());
+        const result = await change(draft);
+        await fileLock.sweepTemps();
+        try {
+          await atomicWrite(file, `${JSON.stringify(draft, null, 1)}\n`, { mode: 0o600 });
+        } catch (err) {
+          throw new UecError('ACCOUNT_FAILED', `cannot write ${ACCOUNTS_FILE}: ${describeError(err)}; it is unchanged`, { cause: err });
+        }
+        return result;
+      }),
+    );
     queue = run.catch(() => undefined);
     return run;
   }
