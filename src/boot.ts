@@ -5,7 +5,7 @@
  * HTTP service (iPXE scripts) both use it, so every boot path behaves the same.
  */
 import { UecError } from './errors';
-import { checkKernelArgs, checkUrl } from './formats';
+import { checkExtraKernelArgs, checkKernelArgs, checkUrl, quoteValue } from './formats';
 import type { Node } from './node';
 
 /** enlist: unknown machine, register it and power off. install: run the installer. local: boot the disk. */
@@ -54,6 +54,9 @@ export function renderKernelArgs(node: BootNode, urls: BootUrls, settings: { dom
   const url = preseedUrl(urls, node);
   const urlProblem = checkUrl(url);
   if (urlProblem) throw new UecError('INVALID_VALUE', `preseed URL ${JSON.stringify(url)} ${urlProblem}`);
+  // The same check as the schema's, so a value config set accepts renders everywhere.
+  const extraProblem = settings.extra ? checkExtraKernelArgs(settings.extra) : null;
+  if (extraProblem) throw new UecError('INVALID_VALUE', `kernel arguments for ${node.hostname}: boot.kernel_args ${quoteValue(settings.extra)} ${extraProblem}`);
   const args = [
     'auto=true',
     'priority=critical',

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './command';
 import { NODE_COMMANDS } from './cli-nodes';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
-import { formatValue, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
+import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
 import { createLogger, type Level } from './log';
 import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
@@ -80,12 +80,16 @@ export const COMMANDS: Command[] = [
   {
     words: ['config', 'show'],
     args: '',
-    summary: 'print every effective setting and the file that set it',
+    summary: 'print every effective setting and the file that set it (exit 3 naming each bad line)',
     options: {},
     optionHelp: [],
     async run(session) {
-      showConfig(session, await loadConfig(session.paths, session.schema));
-      return 0;
+      // A broken configuration is still shown (a bad line counts as not set), then each
+      // problem is named on one line, so the admin sees what `config unset KEY` would fix.
+      const { config, problems } = await inspectConfig(session.paths, session.schema);
+      showConfig(session, config);
+      for (const problem of problems) session.log.error(problem.error.message, { code: problem.error.code });
+      return problems[0] ? problems[0].error.exitCode : 0;
     },
   },
   {
@@ -130,6 +134,7 @@ export const COMMANDS: Command[] = [
       const changes = new Map<string, string | null>(positionals.map((k) => [k, null]));
       const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: true });
       session.log.info(result.changed ? `unset ${positionals.join(', ')}` : 'unchanged');
+      for (const problem of result.problems) session.log.warn(`the configuration still does not load: ${problem}`);
       return 0;
     },
   },

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import * as ini from 'ini';
 import { UecError, describeError } from './errors';
-import { FORMAT_CHECKS, type FormatName } from './formats';
+import { FORMAT_CHECKS, checkNoLineBreaks, quoteValue, type FormatName } from './formats';
 import { fsOps, readFileIfExists } from './fs-ops';
 import { SYSTEM, type Paths } from './paths';
 import { atomicWrite } from './atomic-write';
@@ -22,6 +22,12 @@ export interface KeySpec {
   /** For strings: whether the empty string is allowed (it usually means "automatic"). */
   allowEmpty?: boolean;
   values?: readonly string[];
+  /**
+   * For strings: the field's own check, after the format's (null when fine, else why). It
+   * runs on `config set`, the web UI and every load, so it must be the strictest of what the
+   * renderers that use the value accept.
+   */
+  check?: (value: string) => string | null;
   min?: number;
   max?: number;
 }
@@ -50,7 +56,9 @@ export interface EffectiveConfig {
 }
 
 const SECTION_LINE = /^\[([a-z0-9_-]+)\]\s*$/;
-const KEY_LINE = /^([a-z0-9_]+)\s*=(.*)$/;
+// dotAll: a value holding U+2028 or a lone CR is still the key's value, refused by the value
+// check with the key named (so `config unset` can remove it), not an anonymous syntax error.
+const KEY_LINE = /^([a-z0-9_]+)[ \t]*=(.*)$/s;
 const BOOLEAN_WORDS: Record<string, boolean> = { true: true, yes: true, on: true, '1': true, false: false, no: false, off: false, '0': false };
 
 /** A parsed file: section → key → raw string value, with the line of each key. */
@@ -59,52 +67,104 @@ export interface ParsedFile {
   values: Map<string, { raw: string; line: number }>;
 }
 
+/**
+ * Something wrong in one configuration file. `key` ("section.key") when the problem belongs
+ * to one key's line(s): `config unset KEY` removes it. `error` carries the one-line message.
+ */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  key?: string;
+  error: UecError;
+}
+
+/** A file read leniently: what is good, and every problem, in line order. */
+export interface ScannedFile extends ParsedFile {
+  problems: ConfigProblem[];
+  /** Every line that assigns a key, bad ones included: section.key → line numbers. */
+  keyLines: Map<string, number[]>;
+}
+
 function syntaxError(file: string, line: number, message: string): UecError {
   return new UecError('CONFIG_SYNTAX', `${file}:${line}: ${message}`);
 }
 
+/** Leading and trailing blanks only: JavaScript's trim() would also drop U+2028 and NBSP. */
+function trimBlanks(text: string): string {
+  return text.replace(/^[ \t\ufeff]+|[ \t\r]+$/g, '');
+}
+
 /**
- * Parse one INI text. Lines are checked first (so errors carry a line number and nothing
- * ini would silently accept, like a bare word, gets through); values then come from `ini`.
+ * Read one INI text, line by line, collecting every problem instead of stopping at the first.
+ * Each value is decoded with `ini.unsafe` (quotes, \; and \# escapes, inline comments) but
+ * never converted: `ini.parse` turns null, true and false (even quoted) into non-strings, so
+ * `admin_user = null` would have read as empty. Here it is the word "null".
  */
-export function parseConfigText(text: string, file: string): ParsedFile {
-  const lines = text.split(/\r?\n/);
-  const located = new Map<string, number>();
+export function scanConfigText(text: string, file: string): ScannedFile {
+  const values = new Map<string, { raw: string; line: number }>();
+  const keyLines = new Map<string, number[]>();
+  const problems: ConfigProblem[] = [];
   let section: string | null = null;
-  lines.forEach((rawLine, index) => {
+  let badSection = false;
+  text.split(/\n/).forEach((rawLine, index) => {
     const lineNo = index + 1;
-    const line = rawLine.trim();
+    const line = trimBlanks(rawLine);
     if (line === '' || line.startsWith('#') || line.startsWith(';')) return;
     const sectionMatch = SECTION_LINE.exec(line);
     if (sectionMatch) {
       section = sectionMatch[1] ?? null;
+      badSection = false;
       return;
     }
-    if (line.startsWith('[')) throw syntaxError(file, lineNo, `bad section header ${JSON.stringify(line)} (expected [name] with lowercase letters, digits, "_" or "-")`);
+    if (line.startsWith('[')) {
+      problems.push({ file, line: lineNo, error: syntaxError(file, lineNo, `bad section header ${quoteValue(line)} (expected [name] with lowercase letters, digits, "_" or "-")`) });
+      badSection = true;
+      return;
+    }
     const keyMatch = KEY_LINE.exec(line);
-    if (!keyMatch) throw syntaxError(file, lineNo, `expected "key = value", got ${JSON.stringify(line)}`);
-    if (section === null) throw syntaxError(file, lineNo, `key "${keyMatch[1]}" appears before any [section]`);
-    const full = `${section}.${keyMatch[1]}`;
-    const previous = located.get(full);
-    if (previous !== undefined) throw syntaxError(file, lineNo, `[${section}] ${keyMatch[1]} is set twice (also on line ${previous})`);
-    located.set(full, lineNo);
+    if (!keyMatch) {
+      problems.push({ file, line: lineNo, error: syntaxError(file, lineNo, `expected "key = value", got ${quoteValue(line)}`) });
+      return;
+    }
+    if (badSection) return; // reported once, at its header
+    const key = keyMatch[1] as string;
+    if (section === null) {
+      problems.push({ file, line: lineNo, error: syntaxError(file, lineNo, `key "${key}" appears before any [section]`) });
+      return;
+    }
+    const full = `${section}.${key}`;
+    const lines = keyLines.get(full) ?? [];
+    lines.push(lineNo);
+    keyLines.set(full, lines);
+    if (lines.length > 1) {
+      problems.push({ file, line: lineNo, key: full, error: syntaxError(file, lineNo, `[${section}] ${key} is set twice (also on line ${lines[0]})`) });
+      return;
+    }
+    const valueText = keyMatch[2] as string;
+    const broken = checkNoLineBreaks(valueText.replace(/\t/g, ' '));
+    if (broken) {
+      problems.push({ file, line: lineNo, key: full, error: new UecError('CONFIG_INVALID_VALUE', `${file}:${lineNo}: [${section}] ${key} = ${quoteValue(trimBlanks(valueText))}: ${broken}`) });
+      return;
+    }
+    values.set(full, { raw: ini.unsafe(valueText), line: lineNo });
   });
-  const decoded = ini.parse(text) as Record<string, unknown>;
-  const values = new Map<string, { raw: string; line: number }>();
-  for (const [full, line] of located) {
-    const [sec, key] = full.split('.') as [string, string];
-    const sectionObject = decoded[sec] as Record<string, unknown> | undefined;
-    const value = sectionObject?.[key];
-    values.set(full, { raw: value === null || value === undefined ? '' : String(value), line });
-  }
-  return { file, values };
+  return { file, values, problems, keyLines };
+}
+
+/** Parse one INI text; the first problem (by line) is thrown. */
+export function parseConfigText(text: string, file: string): ParsedFile {
+  const scanned = scanConfigText(text, file);
+  if (scanned.problems[0]) throw scanned.problems[0].error;
+  return { file, values: scanned.values };
 }
 
 /** Check and convert one raw string for a key; the error names where it came from. */
 export function parseValue(spec: KeySpec, raw: string, where: string): ConfigValue {
   const fail = (reason: string): never => {
-    throw new UecError('CONFIG_INVALID_VALUE', `${where} = ${JSON.stringify(raw)}: ${reason}`);
+    throw new UecError('CONFIG_INVALID_VALUE', `${where} = ${quoteValue(raw)}: ${reason}`);
   };
+  const broken = checkNoLineBreaks(raw);
+  if (broken) return fail(broken);
   const value = raw.trim();
   switch (spec.type) {
     case 'integer': {
@@ -124,7 +184,7 @@ export function parseValue(spec: KeySpec, raw: string, where: string): ConfigVal
       return value;
     case 'string': {
       if (value === '') return spec.allowEmpty ? '' : fail('must not be empty');
-      const reason = FORMAT_CHECKS[spec.format ?? 'line'](value);
+      const reason = FORMAT_CHECKS[spec.format ?? 'line'](value) ?? spec.check?.(value);
       if (reason) return fail(reason);
       return value;
     }
@@ -177,22 +237,37 @@ export function setConfigWarning(sink: (message: string) => void): void {
   warnedSections.clear();
 }
 
-function validateParsed(schema: ConfigSchema, parsed: ParsedFile): Map<string, ConfigValue> {
-  const out = new Map<string, ConfigValue>();
-  for (const [full, { raw, line }] of parsed.values) {
+/** A file checked against the schema: its typed values and every problem, in line order. */
+interface CheckedFile {
+  file: string;
+  values: Map<string, ConfigValue>;
+  problems: ConfigProblem[];
+  keyLines: Map<string, number[]>;
+}
+
+function checkConfigText(schema: ConfigSchema, text: string, file: string): CheckedFile {
+  const scanned = scanConfigText(text, file);
+  const values = new Map<string, ConfigValue>();
+  const problems = [...scanned.problems];
+  for (const [full, { raw, line }] of scanned.values) {
     const [section, key] = full.split('.') as [string, string];
     const owner = KNOWN_PACKAGE_SECTIONS[section];
     if (!schema[section] && owner) {
-      const id = `${parsed.file}[${section}]`;
-      if (!warnedSections.has(id)) configWarning(`${parsed.file}:${line}: [${section}] is ignored: ${owner} is not installed`);
+      const id = `${file}[${section}]`;
+      if (!warnedSections.has(id)) configWarning(`${file}:${line}: [${section}] is ignored: ${owner} is not installed`);
       warnedSections.add(id);
       continue;
     }
-    const where = `${parsed.file}:${line}: [${section}] ${key}`;
-    const spec = lookupSpec(schema, section, key, `${parsed.file}:${line}`);
-    out.set(full, parseValue(spec, raw, where));
+    try {
+      const spec = lookupSpec(schema, section, key, `${file}:${line}`);
+      values.set(full, parseValue(spec, raw, `${file}:${line}: [${section}] ${key}`));
+    } catch (err) {
+      if (!(err instanceof UecError)) throw err;
+      problems.push({ file, line, key: full, error: err });
+    }
   }
-  return out;
+  problems.sort((a, b) => a.line - b.line);
+  return { file, values, problems, keyLines: scanned.keyLines };
 }
 
 /** The files that make up the configuration, in the order they are applied. */
@@ -249,14 +324,44 @@ export function buildEffectiveConfig(schema: ConfigSchema, layers: { file: strin
   };
 }
 
-export async function loadConfig(paths: Paths, schema: ConfigSchema): Promise<EffectiveConfig> {
+/** The configuration as far as it loads, and every problem of every file, in reading order. */
+export interface ConfigInspection {
+  config: EffectiveConfig;
+  problems: ConfigProblem[];
+}
+
+/**
+ * Read every file leniently: a bad line is a problem, and the rest still counts (the key
+ * keeps the value of an earlier file or its default). `replace` checks a file's new text in
+ * memory, as if written. `config show` and `config unset` work on a broken configuration.
+ */
+export async function inspectConfig(paths: Paths, schema: ConfigSchema, replace?: { file: string; text: string }): Promise<ConfigInspection> {
+  const files = await listConfigFiles(paths);
+  if (replace && !files.includes(replace.file)) files.splice(1, files.length - 1, ...[...files.slice(1), replace.file].sort());
   const layers: { file: string; values: Map<string, ConfigValue> }[] = [];
-  for (const file of await listConfigFiles(paths)) {
-    const text = await readConfigFile(paths, file);
+  const problems: ConfigProblem[] = [];
+  for (const file of files) {
+    let text: string | null;
+    try {
+      text = replace?.file === file ? replace.text : await readConfigFile(paths, file);
+    } catch (err) {
+      if (!(err instanceof UecError)) throw err;
+      problems.push({ file, line: 0, error: err });
+      continue;
+    }
     if (text === null) continue;
-    layers.push({ file, values: validateParsed(schema, parseConfigText(text, file)) });
+    const checked = checkConfigText(schema, text, file);
+    problems.push(...checked.problems);
+    layers.push({ file, values: checked.values });
   }
-  return buildEffectiveConfig(schema, layers);
+  return { config: buildEffectiveConfig(schema, layers), problems };
+}
+
+/** The whole configuration; the first problem is thrown (file, line, key, value and why). */
+export async function loadConfig(paths: Paths, schema: ConfigSchema): Promise<EffectiveConfig> {
+  const { config, problems } = await inspectConfig(paths, schema);
+  if (problems[0]) throw problems[0].error;
+  return config;
 }
 
 const MANAGED_BANNER = [
@@ -267,6 +372,17 @@ const MANAGED_BANNER = [
   '# replaced by the next reconfigure. For settings of your own, add a file such as',
   '# /etc/uec-provisioning/conf.d/90-local.conf, which is read after this one.',
 ];
+
+/**
+ * One value as INI text that scanConfigText reads back unchanged. Plain when nothing in it
+ * means anything to the reader; otherwise JSON-quoted, which `ini.unsafe` decodes exactly.
+ * (ini.safe is not enough: it escapes ";" and "#" with a backslash but not the backslash
+ * itself, so `a\;b` and `a\\b` read back different, and a lone quote reads back empty.)
+ */
+export function encodeIniValue(value: string): string {
+  const plain = value === value.trim() && !/[\\;#"'`=\r\n]/.test(value) && !value.startsWith('[');
+  return plain ? value : JSON.stringify(value);
+}
 
 /** The managed drop-in's text for a set of values: sections and keys sorted, same input same bytes. */
 export function renderManagedDropIn(values: Map<string, ConfigValue>): string {
@@ -281,44 +397,80 @@ export function renderManagedDropIn(values: Map<string, ConfigValue>): string {
   for (const section of [...bySection.keys()].sort()) {
     out.push('', `[${section}]`);
     const entries = (bySection.get(section) ?? []).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const [key, value] of entries) out.push(`${key} = ${ini.safe(formatValue(value))}`);
+    for (const [key, value] of entries) out.push(`${key} = ${encodeIniValue(formatValue(value))}`);
   }
   return out.join('\n') + '\n';
 }
 
+/** The text without the lines that assign the given keys; everything else kept byte for byte. */
+function removeKeyLines(text: string, keyLines: Map<string, number[]>, keys: Iterable<string>): string {
+  const drop = new Set([...keys].flatMap((k) => keyLines.get(k) ?? []));
+  return text
+    .split('\n')
+    .filter((_, i) => !drop.has(i + 1))
+    .join('\n');
+}
+
 /**
  * Set (value given) or unset (null) keys in the managed drop-in. Every value is validated
- * first; a key set again by a later drop-in is refused, since the change would not take effect.
- * Returns whether the file changed.
+ * with the same checks as a load, and the new text is read back in memory before it is
+ * written: a value that would not read back identically is refused, so what is accepted
+ * loads everywhere. A key set again by a later drop-in is refused, since the change would
+ * not take effect. Setting needs the rest of the configuration to load; unsetting works on
+ * a broken one (that is how a bad line of 50-managed.conf is removed), and returns the
+ * problems that remain. Returns whether the file changed.
  */
 export async function writeManagedSettings(
   paths: Paths,
   schema: ConfigSchema,
   changes: Map<string, string | null>,
   options: { allowOverridden?: boolean } = {},
-): Promise<{ changed: boolean; overridden: string[] }> {
-  const effective = await loadConfig(paths, schema); // the whole config must be valid first
-  const managedText = await readConfigFile(paths, SYSTEM.managedDropIn);
-  const current = managedText === null ? new Map<string, ConfigValue>() : validateParsed(schema, parseConfigText(managedText, SYSTEM.managedDropIn));
-  const next = new Map(current);
+): Promise<{ changed: boolean; overridden: string[]; problems: string[] }> {
+  const managedFile = SYSTEM.managedDropIn;
+  const before = await inspectConfig(paths, schema);
+  const managedText = await readConfigFile(paths, managedFile);
+  const managed = managedText === null ? null : checkConfigText(schema, managedText, managedFile);
+  const next = new Map(managed?.values ?? []);
+  const intended = new Map<string, ConfigValue>();
   const overridden: string[] = [];
   for (const [fullKey, raw] of changes) {
     const { spec } = resolveKey(schema, fullKey);
     if (raw === null) next.delete(fullKey);
-    else next.set(fullKey, parseValue(spec, raw, fullKey));
-    const origin = effective.settings.get(fullKey)?.origin ?? 'default';
-    if (origin !== 'default' && origin > SYSTEM.managedDropIn && origin.startsWith(SYSTEM.configDropInDir)) {
+    else {
+      const value = parseValue(spec, raw, fullKey);
+      next.set(fullKey, value);
+      intended.set(fullKey, value);
+    }
+    const origin = before.config.settings.get(fullKey)?.origin ?? 'default';
+    if (origin !== 'default' && origin > managedFile && origin.startsWith(SYSTEM.configDropInDir)) {
       if (!options.allowOverridden) {
         throw new UecError('CONFIG_OVERRIDDEN', `${fullKey} is also set in ${origin}, which is read later and wins; change it there`);
       }
       overridden.push(`${fullKey} (${origin})`);
     }
   }
-  if (managedText === null && next.size === 0) return { changed: false, overridden }; // nothing to unset
-  const text = renderManagedDropIn(next);
-  if (text === managedText) return { changed: false, overridden };
-  await atomicWrite(paths.resolve(SYSTEM.managedDropIn), text, { mode: 0o644 });
-  return { changed: true, overridden };
+  const fixedHere = (p: ConfigProblem) => p.file === managedFile && p.key !== undefined && changes.has(p.key);
+  const settingAny = intended.size > 0;
+  const remainingBefore = before.problems.filter((p) => !fixedHere(p));
+  if (settingAny && remainingBefore[0]) throw remainingBefore[0].error; // the whole config must load first
+  if (managedText === null && next.size === 0) return { changed: false, overridden, problems: remainingBefore.map((p) => p.error.message) };
+  const managedLeft = (managed?.problems ?? []).filter((p) => !fixedHere(p));
+  // A managed file with bad lines that stay cannot be re-rendered from typed values: only unset gets here.
+  const text = managedText !== null && managedLeft.length > 0 ? removeKeyLines(managedText, managed?.keyLines ?? new Map(), changes.keys()) : renderManagedDropIn(next);
+  const reread = checkConfigText(schema, text, managedFile);
+  for (const [fullKey, value] of intended) {
+    const got = reread.values.get(fullKey);
+    if (got !== value) {
+      const as = got === undefined ? 'an error' : quoteValue(formatValue(got));
+      throw new UecError('CONFIG_INVALID_VALUE', `${fullKey} = ${quoteValue(String(changes.get(fullKey)))}: would not read back identically from ${managedFile} (reads as ${as}); refused`);
+    }
+  }
+  const after = await inspectConfig(paths, schema, { file: managedFile, text });
+  if (settingAny && after.problems[0]) throw after.problems[0].error;
+  const problems = after.problems.map((p) => p.error.message);
+  if (text === managedText) return { changed: false, overridden, problems };
+  await atomicWrite(paths.resolve(managedFile), text, { mode: 0o644 });
+  return { changed: true, overridden, problems };
 }
 
 /** Wrap a description to comment lines of at most `width` characters. */
@@ -348,7 +500,7 @@ export function renderExampleConfig(schema: ConfigSchema, header: string[]): str
     for (const key of Object.keys(spec.keys).sort()) {
       const keySpec = spec.keys[key] as KeySpec;
       const allowed = keySpec.type === 'enum' ? ` One of: ${(keySpec.values ?? []).join(', ')}.` : '';
-      out.push('', ...commentLines(`${keySpec.description}${allowed}`), `#${key} = ${ini.safe(formatValue(keySpec.default))}`.trimEnd());
+      out.push('', ...commentLines(`${keySpec.description}${allowed}`), `#${key} = ${encodeIniValue(formatValue(keySpec.default))}`.trimEnd());
     }
   }
   return out.join('\n') + '\n';

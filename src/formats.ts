@@ -12,6 +12,26 @@ export type FormatName = 'line' | 'hostname' | 'mac' | 'ipv4' | 'url' | 'interfa
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/**
+ * What no configuration value may hold, of any type: C0 and C1 control characters (newline,
+ * tab, NEL), DEL, and the Unicode line and paragraph separators, which some readers (the
+ * INI line parser, JavaScript, log viewers) take for line breaks.
+ */
+// eslint-disable-next-line no-control-regex
+const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+export function checkNoLineBreaks(value: string): string | null {
+  return LINE_BREAKING.test(value) ? 'contains a control character or line separator (newline, tab, U+2028, U+2029)' : null;
+}
+
+/**
+ * A value quoted for a one-line message: JSON.stringify, plus the characters it leaves raw
+ * that could still break or hide a line (DEL, C1 controls, U+2028, U+2029).
+ */
+export function quoteValue(value: string): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function checkLine(value: string): string | null {
   if (CONTROL.test(value)) return 'contains a newline or control character';
   if (value.length > 4096) return 'is longer than 4096 characters';
@@ -78,6 +98,20 @@ export function checkKernelArgs(value: string): string | null {
   return null;
 }
 
+/** Characters GRUB's script parser and iPXE's command line give meaning to. */
+export function checkBootScriptChars(value: string): string | null {
+  return /[{}|&<>#]/.test(value) ? 'contains a GRUB or iPXE script character ({ } | & < > #)' : null;
+}
+
+/**
+ * [boot] kernel_args, the admin's extra arguments: what every boot file that carries them
+ * accepts (pxelinux APPEND, GRUB linux, iPXE kernel). The schema and every renderer call this.
+ */
+export function checkExtraKernelArgs(value: string): string | null {
+  if (value.length > 2048) return 'is longer than 2048 characters';
+  return checkLine(value) ?? checkNoLineBreaks(value) ?? checkKernelArgs(value) ?? checkBootScriptChars(value);
+}
+
 /** A bare token: letters, digits, dot, underscore, plus, hyphen. */
 export function checkWord(value: string): string | null {
   return /^[A-Za-z0-9._+-]+$/.test(value) ? null : 'must be letters, digits, ".", "_", "+" or "-"';
@@ -91,6 +125,6 @@ export const FORMAT_CHECKS: Record<FormatName, (value: string) => string | null>
   url: checkUrl,
   interface: checkInterface,
   path: checkPath,
-  'kernel-args': checkKernelArgs,
+  'kernel-args': checkExtraKernelArgs,
   word: checkWord,
 };

@@ -1,5 +1,16 @@
 import type { ConfigSchema } from '../../src/config';
 
+/**
+ * region.authorized_keys_file is served to every installing machine, and the web UI's admins
+ * may change it: it is confined to files only root can create, named for what they hold, so
+ * it can never publish /etc/shadow, a host key or the secrets under /var/lib/uec-provisioning.
+ */
+export function checkAuthorizedKeysFile(value: string): string | null {
+  return /^\/etc\/uec-provisioning\/authorized_keys[A-Za-z0-9._-]*$/.test(value)
+    ? null
+    : 'must be a file directly in /etc/uec-provisioning/ whose name starts with "authorized_keys" (such as /etc/uec-provisioning/authorized_keys)';
+}
+
 /** The settings every uec-provisioning machine has; components add their own sections. */
 export const COMMON_SCHEMA: ConfigSchema = {
   server: {
@@ -110,7 +121,9 @@ export const COMMON_SCHEMA: ConfigSchema = {
         type: 'string',
         format: 'path',
         default: '/etc/uec-provisioning/authorized_keys',
-        description: 'SSH public keys installed for admin_user on every deployed machine.',
+        check: checkAuthorizedKeysFile,
+        description:
+          'SSH public keys installed for admin_user on every deployed machine. It must be a file directly in /etc/uec-provisioning/ whose name starts with authorized_keys (for example authorized_keys.lab): its lines are served to installing machines, so no other file can be published this way.',
       },
     },
   },

@@ -1,7 +1,31 @@
 import type { ConfigSchema } from '../../src/config';
+import { checkWord, quoteValue } from '../../src/formats';
 
 export const MIRROR_MODES = ['upstream', 'proxy', 'mirror', 'iso'] as const;
 export type MirrorMode = (typeof MIRROR_MODES)[number];
+
+/** A word list: space-separated, at least one, each word passing `check`. */
+function checkWords(check: (word: string) => string | null): (value: string) => string | null {
+  return (value) => {
+    const words = value.split(/\s+/).filter(Boolean);
+    if (words.length === 0) return 'is empty; give at least one';
+    for (const word of words) {
+      const problem = check(word);
+      if (problem) return `${quoteValue(word)} ${problem}`;
+    }
+    return null;
+  };
+}
+
+export const checkSuites = checkWords(checkWord);
+export const checkArchitectures = checkWords((w) => (/^[a-z0-9][a-z0-9-]*$/.test(w) ? null : 'is not a Debian architecture name'));
+export const checkComponents = checkWords((w) => (/^[a-z0-9][a-z0-9.+-]*$/.test(w) ? null : 'is not a component name (lowercase letters, digits, ".", "+", "-")'));
+
+/** apt-mirror and apache paths are built from the upstream URL: no query or fragment. */
+export function checkUpstream(value: string): string | null {
+  const url = new URL(value); // the url format has checked it parses
+  return url.search || url.hash ? 'must not have a query or fragment' : null;
+}
 
 /** The [mirror] section of uec-provisioning-mirror. */
 export const MIRROR_SCHEMA: ConfigSchema = {
@@ -20,23 +44,27 @@ export const MIRROR_SCHEMA: ConfigSchema = {
         format: 'url',
         allowEmpty: true,
         default: '',
+        check: checkUpstream,
         description: 'The archive apt-mirror copies in mirror mode; empty means [archive] main_archive.',
       },
       suites: {
         type: 'string',
         format: 'line',
+        check: checkSuites,
         default: 'bookworm bookworm-updates',
         description: 'Space-separated suites (codenames) to mirror.',
       },
       architectures: {
         type: 'string',
         format: 'line',
+        check: checkArchitectures,
         default: 'amd64',
         description: 'Space-separated architectures to mirror.',
       },
       components: {
         type: 'string',
         format: 'line',
+        check: checkComponents,
         default: 'main',
         description: 'Space-separated components to mirror; <component>/debian-installer is added for each, so netboot installers find their udebs.',
       },

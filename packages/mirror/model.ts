@@ -4,8 +4,8 @@
  */
 import type { EffectiveConfig } from '../../src/config';
 import { UecError } from '../../src/errors';
-import { checkUrl, checkWord } from '../../src/formats';
-import { MIRROR_MODES, type MirrorMode } from './config-schema';
+import { checkUrl, quoteValue } from '../../src/formats';
+import { MIRROR_MODES, checkArchitectures, checkComponents, checkSuites, checkUpstream, type MirrorMode } from './config-schema';
 
 /** The generated apt-mirror configuration (fixed path: its presence enables the nightly sync). */
 export const MIRROR_LIST_FILE = '/var/lib/uec-provisioning/mirror.list';
@@ -58,19 +58,13 @@ export function mirrorLayout(baseDir: string): MirrorLayout {
   };
 }
 
-function splitWords(config: EffectiveConfig, key: string, check: (w: string) => string | null = checkWord): string[] {
+/** A word list, checked by the same function as the schema's, so what config set accepts renders. */
+function splitWords(config: EffectiveConfig, key: string, check: (value: string) => string | null): string[] {
   const raw = config.getString(key);
-  const words = raw.split(/\s+/).filter(Boolean);
-  if (words.length === 0) throw new UecError('CONFIG_INVALID_VALUE', `${key} is empty; give at least one`);
-  for (const word of words) {
-    const problem = check(word);
-    if (problem) throw new UecError('CONFIG_INVALID_VALUE', `${key}: ${JSON.stringify(word)} ${problem}`);
-  }
-  return [...new Set(words)];
+  const problem = check(raw);
+  if (problem) throw new UecError('CONFIG_INVALID_VALUE', `${key}: ${problem}`);
+  return [...new Set(raw.split(/\s+/).filter(Boolean))];
 }
-
-const checkComponent = (w: string): string | null => (/^[a-z0-9][a-z0-9.+-]*$/.test(w) ? null : 'is not a component name (lowercase letters, digits, ".", "+", "-")');
-const checkArch = (w: string): string | null => (/^[a-z0-9][a-z0-9-]*$/.test(w) ? null : 'is not a Debian architecture name');
 
 /** The model from the effective configuration; every problem names the key. */
 export function parseMirrorSettings(config: EffectiveConfig): MirrorSettings {
@@ -80,14 +74,14 @@ export function parseMirrorSettings(config: EffectiveConfig): MirrorSettings {
   }
   const upstream = (config.getString('mirror.upstream') || config.getString('archive.main_archive')).replace(/\/+$/, '');
   const problem = checkUrl(upstream);
-  if (problem) throw new UecError('CONFIG_INVALID_VALUE', `mirror.upstream ${JSON.stringify(upstream)} ${problem}`);
-  if (new URL(upstream).search || new URL(upstream).hash) throw new UecError('CONFIG_INVALID_VALUE', `mirror.upstream ${JSON.stringify(upstream)} must not have a query or fragment`);
+  const urlProblem = problem ?? checkUpstream(upstream);
+  if (urlProblem) throw new UecError('CONFIG_INVALID_VALUE', `mirror.upstream ${quoteValue(upstream)} ${urlProblem}`);
   const settings: MirrorSettings = {
     mode: mode as MirrorMode,
     upstream,
-    suites: splitWords(config, 'mirror.suites'),
-    architectures: splitWords(config, 'mirror.architectures', checkArch),
-    components: splitWords(config, 'mirror.components', checkComponent),
+    suites: splitWords(config, 'mirror.suites', checkSuites),
+    architectures: splitWords(config, 'mirror.architectures', checkArchitectures),
+    components: splitWords(config, 'mirror.components', checkComponents),
     keyring: config.getString('mirror.keyring'),
     baseDir: config.getString('mirror.base_dir').replace(/\/+$/, ''),
     minFreeMb: config.getNumber('mirror.min_free_mb'),

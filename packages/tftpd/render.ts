@@ -7,7 +7,7 @@
 import type { FilePlan } from '../../src/apply';
 import { imagePath, renderKernelArgs, selectBootAction, BOOT_PATHS, ipxeBootstrapUrl } from '../../src/boot';
 import { UecError } from '../../src/errors';
-import { checkInterface, checkKernelArgs, checkLine, checkPath, checkWord } from '../../src/formats';
+import { checkBootScriptChars, checkInterface, checkKernelArgs, checkLine, checkPath, checkWord } from '../../src/formats';
 import type { Node } from '../../src/node';
 import type { ServiceSpec } from '../../src/services';
 import { refusingEscaper, renderTemplate, type Template, type ValueEscaper } from '../../src/template';
@@ -60,7 +60,7 @@ const PXELINUX_VALUE = refusingEscaper('pxelinux config', checkLine);
 
 /** GRUB's script parser gives meaning to more characters than the kernel command line check refuses. */
 export function checkGrubValue(value: string): string | null {
-  return checkLine(value) ?? checkKernelArgs(value) ?? (/[{}|&<>#]/.test(value) ? 'contains a GRUB script character ({ } | & < > #)' : null);
+  return checkLine(value) ?? checkKernelArgs(value) ?? checkBootScriptChars(value);
 }
 const GRUB_VALUE: ValueEscaper = refusingEscaper('GRUB config', checkGrubValue);
 
