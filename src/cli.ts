@@ -39,9 +39,12 @@ const GLOBAL_HELP: [string, string][] = [
 async function runApply(session: Session, names: string[], values: Values, unconfigure: boolean): Promise<number> {
   const dryRun = Boolean(values['dry-run']);
   const showDiff = dryRun || Boolean(values.diff);
-  const results = await applyComponents(session, names, { dryRun, unconfigure });
+  const invalidNodes: string[] = [];
+  const results = await applyComponents(session, names, { dryRun, unconfigure, invalidNodes });
   if (!session.json) for (const result of results) printApplyResult(session, result, showDiff, dryRun);
   if (session.json) session.io.stdout(JSON.stringify(dryRun ? results : results.map(({ diff: _diff, ...rest }) => rest), null, 2) + '\n');
+  // Every other node's files are written; the exit status still says one was left out.
+  if (invalidNodes.length > 0) throw new UecError('INVALID_VALUE', invalidNodes.length === 1 ? invalidNodes[0]! : `${invalidNodes.length} nodes left out: ${invalidNodes.join(' | ')}`);
   return 0;
 }
 
@@ -287,8 +290,8 @@ export async function main(
     const command = selectCommand(commands, words);
     if (!command) {
       const group = commands.filter((c) => c.words[0] === words[0]);
-      if (group.length > 0 && words.length === 1) throw usageError(`"${words[0]}" needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
-      throw usageError(`unknown command "${words.join(' ')}"`);
+      if (group.length > 0 && words.length === 1) throw usageError(`${JSON.stringify(words[0])} needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
+      throw usageError(`unknown command ${JSON.stringify(words.join(' '))}`);
     }
     if (loose.values.help) {
       io.stdout(commandUsage(command));

@@ -10,6 +10,7 @@ import { loadConfig, type ConfigSchema, type EffectiveConfig } from './config';
 import { UecError } from './errors';
 import type { Logger } from './log';
 import type { NetworkFacts } from './network-facts';
+import { checkNode, describeNodeProblem, type Node } from './node';
 import type { NodeStore } from './node-store';
 import type { Paths } from './paths';
 import { createServiceControl } from './services';
@@ -64,6 +65,23 @@ export interface ApplyComponentsOptions {
   /** Only components whose plans depend on node state (after a node change). */
   nodeAwareOnly?: boolean;
   config?: EffectiveConfig;
+  /**
+   * Filled with one line per stored node that fails checkNode (an older version stored it):
+   * such nodes are left out of every plan, so the others' files are still written. Without
+   * it each is logged as a warning (node commands, the automatic apply of serve).
+   */
+  invalidNodes?: string[];
+}
+
+/** The stored nodes the renderers can take; each other one is reported once and left out. */
+async function loadRenderableNodes(session: Session, report: (line: string) => void): Promise<Node[]> {
+  const good: Node[] = [];
+  for (const node of await session.nodeStore().list()) {
+    const problem = checkNode(node);
+    if (problem) report(`${describeNodeProblem(node, problem)}; its DHCP and boot files are left out until it is fixed (uec-provisioning nodes edit) or removed`);
+    else good.push(node);
+  }
+  return good;
 }
 
 /** Plan, diff, validate, write and reload the named (or all) components, one after another. */
@@ -73,6 +91,8 @@ export async function applyComponents(session: Session, names: string[], options
   const config = options.config ?? (await loadConfig(session.paths, session.schema));
   const services = await createServiceControl(session.paths, session.io.env);
   const results: ApplyResult[] = [];
+  let nodes: Promise<Node[]> | undefined;
+  const report = (line: string) => (options.invalidNodes ? options.invalidNodes.push(line) : session.log.warn(line));
   for (const component of selected) {
     const log = session.log.child({ component: component.name });
     const plans = options.unconfigure
@@ -83,7 +103,7 @@ export async function applyComponents(session: Session, names: string[], options
           templates: templateDirs(session.paths),
           network: session.network(),
           log,
-          nodes: () => session.nodeStore().list(),
+          nodes: async () => structuredClone(await (nodes ??= loadRenderableNodes(session, report))),
         });
     results.push(await applyPlans({ paths: session.paths, component: component.name, plans, services, log, dryRun: Boolean(options.dryRun) }));
   }

@@ -84,7 +84,7 @@ export function mergeSchemas(components: Component[]): ConfigSchema {
 export function findComponent(components: Component[], name: string): Component {
   const found = components.find((c) => c.name === name || c.package === name);
   if (!found) {
-    throw new UecError('COMPONENT_UNKNOWN', `no installed component "${name}" (installed: ${components.map((c) => c.name).join(', ')})`);
+    throw new UecError('COMPONENT_UNKNOWN', `no installed component ${JSON.stringify(name)} (installed: ${components.map((c) => c.name).join(', ')})`);
   }
   return found;
 }

@@ -13,6 +13,7 @@ import {
   parseHostname,
   parseIPv4OrEmpty,
   parseMac,
+  parseNodeName,
   parseNote,
   parseSubarchitecture,
   parseWord,
@@ -83,9 +84,9 @@ export async function editNode(store: NodeStore, ref: string, edit: NodeEdit, cl
     }
     if (edit.arch !== undefined) set('arch', parseArchitecture(edit.arch));
     if (edit.subarch !== undefined) set('subarch', parseSubarchitecture(edit.subarch));
-    if (edit.role !== undefined) set('role', parseWord('role', edit.role));
-    if (edit.os !== undefined) set('os', parseWord('os', edit.os));
-    if (edit.release !== undefined) set('release', parseWord('release', edit.release));
+    if (edit.role !== undefined) set('role', parseNodeName('role', edit.role));
+    if (edit.os !== undefined) set('os', parseNodeName('os', edit.os));
+    if (edit.release !== undefined) set('release', parseNodeName('release', edit.release));
     if (edit.ipv4 !== undefined) set('ipv4', parseIPv4OrEmpty(edit.ipv4));
     if (changed.length > 0) addEvent(node, clock.now(), 'edited', `changed ${changed.join(', ')}`);
     return structuredClone(node);
@@ -122,7 +123,7 @@ export async function deployNode(
 /** One node to deploying (in place, inside a store update); throws before changing it when it cannot. */
 function startDeployment(node: Node, roles: readonly Role[], options: { role?: string; release?: string }, clock: Clock): void {
   const role = selectRole(roles, options.role ?? node.role);
-  const release = options.release !== undefined ? parseWord('release', options.release) : node.release;
+  const release = options.release !== undefined ? parseNodeName('release', options.release) : node.release;
   selectRolePackages(role, release);
   if (node.status === 'new') transition(node, 'ready', clock.now(), 'accepted for deployment');
   transition(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`);
@@ -193,22 +194,41 @@ export function selectArchitecture(buildarch: string | undefined, platform: stri
   return { arch, subarch };
 }
 
+/** At most this many nodes in status new before enlistment is refused (an admin accepts or removes them). */
+export const DEFAULT_MAX_NEW_NODES = 100;
+
+/** Enlistment refused: too many nodes wait in status new. The region answers 429. */
+export class EnlistLimitError extends UecError {
+  constructor(limit: number) {
+    super('NODE_STATE', `enlistment refused: ${limit} nodes are already new (accept them with nodes deploy, or remove them)`);
+  }
+}
+
 /**
  * An unknown machine that netbooted: registered as new with its MAC, architecture and what
- * it told of its hardware. The same machine enlisting again updates, never duplicates.
+ * it told of its hardware. The same MAC enlisting again never duplicates, and never changes
+ * the recorded node (enlistment is unauthenticated: anyone may claim a MAC): reported details
+ * that differ are an event on the node's timeline. At most maxNew nodes wait in status new.
  */
-export async function enlistNode(store: NodeStore, input: EnlistInput, clock: Clock = SYSTEM_CLOCK): Promise<{ node: Node; created: boolean }> {
+export async function enlistNode(
+  store: NodeStore,
+  input: EnlistInput,
+  clock: Clock = SYSTEM_CLOCK,
+  maxNew: number = DEFAULT_MAX_NEW_NODES,
+): Promise<{ node: Node; created: boolean }> {
   const mac = parseMac(input.mac);
   return store.update((nodes) => {
     const existing = nodes.find((n) => n.macs.includes(mac));
     const hardware = sanitiseHardware(input.hardware ?? {});
     if (existing) {
-      if (JSON.stringify(existing.hardware) !== JSON.stringify({ ...existing.hardware, ...hardware })) {
-        existing.hardware = { ...existing.hardware, ...hardware };
-        addEvent(existing, clock.now(), 'enlisted', 'enlisted again; hardware details updated');
-      }
+      const differs = (Object.keys(hardware) as (keyof Hardware)[]).filter((k) => existing.hardware[k] !== hardware[k]);
+      const last = existing.events[existing.events.length - 1];
+      const message = `enlisted again from ${mac}; reported ${differs.map((k) => `${k} ${JSON.stringify(hardware[k])}`).join(', ')}, recorded details kept`;
+      // Once per distinct report: repeating the same request does not rewrite the store.
+      if (differs.length > 0 && last?.message !== parseNote(message)) addEvent(existing, clock.now(), 'enlisted', message);
       return { node: structuredClone(existing), created: false };
     }
+    if (nodes.filter((n) => n.status === 'new').length >= maxNew) throw new EnlistLimitError(maxNew);
     const systemId = uniqueSystemId(nodes);
     const node = createNode(
       { hostname: systemId, macs: [mac], arch: input.arch, subarch: input.subarch, status: 'new', hardware },

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { atomicWrite } from './atomic-write';
 import { UecError, describeError } from './errors';
 import { createFileLock } from './file-lock';
-import { findConflict, parseMac, type Node } from './node';
+import { checkNode, describeNodeProblem, findConflict, parseMac, type Node } from './node';
 import type { Paths } from './paths';
 
 export const NODES_FILE = '/var/lib/uec-provisioning/nodes.json';
@@ -124,6 +124,15 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       sortNodes(draft);
       const afterText = JSON.stringify(draft);
       if (afterText !== JSON.stringify(sortNodes([...before]))) {
+        // The one validator, for every new or changed node: whoever wrote it (CLI, CSV import,
+        // web API, enlistment), nothing a renderer would refuse is stored. Unchanged nodes an
+        // older version stored are left alone, so they do not block unrelated changes.
+        const old = new Map(before.map((n) => [n.systemId, JSON.stringify(n)]));
+        for (const node of draft) {
+          if (old.get(node.systemId) === JSON.stringify(node)) continue;
+          const problem = checkNode(node);
+          if (problem) throw new UecError('INVALID_VALUE', `${describeNodeProblem(node, problem)}; nothing was stored`);
+        }
         const conflict = findConflict(draft);
         if (conflict) throw new UecError('NODE_CONFLICT', conflict);
         await fileLock.sweepTemps();

@@ -5,6 +5,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { UecError } from './errors';
+import { isIPv4 } from 'node:net';
 import { checkHostname, checkIPv4, checkMac, checkWord, normaliseMac } from './formats';
 
 /** new → (commissioning →) ready → deploying → deployed; failed from deploying or commissioning. */
@@ -114,6 +115,36 @@ function invalid(what: string, value: string, reason: string): UecError {
   return new UecError('INVALID_VALUE', `${what} ${JSON.stringify(value)} ${reason}`);
 }
 
+/**
+ * A node's boot MAC: six colon-separated octets of a unicast address (a DHCP reservation or
+ * boot file for a broadcast, all-zero or multicast address would catch other machines' requests).
+ */
+export function checkNodeMac(value: string): string | null {
+  const reason = checkMac(value);
+  if (reason) return reason;
+  const mac = value.toLowerCase();
+  if (mac === '00:00:00:00:00:00') return 'is the all-zero MAC, not a machine\'s';
+  if (mac === 'ff:ff:ff:ff:ff:ff') return 'is the broadcast MAC, not a machine\'s';
+  if (Number.parseInt(mac.slice(0, 2), 16) & 1) return 'is a multicast MAC, not a machine\'s';
+  return null;
+}
+
+/** A node's fixed address: a unicast host address (not 0.0.0.0/8, loopback, multicast or 240/4 and broadcast). */
+export function checkNodeIPv4(value: string): string | null {
+  if (!isIPv4(value)) return checkIPv4(value) ?? 'is not an IPv4 address';
+  const first = Number(value.split('.')[0]);
+  if (first === 0) return 'is not a host address (0.0.0.0/8)';
+  if (first === 127) return 'is a loopback address';
+  if (first >= 224 && first < 240) return 'is a multicast address';
+  if (first >= 240) return 'is a reserved or the broadcast address';
+  return null;
+}
+
+/** role, os and release name files and image directories: a word that does not start with ".". */
+export function checkNodeName(value: string): string | null {
+  return checkWord(value) ?? (value.startsWith('.') ? 'must not start with "."' : null);
+}
+
 /** Accepts 52:54:00:12:34:56, 52-54-00-12-34-56 or 525400123456; returns the colon form in lower case. */
 export function parseMac(value: string): string {
   const trimmed = value.trim();
@@ -121,7 +152,7 @@ export function parseMac(value: string): string {
   const colon = /^[0-9A-Fa-f]{12}$/.test(bare) && (trimmed.length === 12 || /^[0-9A-Fa-f]{2}([-:])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$/.test(trimmed))
     ? bare.match(/../g)!.join(':')
     : trimmed;
-  const reason = checkMac(colon);
+  const reason = checkNodeMac(colon);
   if (reason) throw invalid('MAC', value, reason);
   return normaliseMac(colon);
 }
@@ -153,11 +184,73 @@ export function parseWord(what: string, value: string): string {
   return value;
 }
 
+/** A node's role, os or release (see checkNodeName). */
+export function parseNodeName(what: string, value: string): string {
+  const reason = checkNodeName(value);
+  if (reason) throw invalid(what, value, reason);
+  return value;
+}
+
 export function parseIPv4OrEmpty(value: string): string {
   if (value === '') return '';
-  const reason = checkIPv4(value);
+  const reason = checkNodeIPv4(value);
   if (reason) throw invalid('IPv4 address', value, reason);
   return value;
+}
+
+export interface NodeProblem {
+  field: string;
+  value: string;
+  reason: string;
+}
+
+/**
+ * The one check of a whole node, with the rules the renderers (DHCP reservations, boot
+ * files, preseeds) need: the store refuses to write a new or changed node that fails it, and
+ * an apply leaves out (and reports) a node an older version stored. Null when the node is fine.
+ */
+export function checkNode(node: Node): NodeProblem | null {
+  const text = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? String(v));
+  const problem = (field: string, value: unknown, reason: string | null): NodeProblem | null => (reason ? { field, value: text(value), reason } : null);
+  const isString = (v: unknown): v is string => typeof v === 'string';
+  const macs: unknown = node.macs;
+  const macProblem = (): NodeProblem | null => {
+    if (!Array.isArray(macs) || macs.length === 0) return problem('macs', macs, 'must list at least one MAC address');
+    for (const mac of macs as unknown[]) {
+      const found = problem('MAC', mac, isString(mac) ? checkNodeMac(mac) ?? (mac !== mac.toLowerCase() ? 'is not in lower case' : null) : 'is not a string');
+      if (found) return found;
+    }
+    return null;
+  };
+  const inList = (list: readonly string[]) => (v: unknown) => (isString(v) && list.includes(v) ? null : `is not one of ${list.join(', ')}`);
+  const checks: [string, unknown, (v: unknown) => string | null][] = [
+    ['system id', node.systemId, (v) => (isString(v) && /^[a-z0-9-]{1,40}$/.test(v) ? null : 'is not a system id')],
+    ['hostname', node.hostname, (v) => (isString(v) ? checkHostname(v) ?? (v !== v.toLowerCase() || v.endsWith('.') ? 'is not in canonical form (lower case, no trailing dot)' : null) : 'is not a string')],
+    ['architecture', node.arch, inList(ARCHITECTURES)],
+    ['subarchitecture', node.subarch, inList(SUBARCHITECTURES)],
+    ['role', node.role, (v) => (isString(v) ? checkNodeName(v) : 'is not a string')],
+    ['os', node.os, (v) => (isString(v) ? checkNodeName(v) : 'is not a string')],
+    ['release', node.release, (v) => (isString(v) ? checkNodeName(v) : 'is not a string')],
+    ['status', node.status, inList(NODE_STATUSES)],
+    ['IPv4 address', node.ipv4, (v) => (isString(v) ? (v === '' ? null : checkNodeIPv4(v)) : 'is not a string')],
+  ];
+  for (const [field, value, check] of checks.slice(0, 2)) {
+    const found = problem(field, value, check(value));
+    if (found) return found;
+  }
+  const found = macProblem();
+  if (found) return found;
+  for (const [field, value, check] of checks.slice(2)) {
+    const found = problem(field, value, check(value));
+    if (found) return found;
+  }
+  return null;
+}
+
+/** One line naming the node and the field, every value escaped: node web1 (node-abc123): release ".." must not start with ".". */
+export function describeNodeProblem(node: Node, found: NodeProblem): string {
+  const safe = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9._-]+$/.test(v) ? v : JSON.stringify(v) ?? String(v));
+  return `node ${safe(node.hostname)} (${safe(node.systemId)}): ${found.field} ${JSON.stringify(found.value)} ${found.reason}`;
 }
 
 /** Free text that lands in logs and the event timeline: one line, bounded. */
@@ -192,9 +285,9 @@ export function createNode(input: NewNodeInput, now: Date, ids: { systemId: stri
     macs,
     arch: parseArchitecture(input.arch ?? 'amd64'),
     subarch: parseSubarchitecture(input.subarch ?? 'generic'),
-    role: parseWord('role', input.role ?? DEFAULT_ROLE),
-    os: parseWord('os', input.os ?? DEFAULT_OS),
-    release: parseWord('release', input.release ?? DEFAULT_RELEASE),
+    role: parseNodeName('role', input.role ?? DEFAULT_ROLE),
+    os: parseNodeName('os', input.os ?? DEFAULT_OS),
+    release: parseNodeName('release', input.release ?? DEFAULT_RELEASE),
     status: input.status ?? 'ready',
     statusReason: '',
     statusChangedAt: at,

@@ -20,6 +20,7 @@ import { BodyTooLargeError, json, parseJsonObject, presentedToken, readBody, tex
 import type { Logger } from './log';
 import { DEFAULT_RELEASE, parseMac, publicNode, tokenMatches, type Node } from './node';
 import {
+  EnlistLimitError,
   STATUS_EVENTS,
   disableNetboot,
   enlistNode,
@@ -44,6 +45,8 @@ export interface RegionOptions {
   adminUser: string;
   log: Logger;
   clock: Clock;
+  /** Enlistment is refused (429) while this many nodes are new; default DEFAULT_MAX_NEW_NODES. */
+  maxNewNodes?: number;
 }
 
 const FORBIDDEN = text(403, 'forbidden');
@@ -83,6 +86,10 @@ async function nodeByToken(options: RegionOptions, req: IncomingMessage, url: UR
 
 function errorReply(err: unknown, log: Logger, what: string): Reply {
   if (err instanceof BodyTooLargeError) return text(413, 'request body too large', tooLargeHeaders);
+  if (err instanceof EnlistLimitError) {
+    log.warn(`${what}: ${err.message}`, { code: err.code });
+    return text(429, 'too many new nodes waiting; try again later', { 'Retry-After': '300' });
+  }
   if (err instanceof UecError) {
     const status = err.code === 'NODE_UNKNOWN' ? 404 : err.code === 'NODE_STATE' || err.code === 'NODE_CONFLICT' || err.code === 'ROLE_UNKNOWN' ? 409 : err.code === 'INVALID_VALUE' ? 400 : 500;
     log[status >= 500 ? 'error' : 'warn'](`${what}: ${err.message}`, { code: err.code });
@@ -167,7 +174,7 @@ export async function handleRegionRequest(options: RegionOptions, req: IncomingM
           return v ? [[k, v]] : [];
         }),
       );
-      const { node, created } = await enlistNode(options.store, { mac, arch, subarch, hardware }, options.clock);
+      const { node, created } = await enlistNode(options.store, { mac, arch, subarch, hardware }, options.clock, options.maxNewNodes);
       log.info(`${created ? 'enlisted new' : 'enlisted again'} node ${node.systemId} (${mac}, ${arch}/${subarch})`);
       return json(created ? 201 : 200, { system_id: node.systemId, hostname: node.hostname, status: node.status });
     }

@@ -122,7 +122,7 @@ t.test('status events: installing/installed on deploying, deployed finishes, fai
   await t.rejects(recordStatusEvent(store, node.systemId, 'failed', 'late'), { code: 'NODE_STATE' });
 });
 
-t.test('enlist: new node with MAC, arch and hardware; the same MAC again updates, never duplicates', async (t) => {
+t.test('enlist: new node with MAC, arch and hardware; the same MAC again never duplicates and never changes the node', async (t) => {
   const { store } = await setup(t);
   const first = await enlistNode(store, { mac: '52-54-00-AA-00-01', arch: 'arm64', subarch: 'uefi', hardware: { manufacturer: 'QEMU' } });
   t.equal(first.created, true);
@@ -131,7 +131,8 @@ t.test('enlist: new node with MAC, arch and hardware; the same MAC again updates
   t.equal(again.created, false);
   t.equal(again.node.events.length, first.node.events.length, 'nothing new: no event');
   const more = await enlistNode(store, { mac: '525400aa0001', hardware: { serial: 'S1' } });
-  t.same(more.node.hardware, { manufacturer: 'QEMU', serial: 'S1' });
+  t.same(more.node.hardware, { manufacturer: 'QEMU' }, 'recorded details kept (issue 13: enlistment is unauthenticated)');
+  t.match(more.node.events.at(-1), { type: 'enlisted', message: /reported serial "S1", recorded details kept/ });
   t.equal((await store.list()).length, 1);
   await t.rejects(enlistNode(store, { mac: 'garbage' }), { code: 'INVALID_VALUE' });
   const results = await Promise.all(Array.from({ length: 10 }, () => enlistNode(store, { mac: '52:54:00:bb:00:01' })));
