@@ -48,15 +48,22 @@ _link() {
 	ip -n "$CLIENT_NS" link set "c-$1" up
 }
 
-# Choose lan0 as a sysadmin would: a debconf answer and dpkg-reconfigure, which also moves
-# TFTP (already configured) to lan0; then full DHCP there with the CLI (DHCP is off until
-# the admin turns it on).
+# Choose lan0 as a sysadmin who automates with debconf would: preseeded answers and
+# dpkg-reconfigure, nothing else. Reconfiguring common also moves TFTP (already configured)
+# to lan0; reconfiguring dhcpd turns full DHCP on there.
 configure_lan0() {
-	echo "uec-provisioning-common uec-provisioning-common/interface select lan0" | debconf-set-selections
+	debconf-set-selections <<-EOF
+	uec-provisioning-common uec-provisioning-common/interface select lan0
+	uec-provisioning-dhcpd uec-provisioning-dhcpd/mode select full
+	uec-provisioning-dhcpd uec-provisioning-dhcpd/interface select lan0
+	uec-provisioning-dhcpd uec-provisioning-dhcpd/range string 10.77.0.100-10.77.0.150
+	EOF
 	dpkg-reconfigure -fnoninteractive uec-provisioning-common
 	[ "$(uec-provisioning config get server.interface)" = lan0 ] || fail "server.interface is not lan0 after dpkg-reconfigure"
 	grep -qx 'interface=lan0' "$CONF/dnsmasq-tftpd.conf" || fail "dpkg-reconfigure uec-provisioning-common did not move TFTP to lan0"
-	uec-provisioning dhcp set-mode full --interface lan0 --range 10.77.0.100-10.77.0.150
+	dpkg-reconfigure -fnoninteractive uec-provisioning-dhcpd
+	[ "$(uec-provisioning config get dhcp.mode)" = full ] || fail "dhcp.mode is $(uec-provisioning config get dhcp.mode) after dpkg-reconfigure, not full"
+	[ "$(uec-provisioning config get dhcp.interface)" = lan0 ] || fail "dhcp.interface is not lan0 after dpkg-reconfigure"
 }
 
 # dhcp_client IF [udhcpc options...]: one DISCOVER/REQUEST round from the client namespace
