@@ -1,6 +1,9 @@
 /**
- * FAKE systemd Manager on D-Bus — systemd cannot run as PID 1 on this machine, so the tests
- * of systemd-dbus.ts talk to this stand-in instead, over a real dbus-daemon
+ * FAKE systemd Manager on D-Bus, kept only for what real systemd cannot be made to do on
+ * demand (a unit caught mid-reload, job results such as timeout or dependency, JobRemoved
+ * before the method reply, a forged JobRemoved, a job that never ends); everything real
+ * systemd can do is proven against it by debian/tests/systemd-dbus in the DEP-8 suite. The
+ * unit tests of systemd-dbus.ts talk to this stand-in over a real dbus-daemon
  * (test/helpers/dbus-daemon.ts). It owns org.freedesktop.systemd1 and implements only what
  * the code under test calls:
  *

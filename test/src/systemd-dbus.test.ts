@@ -63,44 +63,19 @@ async function startFake(t: Test): Promise<FakeSystemdManager> {
   return fake;
 }
 
-t.test('active unit → ReloadOrTryRestartUnit(unit, "replace") once, "reloaded"', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('dnsmasq.service', 'active');
-  fake.setUnit('apache2.service', 'active');
-  const control = createSystemdControl();
-  t.equal(control.kind, 'systemd');
-  t.equal(await control.reload(spec('dnsmasq.service')), 'reloaded');
-  t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
-  t.equal(fake.subscribeCalls, 1, 'subscribed to job signals before the call');
-});
-
-t.test('service marked restart → TryRestartUnit(unit, "replace"), no reload call', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('uec-provisioning-dhcpd.service', 'active');
-  t.equal(await createSystemdControl().reload({ ...spec('uec-provisioning-dhcpd.service'), restart: true }), 'reloaded');
-  t.same(fake.restartCalls, [['uec-provisioning-dhcpd.service', 'replace']]);
-  t.same(fake.reloadCalls, []);
-});
+// Real systemd (debian/tests/systemd-dbus, run under systemd as PID 1 by the DEP-8 suite)
+// proves the rest against the installed module: an active unit reloaded and its job
+// awaited, a restart spec restarting it, inactive and unknown units left alone, a failed
+// reload job, a failed restart and a masked unit reported. The stand-in Manager stays only
+// for what real systemd cannot be made to do on demand: a unit caught mid-reload, job
+// results other than done and failed, JobRemoved before the method reply, a forged
+// JobRemoved, a job that never ends.
 
 t.test('unit in the middle of a reload ("reloading") → reloaded again', async (t) => {
   const fake = await startFake(t);
   fake.setUnit('dnsmasq.service', 'reloading');
   t.equal(await createSystemdControl().reload(spec('dnsmasq.service')), 'reloaded');
   t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
-});
-
-t.test('inactive unit → "not-running", no reload call', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('dnsmasq.service', 'inactive');
-  t.equal(await createSystemdControl().reload(spec('dnsmasq.service')), 'not-running');
-  t.same(fake.reloadCalls, []);
-});
-
-t.test('unknown unit (NoSuchUnit) → "not-running", no reload call', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('apache2.service', 'active');
-  t.equal(await createSystemdControl().reload(spec('dnsmasq.service')), 'not-running');
-  t.same(fake.reloadCalls, []);
 });
 
 /** The error a reload rejects with (fails the test if it resolves). */
@@ -114,24 +89,6 @@ async function reloadError(service: ServiceSpec, options: Parameters<typeof crea
   if (!(err instanceof UecError)) throw err;
   return err;
 }
-
-t.test('reload job ends "failed" → SERVICE_FAILED naming the result and the unit state', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('dnsmasq.service', 'active', { jobResult: 'failed', afterJob: { activeState: 'failed', subState: 'failed', result: 'exit-code' } });
-  const err = await reloadError(spec('dnsmasq.service'));
-  t.equal(err.code, 'SERVICE_FAILED');
-  t.equal(err.message, 'systemd could not reload dnsmasq.service: job result failed (ActiveState=failed, SubState=failed, Result=exit-code)');
-  t.same(fake.reloadCalls, [['dnsmasq.service', 'replace']]);
-});
-
-t.test('restart job of a unit that fails to start → SERVICE_FAILED "could not restart"', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('uec-provisioning-dhcpd.service', 'active', { jobResult: 'failed', afterJob: { activeState: 'failed', subState: 'failed', result: 'exit-code' } });
-  const err = await reloadError({ ...spec('uec-provisioning-dhcpd.service'), restart: true });
-  t.equal(err.code, 'SERVICE_FAILED');
-  t.match(err.message, /^systemd could not restart uec-provisioning-dhcpd\.service: job result failed \(ActiveState=failed/);
-  t.same(fake.restartCalls, [['uec-provisioning-dhcpd.service', 'replace']]);
-});
 
 t.test('every job result but "done" is a failure', async (t) => {
   const fake = await startFake(t);
@@ -173,15 +130,6 @@ t.test('a job that never ends → SERVICE_FAILED after jobTimeoutMs', async (t) 
   t.ok(Date.now() - started >= 300, 'waited for the timeout');
   t.equal(err.code, 'SERVICE_FAILED');
   t.match(err.message, /^systemd could not reload apache2\.service: job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 0\.3 s \(ActiveState=active, SubState=reloading, Result=success\)$/);
-});
-
-t.test('masked unit → the call fails: SERVICE_FAILED naming UnitMasked', async (t) => {
-  const fake = await startFake(t);
-  fake.setUnit('dnsmasq.service', 'active', { masked: true });
-  const err = await reloadError(spec('dnsmasq.service'));
-  t.equal(err.code, 'SERVICE_FAILED');
-  t.match(err.message, /^systemd could not reload dnsmasq\.service: Unit dnsmasq\.service is masked\./);
-  t.match((err.cause as { type?: string }).type, 'org.freedesktop.systemd1.UnitMasked');
 });
 
 t.test('apply: a reload job that fails restores the previous files and reloads each service onto them', async (t) => {
