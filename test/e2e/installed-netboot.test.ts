@@ -21,7 +21,7 @@ import t from 'tap';
 import { chromium } from 'playwright-core';
 import { bookwormImage, bookwormUnavailableReason, bootContainer, builtDebs, copyInto, overlayRoot, type Container } from '../helpers/bookworm';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from '../helpers/netns';
-import { startVm, vmUnavailableReason, type Firmware, type Vm } from '../helpers/vm';
+import { holdVmLane, startVm, vmUnavailableReason, type Firmware, type Vm } from '../helpers/vm';
 
 const SERVER = '10.66.0.1';
 const BROWSER_ADDRESS = '10.66.0.2/24';
@@ -190,8 +190,10 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
     return { vm, node, secs: `${seconds(since)} (${['netboot', 'preseed', 'installing'].map(at).join(', ')})` };
   };
 
+  // The VMs: not beside the other netboot e2e (two sets of TCG VMs starve each other).
+  await holdVmLane(t);
   await t.test('BIOS (iPXE ROM) and UEFI (OVMF PXE → ipxe.efi) each reach their preseed and call back installing', async (t) => {
-    const results = await Promise.all([bootToInstalling(NODES.bios, 300_000), bootToInstalling(NODES.uefi, 300_000)]);
+    const results = await Promise.all([bootToInstalling(NODES.bios, 480_000), bootToInstalling(NODES.uefi, 480_000)]);
     for (const r of results) {
       t.teardown(() => r.vm.stop());
       const types = r.node.events.map((e) => e.type);
@@ -227,7 +229,7 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
     t.teardown(() => vm.stop());
     const linux = `${IMAGE_DIR}/linux`;
     const sentLinux = new RegExp(`sent /var/lib/uec-provisioning/boot/images/debian/bookworm/amd64/linux to 10\\.66\\.0\\.\\d+`);
-    await waitFor('the signed kernel over TFTP', async () => (sentLinux.test(await journal(['uec-provisioning-tftpd'])) ? true : undefined), 180_000);
+    await waitFor('the signed kernel over TFTP', async () => (sentLinux.test(await journal(['uec-provisioning-tftpd'])) ? true : undefined), 360_000);
     t.comment(`Secure Boot VM got its kernel over TFTP: ${seconds(since)}`);
 
     // The second Secure Boot VM starts now, with a kernel one byte different, while the first
@@ -250,7 +252,7 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
     const node = await waitFor(`${NODES.secure.name}'s installing call-back`, async () => {
       const node = await nodeJson(NODES.secure.name);
       return hasEvent(node, 'installing') ? node : undefined;
-    }, 240_000);
+    }, 480_000);
     const secs = seconds(since);
     t.comment(`${NODES.secure.name} to installing: ${secs}`);
     const types = node.events.map((e) => e.type);

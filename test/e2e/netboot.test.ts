@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import { createTestNetwork, netnsUnavailableReason, type NetnsProcess, type TestNetwork } from '../helpers/netns';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
-import { startVm, vmUnavailableReason, type Firmware } from '../helpers/vm';
+import { holdVmLane, startVm, vmUnavailableReason, type Firmware } from '../helpers/vm';
 
 const DI_TREE = '/usr/lib/debian-installer/images/12/amd64/text';
 const CLI = path.join(REPO_ROOT, 'dist/src/cli.js');
@@ -98,6 +98,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
 t.setTimeout(1_800_000);
 
 t.test('netboot: real VMs boot from the rendered dnsmasq configs and the provisioning service', { skip: skipReason(), timeout: 1_500_000 }, async (t) => {
+  // Not beside the installed-appliance e2e: two sets of TCG VMs starve each other.
+  await holdVmLane(t);
   const net = createTestNetwork(t, { name: 'nb' });
   const lan = await net.ns('lan');
   await net.bridge(lan, 'br0');

@@ -6,6 +6,7 @@
  * Acceleration: KVM only when it really works here (NETBOOT-NOTES: this machine's /dev/kvm is
  * a paravirtual variant that hangs stock kernels), else TCG with two threads.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NetnsProcess, TestNetwork } from './netns';
@@ -108,4 +109,22 @@ export function startVm(net: TestNetwork, options: VmOptions): Vm {
     },
     stop: () => proc.stop(1000),
   };
+}
+
+/**
+ * One VM-heavy test file at a time: the netboot e2e tests each boot several TCG VMs, and two
+ * of them side by side on two cores starve each other's guests past their deadlines. Holds
+ * an flock(1) lock until the test ends (the holder is a `sleep` that dies with this process:
+ * setpriv --pdeathsig); other test files keep running beside it. Resolves once held.
+ */
+export async function holdVmLane(t: { teardown(fn: () => unknown): void }, lockFile = '/run/lock/uec-provisioning-tests-vm.lock'): Promise<void> {
+  const holder = spawn('setpriv', ['--pdeathsig', 'KILL', 'flock', '--no-fork', lockFile, 'sh', '-c', 'echo held; exec sleep infinity'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  process.once('exit', () => holder.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout?.on('data', (d: Buffer) => {
+      if (d.toString('utf8').includes('held')) resolve();
+    });
+    holder.once('exit', (code) => reject(new Error(`flock ${lockFile} exited ${code} before holding the lock`)));
+  });
 }
