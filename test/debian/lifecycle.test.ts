@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { REPO_ROOT } from '../helpers/scratch';
+import { REPO_ROOT, copyCheckout } from '../helpers/scratch';
 
 const POLICY = '/usr/sbin/policy-rc.d';
 /** Every binary package debian/control declares: the test follows the package set as it grows. */
@@ -46,18 +46,6 @@ function otherPackagesNeeded(debs: string[]): string[] {
 function installedVersion(pkg: string): string | null {
   const r = run('dpkg-query', ['-W', '-f=${Status} ${Version}', pkg], { allowFail: true });
   return r.code === 0 && r.out.startsWith('install ok installed') ? (r.out.split(' ').pop() ?? null) : null;
-}
-
-/** Copy the checkout's tracked and new files (not node_modules, dist or .git) to a scratch dir. */
-function copyCheckout(dest: string): void {
-  const files = run('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: REPO_ROOT }).out.split('\0').filter(Boolean);
-  for (const f of files) {
-    const src = path.join(REPO_ROOT, f);
-    if (!fs.existsSync(src)) continue;
-    fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
-    fs.copyFileSync(src, path.join(dest, f));
-    fs.chmodSync(path.join(dest, f), fs.statSync(src).mode & 0o777);
-  }
 }
 
 function build(src: string, version?: string): string[] {

@@ -11,22 +11,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { PACKAGES, bookwormImage, bookwormUnavailableReason, chrootRun, overlayRoot, prepareChroot } from '../helpers/bookworm';
-import { REPO_ROOT } from '../helpers/scratch';
+import { copyCheckout } from '../helpers/scratch';
 
 // A build and an install of six packages and their ~120 dependencies: longer than the
 // suite's per-file timeout (package.json).
 t.setTimeout(1_200_000);
 
-/** The checkout's tracked and new files, as `git ls-files -co --exclude-standard` lists them, in a new repository. */
-function copyCheckout(dest: string): void {
-  const files = spawnSync('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
-  for (const f of files) {
-    const src = path.join(REPO_ROOT, f);
-    if (!fs.existsSync(src)) continue;
-    fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
-    fs.copyFileSync(src, path.join(dest, f));
-    fs.chmodSync(path.join(dest, f), fs.statSync(src).mode & 0o777);
-  }
+/** The checkout's tracked and new files in a new git repository (the script lists them with git). */
+function copyCheckoutWithGit(dest: string): void {
+  copyCheckout(dest);
   const git = (...args: string[]) => spawnSync('git', ['-c', 'user.name=test', '-c', 'user.email=test@example.org', ...args], { cwd: dest, encoding: 'utf8' });
   git('init', '-q');
   git('add', '-A');
@@ -38,7 +31,7 @@ t.test('scripts/install-from-checkout on a clean bookworm', { skip: bookwormUnav
   const root = overlayRoot(t, bookwormImage());
   prepareChroot(root);
   t.notOk(fs.existsSync(path.join(root, 'usr/bin/node')), 'the image has no Node.js of its own');
-  copyCheckout(path.join(root, 'root/uec-provisioning'));
+  copyCheckoutWithGit(path.join(root, 'root/uec-provisioning'));
 
   const r = chrootRun(root, ['sh', '-c', 'cd /root/uec-provisioning && scripts/install-from-checkout'], { env: { UEC_APT_UPDATED: 'yes' } });
   const said = r.stdout + r.stderr;

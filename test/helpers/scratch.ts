@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,3 +37,15 @@ export function snapshotTree(dir: string): Record<string, string> {
 }
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+/** Copy the checkout's tracked and new files (not node_modules, dist or .git), as `git ls-files -co --exclude-standard` lists them, to `dest`. */
+export function copyCheckout(dest: string): void {
+  const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+  for (const f of files) {
+    const src = path.join(REPO_ROOT, f);
+    if (!fs.existsSync(src)) continue;
+    fs.mkdirSync(path.dirname(path.join(dest, f)), { recursive: true });
+    fs.copyFileSync(src, path.join(dest, f));
+    fs.chmodSync(path.join(dest, f), fs.statSync(src).mode & 0o777);
+  }
+}
