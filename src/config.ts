@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import * as ini from 'ini';
 import { UecError, describeError } from './errors';
+import { createFileLock } from './file-lock';
 import { FORMAT_CHECKS, checkNoLineBreaks, quoteValue, type FormatName } from './formats';
 import { fsOps, readFileIfExists } from './fs-ops';
 import { SYSTEM, type Paths } from './paths';
@@ -425,6 +426,27 @@ export async function writeManagedSettings(
   schema: ConfigSchema,
   changes: Map<string, string | null>,
   options: { allowOverridden?: boolean } = {},
+): Promise<{ changed: boolean; overridden: string[]; problems: string[] }> {
+  // `config set`, debconf's configurators and the web UI may write at once: each
+  // read-modify-write holds one cross-process lock (and this process queues its own writers).
+  const file = paths.resolve(SYSTEM.managedDropIn);
+  const run = settingsQueue.then(() =>
+    createFileLock(file, {
+      what: SYSTEM.managedDropIn,
+      fail: (message, cause) => new UecError('CONFIG_UNREADABLE', message, { cause }),
+    }).withLock(() => writeManagedSettingsLocked(paths, schema, changes, options)),
+  );
+  settingsQueue = run.catch(() => undefined);
+  return run;
+}
+
+let settingsQueue: Promise<unknown> = Promise.resolve();
+
+async function writeManagedSettingsLocked(
+  paths: Paths,
+  schema: ConfigSchema,
+  changes: Map<string, string | null>,
+  options: { allowOverridden?: boolean },
 ): Promise<{ changed: boolean; overridden: string[]; problems: string[] }> {
   const managedFile = SYSTEM.managedDropIn;
   const before = await inspectConfig(paths, schema);
