@@ -104,6 +104,7 @@ export async function applyComponents(session: Session, names: string[], options
           network: session.network(),
           log,
           nodes: async () => structuredClone(await (nodes ??= loadRenderableNodes(session, report))),
+          reportNode: report,
         });
     results.push(await applyPlans({ paths: session.paths, component: component.name, plans, services, log, dryRun: Boolean(options.dryRun) }));
   }

@@ -24,6 +24,8 @@ export interface ComponentContext {
   log: Logger;
   /** The region's nodes, read when a component's plan needs them (reservations, boot configs). */
   nodes: () => Promise<Node[]>;
+  /** Report a node the plan left out (one line naming it and why); the plan goes on without it. */
+  reportNode?: (line: string) => void;
 }
 
 export interface Component {

@@ -86,6 +86,7 @@ async function plan(context: ComponentContext) {
   // dnsmasq needs the hosts directory to exist when it starts; the package ships it, and
   // under a --root scratch tree it is made here (an empty directory, nothing else).
   await fs.promises.mkdir(context.paths.resolve(DHCPD_PATHS.hostsDir), { recursive: true, mode: 0o755 });
+  for (const line of model.leftOut) (context.reportNode ?? ((l: string) => context.log.warn(l)))(line);
   return renderDhcpd(model, await loadDhcpTemplates(context.templates));
 }
 

@@ -70,6 +70,8 @@ export type DhcpModel =
       logDhcp: boolean;
       boot: BootFiles;
       reservations: Reservation[];
+      /** One line per node left out of the reservations (its data does not fit this subnet). */
+      leftOut: string[];
       locations: DhcpLocations;
     };
 
@@ -114,39 +116,51 @@ function checkRange(range: Range, subnet: Subnet, iface: string, forbidden: { ad
   }
 }
 
-function selectReservations(nodes: readonly Node[], subnet: Subnet, forbidden: { address: string; what: string }[]): Reservation[] {
+/**
+ * The reservations of the nodes that fit this subnet. A node whose data does not (an address
+ * outside the subnet, a MAC or address another node already has) is left out and reported,
+ * so one node's bad data never stops every other node's reservation.
+ */
+function selectReservations(nodes: readonly Node[], subnet: Subnet, forbidden: { address: string; what: string }[]): { reservations: Reservation[]; leftOut: string[] } {
   const macOwner = new Map<string, string>();
   const addressOwner = new Map<string, string>();
-  const out: Reservation[] = [];
-  for (const node of [...nodes].sort((a, b) => (a.systemId < b.systemId ? -1 : 1))) {
-    const who = `node ${node.hostname} (${node.systemId})`;
-    if (!/^[a-z0-9-]{1,40}$/.test(node.systemId)) throw new UecError('INVALID_VALUE', `${who}: system id is not valid for a file name`);
+  const reservations: Reservation[] = [];
+  const leftOut: string[] = [];
+  const problemOf = (node: Node, who: string): string | null => {
+    if (!/^[a-z0-9-]{1,40}$/.test(node.systemId)) return 'system id is not valid for a file name';
     const hostReason = checkHostname(node.hostname);
-    if (hostReason) throw new UecError('INVALID_VALUE', `${who}: hostname ${JSON.stringify(node.hostname)} ${hostReason}`);
-    if (node.macs.length === 0) continue;
+    if (hostReason) return `hostname ${JSON.stringify(node.hostname)} ${hostReason}`;
     for (const mac of node.macs) {
       const reason = checkMac(mac);
-      if (reason) throw new UecError('INVALID_VALUE', `${who}: MAC ${JSON.stringify(mac)} ${reason}`);
+      if (reason) return `MAC ${JSON.stringify(mac)} ${reason}`;
       const key = mac.toLowerCase();
       const owner = macOwner.get(key);
-      if (owner) throw new UecError('INVALID_VALUE', `${who}: MAC ${key} is also given to ${owner}`);
-      macOwner.set(key, who);
+      if (owner && owner !== who) return `MAC ${key} is also given to ${owner}`;
     }
     if (node.ipv4) {
-      if (!isIPv4(node.ipv4)) throw new UecError('INVALID_VALUE', `${who}: address ${JSON.stringify(node.ipv4)} is not an IPv4 address`);
-      if (!inSubnet(node.ipv4, subnet) || isNetworkOrBroadcast(node.ipv4, subnet)) {
-        throw new UecError('INVALID_VALUE', `${who}: address ${node.ipv4} is not a host address of ${subnet.network}/${subnet.prefix}`);
-      }
+      if (!isIPv4(node.ipv4)) return `address ${JSON.stringify(node.ipv4)} is not an IPv4 address`;
+      if (!inSubnet(node.ipv4, subnet) || isNetworkOrBroadcast(node.ipv4, subnet)) return `address ${node.ipv4} is not a host address of ${subnet.network}/${subnet.prefix}`;
       const clash = forbidden.find((f) => f.address === node.ipv4);
-      if (clash) throw new UecError('INVALID_VALUE', `${who}: address ${node.ipv4} is ${clash.what}`);
+      if (clash) return `address ${node.ipv4} is ${clash.what}`;
       const owner = addressOwner.get(node.ipv4);
-      if (owner) throw new UecError('INVALID_VALUE', `${who}: address ${node.ipv4} is also given to ${owner}`);
-      addressOwner.set(node.ipv4, who);
+      if (owner) return `address ${node.ipv4} is also given to ${owner}`;
     }
+    return null;
+  };
+  for (const node of [...nodes].sort((a, b) => (a.systemId < b.systemId ? -1 : 1))) {
+    const who = `node ${node.hostname} (${node.systemId})`;
+    if (node.macs.length === 0) continue;
+    const problem = problemOf(node, who);
+    if (problem) {
+      leftOut.push(`${who}: ${problem}; its DHCP reservation is left out until it is fixed (uec-provisioning nodes edit) or removed`);
+      continue;
+    }
+    for (const mac of node.macs) macOwner.set(mac.toLowerCase(), who);
+    if (node.ipv4) addressOwner.set(node.ipv4, who);
     // DHCP gives the host part; the domain is the installer's business (boot.domain).
-    out.push({ systemId: node.systemId, hostname: (node.hostname.toLowerCase().split('.')[0] ?? ''), macs: node.macs.map((m) => m.toLowerCase()), ipv4: node.ipv4 });
+    reservations.push({ systemId: node.systemId, hostname: node.hostname.toLowerCase().split('.')[0] ?? '', macs: node.macs.map((m) => m.toLowerCase()), ipv4: node.ipv4 });
   }
-  return out;
+  return { reservations, leftOut };
 }
 
 export interface ModelInput {
@@ -197,6 +211,7 @@ export function selectDhcpModel(input: ModelInput): DhcpModel {
   };
   let range: Range | null = null;
   let reservations: Reservation[] = [];
+  let leftOut: string[] = [];
   let dnsServers: string[] = [];
   if (s.mode === 'full') {
     if (Boolean(s.rangeStart) !== Boolean(s.rangeEnd)) throw bad('dhcp.range_start and dhcp.range_end must both be set, or both be empty (proposed range)');
@@ -207,7 +222,7 @@ export function selectDhcpModel(input: ModelInput): DhcpModel {
       range = proposeRange(subnet, forbidden.map((f) => f.address));
       if (!range) throw bad(`no DHCP range fits in ${s.interface}'s subnet ${subnet.network}/${subnet.prefix}; set dhcp.range_start and dhcp.range_end`);
     }
-    reservations = selectReservations(input.nodes, subnet, forbidden);
+    ({ reservations, leftOut } = selectReservations(input.nodes, subnet, forbidden));
     dnsServers = s.dnsServers ? parseDnsServers(s.dnsServers) : input.resolvers;
   }
   return {
@@ -224,6 +239,7 @@ export function selectDhcpModel(input: ModelInput): DhcpModel {
     logDhcp: s.logDhcp,
     boot,
     reservations,
+    leftOut,
     locations: input.locations,
   };
 }

@@ -144,6 +144,22 @@ t.test('an old store with one bad node: apply dhcpd reserves every other node an
   t.notMatch(files, /ff:ff:ff:ff:ff:ff/);
 });
 
+t.test('a node reserved outside the DHCP subnet: apply dhcpd reserves every other node and reports that one', async (t) => {
+  const paths = scratchRoot(t);
+  const bad = writeStoreWithBadNode(paths);
+  const store = JSON.parse(fs.readFileSync(paths.resolve(NODES_FILE), 'utf8')) as { version: 1; nodes: Node[] };
+  // A valid node (checkNode accepts it) whose address is not in this server's subnet.
+  store.nodes = store.nodes.map((n) => (n.systemId === bad.systemId ? { ...n, release: 'bookworm', ipv4: '10.99.0.5' } : n));
+  put(paths, NODES_FILE, JSON.stringify(store), 0o600);
+  t.equal((await cli(paths, 'config', 'set', 'dhcp.mode=full', 'dhcp.interface=eth0', 'dhcp.dns_servers=10.20.0.1')).code, 0);
+  const r = await cli(paths, 'apply', 'dhcpd');
+  t.equal(r.code, 3, r.stderr);
+  t.match(r.stderr, /broken \(node-dddddd\): address 10\.99\.0\.5 is not a host address of 10\.20\.0\.0\/24; its DHCP reservation is left out/);
+  const hostsDir = paths.resolve('/var/lib/uec-provisioning/dhcpd/hosts.d');
+  t.same(fs.readdirSync(hostsDir).sort(), NODES.map((n) => n.systemId).sort(), 'a reservation file for every other node, none for that one');
+  t.match(fs.readFileSync(paths.resolve('/etc/uec-provisioning/dnsmasq-dhcpd.conf'), 'utf8'), /dhcp-range=/, 'the DHCP configuration was written');
+});
+
 t.test('enlistment with an existing node\'s MAC keeps the node\'s details and records the report once', async (t) => {
   const f = await startFixture(t);
   const node = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'], arch: 'arm64', hardware: { manufacturer: 'Real', serial: 'S1' } });

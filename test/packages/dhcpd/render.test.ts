@@ -103,12 +103,6 @@ const BAD: [string, Partial<ModelInput>, string, RegExp][] = [
   ['half a range', { settings: settings({ rangeStart: '10.44.0.100' }) }, 'CONFIG_INVALID_VALUE', /must both be set/],
   ['bad dns server', { settings: settings({ dnsServers: '10.0.0.1, nameserver' }) }, 'CONFIG_INVALID_VALUE', /dhcp\.dns_servers: "nameserver" is not an IPv4 address/],
   ['server.interface elsewhere', { settings: settings({ serverInterface: 'eth0' }) }, 'CONFIG_INVALID_VALUE', /set server\.interface=prov0/],
-  ['malformed MAC', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), macs: ['52:54:00:aa:00:zz'] }] }, 'INVALID_VALUE', /node alpha \(node-alphax\): MAC "52:54:00:aa:00:zz" is not a MAC address/],
-  ['MAC injection', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), macs: ['52:54:00:aa:00:01\ndhcp-range=1.2.3.4'] }] }, 'INVALID_VALUE', /MAC .* is not a MAC address/],
-  ['duplicate MAC', { nodes: [node('alpha', ['52:54:00:aa:00:01']), node('bravo', ['52:54:00:AA:00:01'])] }, 'INVALID_VALUE', /node bravo \(node-bravox\): MAC 52:54:00:aa:00:01 is also given to node alpha/],
-  ['bad hostname', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), hostname: 'al_pha,10.0.0.1' }] }, 'INVALID_VALUE', /hostname "al_pha,10\.0\.0\.1" label/],
-  ['reservation outside the subnet', { nodes: [node('alpha', ['52:54:00:aa:00:01'], '10.99.0.5')] }, 'INVALID_VALUE', /address 10\.99\.0\.5 is not a host address of 10\.44\.0\.0\/24/],
-  ['reservation on the server address', { nodes: [node('alpha', ['52:54:00:aa:00:01'], '10.44.0.1')] }, 'INVALID_VALUE', /address 10\.44\.0\.1 is this server's own address/],
 ];
 
 for (const [name, over, code, message] of BAD) {
@@ -123,5 +117,32 @@ for (const [name, over, code, message] of BAD) {
     t.equal((thrown as UecError).code, code);
     t.match((thrown as UecError).message, message);
     t.notMatch((thrown as UecError).message, /\n/);
+  });
+}
+
+/** Node data that does not fit: that node is left out and reported, every other node reserved. */
+const LEFT_OUT: [string, Partial<ModelInput>, RegExp][] = [
+  ['malformed MAC', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), macs: ['52:54:00:aa:00:zz'] }] }, /node alpha \(node-alphax\): MAC "52:54:00:aa:00:zz" is not a MAC address/],
+  ['MAC injection', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), macs: ['52:54:00:aa:00:01\ndhcp-range=1.2.3.4'] }] }, /MAC .* is not a MAC address/],
+  ['duplicate MAC', { nodes: [node('alpha', ['52:54:00:aa:00:01']), node('bravo', ['52:54:00:AA:00:01'])] }, /node bravo \(node-bravox\): MAC 52:54:00:aa:00:01 is also given to node alpha/],
+  ['bad hostname', { nodes: [{ ...node('alpha', ['52:54:00:aa:00:01']), hostname: 'al_pha,10.0.0.1' }] }, /hostname "al_pha,10\.0\.0\.1" label/],
+  ['reservation outside the subnet', { nodes: [node('alpha', ['52:54:00:aa:00:01'], '10.99.0.5')] }, /address 10\.99\.0\.5 is not a host address of 10\.44\.0\.0\/24/],
+  ['reservation on the server address', { nodes: [node('alpha', ['52:54:00:aa:00:01'], '10.44.0.1')] }, /address 10\.44\.0\.1 is this server's own address/],
+];
+
+for (const [name, over, message] of LEFT_OUT) {
+  t.test(`a node left out: ${name}, reported in one line, the others reserved`, async (t) => {
+    const good = node('charlie', ['52:54:00:aa:00:09'], '10.44.0.30');
+    const model = selectDhcpModel(input({ nodes: [...(over.nodes ?? []), good] }));
+    if (model.mode === 'off') throw new Error('DHCP off');
+    t.equal(model.leftOut.length, 1, 'one node reported');
+    t.match(model.leftOut[0], message);
+    t.match(model.leftOut[0], /its DHCP reservation is left out until it is fixed/);
+    t.notMatch(model.leftOut[0], /\n/, 'one line');
+    t.ok(model.reservations.some((r) => r.systemId === good.systemId), 'the good node is reserved');
+    const reported = /^node \S+ \(([^)]+)\)/.exec(model.leftOut[0]!)?.[1];
+    t.ok(reported && model.reservations.every((r) => r.systemId !== reported), `the reported node (${reported}) is not`);
+    const files = renderDhcpd(model, await loadDhcpTemplates(TEMPLATES));
+    for (const p of files.filter((p) => p.validate === 'dnsmasq')) await validateContent('dnsmasq', p.path, p.content);
   });
 }
