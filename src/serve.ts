@@ -106,6 +106,7 @@ export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; s
     loadRoles: () => loadRoles(paths),
     loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
     adminUser: config.getString('region.admin_user'),
+    maxNewNodes: config.getNumber('region.max_new_nodes'),
     log: o.log,
     clock: o.clock ?? SYSTEM_CLOCK,
   };

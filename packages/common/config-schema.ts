@@ -111,6 +111,14 @@ export const COMMON_SCHEMA: ConfigSchema = {
         default: 7200,
         description: 'Seconds a node may stay in deploying before it is marked failed.',
       },
+      max_new_nodes: {
+        type: 'integer',
+        min: 0,
+        max: 100000,
+        default: 100,
+        description:
+          'Enlistment is open to any machine that netboots, so at most this many nodes may wait in status new; further unknown machines are answered 429 until an admin deploys or removes some. 0 turns automatic enlistment off.',
+      },
       admin_user: {
         type: 'string',
         format: 'word',

@@ -8,13 +8,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { main, type Io } from '../../src/cli';
+import { loadConfig } from '../../src/config';
+import { loadComponents, mergeSchemas } from '../../src/component';
+import { send } from '../../src/http-util';
+import { handleRegionRequest } from '../../src/region';
+import { buildRegionOptions } from '../../src/serve';
 import { staticNetworkFacts } from '../../src/network-facts';
 import { checkNode, createNode, type Node } from '../../src/node';
 import { DEFAULT_MAX_NEW_NODES, addNode, editNode, enlistNode } from '../../src/node-ops';
 import { NODES_FILE, createFileNodeStore } from '../../src/node-store';
 import type { Paths } from '../../src/paths';
 import { NODES } from '../packages/tftpd/nodes';
-import { startFixture } from '../helpers/region-fixture';
+import { KEY, listen, memoryLog, startFixture } from '../helpers/region-fixture';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
 process.env.UEC_PROVISIONING_TEMPLATES ??= path.join(REPO_ROOT, 'templates');
@@ -197,4 +202,23 @@ t.test('unauthenticated enlistment is capped: beyond DEFAULT_MAX_NEW_NODES new n
   await f.store.update((nodes) => void (nodes.find((n) => n.systemId === first.systemId)!.status = 'ready'));
   t.equal((await fetch(`${f.regionUrl}/metadata/enlist?mac=52:54:00:02:00:00`)).status, 201);
   t.equal((await fetch(`${f.regionUrl}/metadata/enlist?mac=52:54:00:02:00:01`)).status, 429);
+});
+
+t.test('region.max_new_nodes sets the enlistment cap; 0 turns enlistment off', async (t) => {
+  for (const [limit, created] of [[3, 3], [0, 0]] as const) {
+    const paths = scratchRoot(t);
+    put(paths, '/etc/uec-provisioning/uec-provisioning.conf', `[region]\nmax_new_nodes = ${limit}\n`);
+    const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+    const region = buildRegionOptions({ paths, config, store: createFileNodeStore(paths), base: 'http://10.20.0.5:5248', key: KEY, log: memoryLog().log });
+    const url = await listen(t, (req, res) => {
+      void handleRegionRequest(region, req, new URL(req.url ?? '/', 'http://localhost')).then((reply) => send(res, reply ?? { status: 404, body: '' }));
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`${url}/metadata/enlist?mac=52:54:00:02:00:${i.toString(16).padStart(2, '0')}`);
+      await r.arrayBuffer();
+      statuses.push(r.status);
+    }
+    t.same(statuses, [...Array<number>(created).fill(201), ...Array<number>(5 - created).fill(429)], `max_new_nodes = ${limit}`);
+  }
 });
