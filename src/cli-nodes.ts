@@ -441,7 +441,7 @@ export const NODE_COMMANDS: Command[] = [
     options: { port: { type: 'string' }, listen: { type: 'string' }, 'no-region': { type: 'boolean' }, 'no-apply': { type: 'boolean' } },
     optionHelp: [
       ['--port N', 'TCP port (default server.http_port)'],
-      ['--listen ADDR', 'address to listen on (default all)'],
+      ['--listen ADDR', 'the one address to listen on (default: the provisioning address and 127.0.0.1)'],
       ['--no-region', 'provisioning server only; the region is at provisioning.region_url'],
       ['--no-apply', 'do not re-apply DHCP/TFTP files when nodes change'],
     ],

@@ -203,9 +203,24 @@ export async function createServices(settings: ServiceSettings): Promise<Service
 const CONFIG_RELOAD_MS = 1000;
 
 export interface RunningService {
+  /** The first listener (the provisioning address, or the one asked for). */
   server: http.Server;
+  /** Every listener: the provisioning address and loopback, or the one address asked for. */
+  servers: http.Server[];
+  /** The addresses listened on, in order. */
+  hosts: string[];
   port: number;
   close(): Promise<void>;
+}
+
+/**
+ * Where the service listens: the one address asked for, else the provisioning server's own
+ * address (where machines on the LAN reach it) and loopback (the web UI, the CLI, a local
+ * edge). Never every address by default: other networks of this host must not reach it. Pure.
+ */
+export function selectListenAddresses(asked: string | undefined, server: { address: string }): string[] {
+  if (asked !== undefined && asked !== '') return [asked];
+  return [...new Set([server.address, '127.0.0.1'].filter(Boolean))];
 }
 
 /** Listen, sweep stuck deployments every minute, and stop cleanly. */
@@ -214,7 +229,7 @@ export async function startService(
 ): Promise<RunningService> {
   let services: Services | undefined;
   const answering = new Set<Promise<void>>();
-  const server = http.createServer((req, res) => {
+  const onRequest: http.RequestListener = (req, res) => {
     if (!services) return send(res, text(503, 'starting', { 'Retry-After': '1' }));
     const handled = services
       .handle(req, res)
@@ -226,19 +241,29 @@ export async function startService(
       })
       .finally(() => answering.delete(handled));
     answering.add(handled);
-  });
-  server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new UecError('INTERNAL', `cannot listen on port ${settings.port}: ${describeError(err)}`, { cause: err })));
-    server.listen(settings.port, settings.host ?? '0.0.0.0', () => resolve());
-  });
-  const port = (server.address() as { port: number }).port;
+  };
+  const hosts = selectListenAddresses(settings.host, settings.server);
+  const servers: http.Server[] = [];
+  let port = settings.port;
   try {
-    services = await createServices({ ...settings, localPort: port, localHost: settings.host });
+    for (const host of hosts) {
+      const server = http.createServer(onRequest);
+      server.keepAliveTimeout = 5000;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) => reject(new UecError('INTERNAL', `cannot listen on ${host}:${port}: ${describeError(err)}`, { cause: err })));
+        server.listen(port, host, () => resolve());
+      });
+      servers.push(server);
+      // Port 0 (tests): every other address listens on the port the first one got.
+      port = (server.address() as { port: number }).port;
+    }
+    // The in-process region is asked on loopback when the service listens there.
+    services = await createServices({ ...settings, localPort: port, localHost: hosts.includes('127.0.0.1') ? '127.0.0.1' : hosts[0] });
   } catch (err) {
-    server.close();
+    for (const server of servers) server.close();
     throw err;
   }
+  const server = servers[0]!;
   const timeout = settings.config.getNumber('region.deploy_timeout');
   const sweep = async () => {
     try {
@@ -271,18 +296,20 @@ export async function startService(
       pending = setTimeout(runApply, 200);
     });
   }
-  settings.log.info(`listening on ${settings.host ?? '0.0.0.0'}:${port}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);
+  settings.log.info(`listening on ${hosts.map((h) => `${h}:${port}`).join(' and ')}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);
   return {
     server,
+    servers,
+    hosts,
     port,
     close: async () => {
       if (timer) clearInterval(timer);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       // Finish what is under way, so no write outlives the service: the reports to the region
       // (bounded by provisioning.region_timeout_ms), the requests being answered, the apply.
       await services?.provisioning.region.settle();
       await Promise.allSettled([...answering]);
-      server.closeAllConnections();
+      for (const s of servers) s.closeAllConnections();
       await closed;
       stopped = true;
       runApply();

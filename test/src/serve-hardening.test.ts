@@ -84,3 +84,33 @@ t.test('a boot event whose JSON body is null or not an object → 400, the node 
   t.same(fs.readFileSync(paths.resolve(NODES_FILE)), before, 'the node store is byte for byte the same');
   await stillAnswers(t, base, 'bad JSON bodies');
 });
+
+t.test('by default the service listens on the provisioning address and loopback only, not on every address', async (t) => {
+  const paths = scratchRoot(t);
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  // 127.0.0.0/8 is all this host's: 127.0.0.2 stands in for the LAN address, 127.0.0.3 for another network's.
+  const lan = staticNetworkFacts([{ name: 'lan0', mac: '52:54:00:00:00:01', up: true, loopback: false, virtual: false, ipv4: [{ address: '127.0.0.2', prefix: 8 }], ipv6: [] }], {
+    interface: 'lan0',
+    gateway: '127.0.0.254',
+  });
+  const server = await loadServerAddress(config, lan);
+  const { log, lines } = memoryLog();
+  const running = await startService({ paths, config, server, store: createFileNodeStore(paths), log, port: 0 });
+  t.teardown(() => running.close());
+  t.same(running.hosts, ['127.0.0.2', '127.0.0.1']);
+  for (const host of ['127.0.0.2', '127.0.0.1']) t.equal((await fetch(`http://${host}:${running.port}/boot/ipxe`)).status, 200, `answers on ${host}`);
+  const other = await fetch(`http://127.0.0.3:${running.port}/boot/ipxe`).then(
+    (r) => `answered ${r.status}`,
+    (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message,
+  );
+  t.equal(other, 'ECONNREFUSED', 'not reachable on another address of the host');
+  t.ok(lines.some((l) => l.includes(`listening on 127.0.0.2:${running.port} and 127.0.0.1:${running.port}`)), 'the log names both addresses');
+});
+
+t.test('selectListenAddresses: --listen names the one address; else the provisioning address and loopback, once each', async (t) => {
+  const { selectListenAddresses } = await import('../../src/serve');
+  t.same(selectListenAddresses('10.0.0.5', { address: '192.0.2.1' }), ['10.0.0.5']);
+  t.same(selectListenAddresses('0.0.0.0', { address: '192.0.2.1' }), ['0.0.0.0'], 'every address only when asked for');
+  t.same(selectListenAddresses(undefined, { address: '192.0.2.1' }), ['192.0.2.1', '127.0.0.1']);
+  t.same(selectListenAddresses(undefined, { address: '127.0.0.1' }), ['127.0.0.1']);
+});
