@@ -9,6 +9,7 @@
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import { atomicWrite } from '../../src/atomic-write';
+import { createFileLock } from '../../src/file-lock';
 import { UecError, describeError } from '../../src/errors';
 import { checkHostname, checkIPv4 } from '../../src/formats';
 import { parseMac } from '../../src/node';
@@ -119,6 +120,7 @@ export function createBmcStore(paths: Paths): BmcStore {
     }
   }
   let queue: Promise<unknown> = Promise.resolve();
+  const fileLock = createFileLock(file, { what: BMC_FILE, fail: (message, cause) => new UecError('POWER_FAILED', message, { cause }), dirMode: 0o755 });
   return {
     async get(systemId) {
       return (await read()).bmcs[systemId];
@@ -127,7 +129,8 @@ export function createBmcStore(paths: Paths): BmcStore {
       return new Set(Object.keys((await read()).bmcs));
     },
     set(systemId, bmc) {
-      const run = queue.then(async () => {
+      // The web UI and `webui bmc` commands write it: one cross-process lock (src/file-lock.ts).
+      const run = queue.then(() => fileLock.withLock(async () => {
         const data = await read();
         if (bmc) data.bmcs[systemId] = bmc;
         else delete data.bmcs[systemId];
@@ -136,7 +139,7 @@ export function createBmcStore(paths: Paths): BmcStore {
         } catch (err) {
           throw new UecError('POWER_FAILED', `cannot write ${BMC_FILE}: ${describeError(err)}`, { cause: err });
         }
-      });
+      }));
       queue = run.catch(() => undefined);
       return run;
     },
