@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as ini from 'ini';
 import { UecError, describeError } from './errors';
 import { createFileLock } from './file-lock';
-import { FORMAT_CHECKS, checkNoLineBreaks, quoteValue, type FormatName } from './formats';
+import { FORMAT_CHECKS, checkNoLineBreaks, checkWellFormed, quoteValue, type FormatName } from './formats';
 import { fsOps, readFileIfExists } from './fs-ops';
 import { SYSTEM, type Paths } from './paths';
 import { atomicWrite } from './atomic-write';
@@ -164,7 +164,7 @@ export function parseValue(spec: KeySpec, raw: string, where: string): ConfigVal
   const fail = (reason: string): never => {
     throw new UecError('CONFIG_INVALID_VALUE', `${where} = ${quoteValue(raw)}: ${reason}`);
   };
-  const broken = checkNoLineBreaks(raw);
+  const broken = checkNoLineBreaks(raw) ?? checkWellFormed(raw);
   if (broken) return fail(broken);
   const value = raw.trim();
   switch (spec.type) {

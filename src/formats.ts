@@ -25,6 +25,14 @@ export function checkNoLineBreaks(value: string): string | null {
 }
 
 /**
+ * A lone UTF-16 surrogate (a JSON body can carry "\ud894") is not a character: written as
+ * UTF-8 it becomes U+FFFD, so the value would not read back as it was set.
+ */
+export function checkWellFormed(value: string): string | null {
+  return /[\ud800-\udfff]/u.test(value) ? 'is not valid Unicode (it holds a lone UTF-16 surrogate)' : null;
+}
+
+/**
  * A value quoted for a one-line message: JSON.stringify, plus the characters it leaves raw
  * that could still break or hide a line (DEL, C1 controls, U+2028, U+2029).
  */

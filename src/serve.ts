@@ -16,6 +16,7 @@ import type { EffectiveConfig } from './config';
 import { UecError, describeError } from './errors';
 import { clientAddress, loggablePath, send, text, type Reply } from './http-util';
 import type { Logger } from './log';
+import type { ClientAddressing } from './neighbours';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
 import type { NodeStore } from './node-store';
 import type { Paths } from './paths';
@@ -87,6 +88,8 @@ export interface ServiceSettings {
    * within a second, without a restart; the address and port stay as started.
    */
   reloadConfig?: () => Promise<EffectiveConfig>;
+  /** Where requests come from (client address, neighbour table); tests pass a fake. Default: the socket and /proc/net/arp. */
+  addressing?: ClientAddressing;
 }
 
 export interface Services {
@@ -96,7 +99,7 @@ export interface Services {
 }
 
 /** The region side's options from the configuration (used by serve and the web UI's preseed preview). */
-export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; store: NodeStore; base: string; key: string; log: Logger; clock?: Clock }): RegionOptions {
+export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; store: NodeStore; base: string; key: string; log: Logger; clock?: Clock; addressing?: ClientAddressing }): RegionOptions {
   const { paths, config } = o;
   return {
     store: o.store,
@@ -109,11 +112,20 @@ export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; s
     maxNewNodes: config.getNumber('region.max_new_nodes'),
     log: o.log,
     clock: o.clock ?? SYSTEM_CLOCK,
+    addressing: o.addressing,
   };
 }
 
 /** The provisioning server side's options from the configuration. */
-export function buildProvisioningOptions(o: { paths: Paths; config: EffectiveConfig; server: ServerAddress; regionUrl: string; region: RegionClient; log: Logger }): ProvisioningOptions {
+export function buildProvisioningOptions(o: {
+  paths: Paths;
+  config: EffectiveConfig;
+  server: ServerAddress;
+  regionUrl: string;
+  region: RegionClient;
+  log: Logger;
+  addressing?: ClientAddressing;
+}): ProvisioningOptions {
   const { paths, config } = o;
   return {
     region: o.region,
@@ -125,6 +137,7 @@ export function buildProvisioningOptions(o: { paths: Paths; config: EffectiveCon
     preseeds: preseedDirs(paths),
     linkTargets: LOADER_LINK_TARGETS,
     log: o.log,
+    addressing: o.addressing,
   };
 }
 
@@ -135,7 +148,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const keyFile = config.getString('provisioning.key_file');
   const key = await loadProvisioningKey(paths, keyFile, runRegion);
   const regionBase = config.getString('region.url') || server.httpBase;
-  const region: RegionOptions | undefined = runRegion ? buildRegionOptions({ paths, config, store, base: regionBase, key, log: log.child({ side: 'region' }), clock }) : undefined;
+  const region: RegionOptions | undefined = runRegion ? buildRegionOptions({ paths, config, store, base: regionBase, key, log: log.child({ side: 'region' }), clock, addressing: settings.addressing }) : undefined;
   const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
   const regionClient = createRegionClient({
     regionUrl,
@@ -143,7 +156,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
     cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
     timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
   });
-  const provisioningFor = (c: EffectiveConfig) => buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }) });
+  const provisioningFor = (c: EffectiveConfig) => buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing });
   const services: Services = {
     region,
     provisioning: provisioningFor(config),
@@ -182,7 +195,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
     reloading ??= settings
       .reloadConfig()
       .then((fresh) => {
-        if (services.region) services.region = buildRegionOptions({ paths, config: fresh, store, base: regionBase, key, log: log.child({ side: 'region' }), clock });
+        if (services.region) services.region = buildRegionOptions({ paths, config: fresh, store, base: regionBase, key, log: log.child({ side: 'region' }), clock, addressing: settings.addressing });
         services.provisioning = provisioningFor(fresh);
         lastError = '';
       })
