@@ -17,12 +17,16 @@ import {
   parseNote,
   parseSubarchitecture,
   parseWord,
+  isInstalling,
   sanitiseHardware,
+  startInstall,
   transition,
   type Hardware,
   type NewNodeInput,
   type Node,
 } from './node';
+import { selectAddressOwnership, type Ownership } from './node-address';
+import type { NeighbourEntry } from './neighbours';
 import { selectNode, type NodeStore } from './node-store';
 import { selectRole, selectRolePackages, type Role } from './roles';
 
@@ -126,7 +130,8 @@ function startDeployment(node: Node, roles: readonly Role[], options: { role?: s
   const release = options.release !== undefined ? parseNodeName('release', options.release) : node.release;
   selectRolePackages(role, release);
   if (node.status === 'new') transition(node, 'ready', clock.now(), 'accepted for deployment');
-  transition(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`);
+  // A new token and no address binding: nothing of an earlier install is a credential now.
+  startInstall(node, 'deploying', clock.now(), `deploy role ${role.name} on ${node.os} ${release}`, newToken());
   node.role = role.name;
   node.release = release;
   node.netboot = true;
@@ -292,5 +297,37 @@ export async function recordNodeEvent(store: NodeStore, ref: string, type: strin
     const node = requireNode(nodes, ref);
     addEvent(node, clock.now(), kind, message);
     return structuredClone(node);
+  });
+}
+
+/**
+ * May `client` (with its neighbour entry) act for the node in its current deploy or
+ * commissioning (rules in node-address.ts)? An accepted first request binds its address to
+ * the deploy, in one store update (two first claims at once: one binds, the other is judged
+ * against that binding). A refusal writes nothing. NODE_UNKNOWN for no such node, NODE_STATE
+ * when the node is not deploying or commissioning (no binding outside an install).
+ */
+export async function claimNodeAddress(
+  store: NodeStore,
+  systemId: string,
+  client: string,
+  neighbour: NeighbourEntry | null,
+  clock: Clock = SYSTEM_CLOCK,
+): Promise<{ node: Node; ownership: Ownership }> {
+  const judge = (nodes: readonly Node[]) => {
+    const node = nodes.find((n) => n.systemId === systemId);
+    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+    if (!isInstalling(node.status)) throw new UecError('NODE_STATE', `node ${node.hostname} (${node.systemId}) is ${node.status}, not deploying or commissioning`);
+    return { node, ownership: selectAddressOwnership(node, client, neighbour) };
+  };
+  const first = judge(await store.list());
+  if (!first.ownership.owned || !first.ownership.bind) return first;
+  return store.update((nodes) => {
+    const again = judge(nodes);
+    if (again.ownership.owned && again.ownership.bind) {
+      again.node.boundAddress = client;
+      addEvent(again.node, clock.now(), 'address-bound', `this ${again.node.status === 'commissioning' ? 'commissioning' : 'deploy'} is bound to ${client} (${again.ownership.rule})`);
+    }
+    return { node: structuredClone(again.node), ownership: again.ownership };
   });
 }

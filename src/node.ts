@@ -68,6 +68,12 @@ export interface Node {
   token: string;
   /** False after the installer calls disable-netboot: the next netboot boots the local disk. */
   netboot: boolean;
+  /**
+   * The client address bound to the current deploy or commissioning (node-address.ts): set by
+   * its first accepted request, cleared when a deploy or commissioning starts. Absent or ''
+   * when none is bound.
+   */
+  boundAddress?: string;
   hardware: Hardware;
   createdAt: string;
   updatedAt: string;
@@ -233,6 +239,7 @@ export function checkNode(node: Node): NodeProblem | null {
     ['release', node.release, (v) => (isString(v) ? checkNodeName(v) : 'is not a string')],
     ['status', node.status, inList(NODE_STATUSES)],
     ['IPv4 address', node.ipv4, (v) => (isString(v) ? (v === '' ? null : checkNodeIPv4(v)) : 'is not a string')],
+    ['bound address', node.boundAddress, (v) => (v === undefined || v === '' ? null : isString(v) ? checkNodeIPv4(v) : 'is not a string')],
   ];
   for (const [field, value, check] of checks.slice(0, 2)) {
     const found = problem(field, value, check(value));
@@ -326,6 +333,24 @@ export function transition(node: Node, to: NodeStatus, now: Date, reason: string
   node.statusReason = parseNote(reason);
   node.statusChangedAt = now.toISOString();
   addEvent(node, now, 'status', `${from} → ${to}${reason ? `: ${reason}` : ''}`);
+}
+
+/** The statuses in which a node's token is a credential: its install (or commissioning) is under way. */
+export const INSTALL_STATUSES: readonly NodeStatus[] = ['deploying', 'commissioning'];
+
+export function isInstalling(status: NodeStatus): boolean {
+  return INSTALL_STATUSES.includes(status);
+}
+
+/**
+ * Start a deploy or commissioning (in place): the status moves, the node gets a new token (a
+ * token of an earlier install is worth nothing) and the address binding of the last one is
+ * cleared. Throws NODE_STATE, with the node unchanged, when the transition is not allowed.
+ */
+export function startInstall(node: Node, to: 'deploying' | 'commissioning', now: Date, reason: string, token: string): void {
+  transition(node, to, now, reason);
+  node.token = token;
+  delete node.boundAddress;
 }
 
 /** The node as shown to a person or over the admin API: the token masked. */

@@ -1,16 +1,22 @@
 /**
- * The provisioning server's HTTP side: what netbooting and installing machines fetch.
+ * The provisioning server's HTTP side: what netbooting and installing machines fetch. Every
+ * route is in PROVISIONING_ROUTES (method, path, who may call it, body limit, handler).
  *
- *   GET /boot/ipxe                      the iPXE script DHCP hands every iPXE client
- *   GET /boot/ipxe/node?mac=…           that machine's script: enlist, install or local disk
- *   GET /boot/<path>                    the boot tree (kernel, initrd) over HTTP
- *   GET /preseed/<system-id>[?type=]    the node's preseed, rendered here from its context
- *   GET /preseed/enlist                 the preseed of an unknown machine
- *   GET /preseed/<system-id>/firstboot  the first-boot report script (node token required)
- *   GET /enlist?mac=…                   enlistment, passed on to the region
+ *   GET /boot/ipxe                      open: the iPXE script DHCP hands every iPXE client
+ *   GET /boot/ipxe/node?mac=…           open: that machine's script: enlist or local disk; the
+ *                                       install script only to a client that owns the node
+ *   GET /boot/<path>                    open: the boot tree (kernel, initrd) over HTTP
+ *   GET /preseed/enlist                 open: the preseed of an unknown machine
+ *   GET /preseed/<system-id>[?type=]    node-address: the node's preseed, rendered here
+ *   GET /preseed/<system-id>/firstboot  node: the first-boot report script (token + address)
+ *   GET /enlist?mac=…                   open: enlistment, passed on to the region
  *
- * It knows nodes only through the region's context view (region-client.ts); when the region
- * does not answer it says 503 with Retry-After, and the machine's iPXE retries.
+ * "Owns the node" (node-address.ts): the client's MAC in this server's neighbour table is one
+ * of the node's, or it is the node's reserved address, or the address bound to this deploy.
+ * This server asks the region (POST /api/v1/nodes/<id>/claim), which keeps the binding.
+ *
+ * It knows nodes only through the region (region-client.ts); when the region does not
+ * answer it says 503 with Retry-After, and the machine's iPXE (or d-i's wget) retries.
  */
 import * as fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -19,9 +25,11 @@ import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootActi
 import type { NodeContext } from './context';
 import { UecError, describeError } from './errors';
 import { checkLine, checkUrl } from './formats';
+import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
 import { decodePathSegment, presentedToken, text, type Reply } from './http-util';
 import type { Logger } from './log';
-import { parseMac, type NodeStatus } from './node';
+import { SYSTEM_ADDRESSING, type ClientAddressing } from './neighbours';
+import { isInstalling, parseMac, type NodeStatus } from './node';
 import {
   PRESEED_TYPES,
   buildPreseedView,
@@ -34,7 +42,7 @@ import {
   type PreseedType,
   type ProvisioningUrls,
 } from './preseed';
-import type { ContextLookup, RegionClient } from './region-client';
+import type { RegionClient } from './region-client';
 import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from './template';
 
 export interface ProvisioningOptions {
@@ -51,6 +59,8 @@ export interface ProvisioningOptions {
   /** Directories outside the boot tree that its symlinks may point into (Debian's loaders). */
   linkTargets: string[];
   log: Logger;
+  /** Where a request comes from; default SYSTEM_ADDRESSING (the socket and /proc/net/arp). */
+  addressing?: ClientAddressing;
 }
 
 /** Directories, and single files: Debian's ipxe links /usr/lib/ipxe/ipxe.efi and ipxe.lkrn to /boot/ (never all of /boot). */
@@ -175,85 +185,171 @@ function reportToRegion(options: ProvisioningOptions, context: NodeContext, type
   });
 }
 
-async function lookupContext(options: ProvisioningOptions, lookup: ContextLookup, how?: { fresh?: boolean }): Promise<NodeContext | null> {
-  return options.region.fetchContext(lookup, how);
+const FORBIDDEN = text(403, 'forbidden');
+
+/**
+ * Does the client of `req` own the node now? Asks the region (which binds a first routed
+ * address); a refusal is logged here with the region's reason. Null when it does; else the
+ * reply to send (403, 404, 409, or 503 when the region cannot answer).
+ */
+async function refuseUnlessOwner(options: ProvisioningOptions, req: IncomingMessage, context: NodeContext, what: string): Promise<Reply | null> {
+  const addressing = options.addressing ?? SYSTEM_ADDRESSING;
+  const client = addressing.clientAddress(req);
+  const neighbour = await addressing.neighbour(client);
+  let answer;
+  try {
+    answer = await options.region.claimAddress(context.system_id, client, neighbour);
+  } catch (err) {
+    return unavailable(options, err, what);
+  }
+  if (answer.owned) return null;
+  const seen = neighbour ? `neighbour MAC ${neighbour.mac}${neighbour.router ? ', a router' : ''}` : 'no neighbour entry';
+  options.log.warn(`refused ${what} of ${context.hostname} (${context.system_id}) to ${client} (${seen}): ${answer.reason}`);
+  if (answer.status === 404) return text(404, 'no such node');
+  if (answer.status === 409) return text(409, 'node is not deploying');
+  return FORBIDDEN;
+}
+
+/** What the authorizer hands a node route: the node's context, its caller checked. */
+export interface ProvisioningGrant {
+  context?: NodeContext;
+}
+
+function requireContext(grant: ProvisioningGrant): NodeContext {
+  if (!grant.context) throw new UecError('INTERNAL', 'a node route ran without its context');
+  return grant.context;
+}
+
+/**
+ * open: anyone. node-address: the node is deploying or commissioning (409 otherwise: a preseed
+ * outside an install is a mistake, not an attack) and the client owns it. node: also its
+ * current token; a wrong one, or one of a node no longer installing, is 403.
+ */
+const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> = async (options, route, request) => {
+  if (route.access === 'open') return { grant: {} };
+  if (route.access === 'provisioning-key') throw new UecError('INTERNAL', `${route.path}: the provisioning server has no keyed routes`);
+  const systemId = request.params[0] ?? '';
+  const what = route.access === 'node' ? 'first-boot script' : 'preseed';
+  let context: NodeContext | null;
+  try {
+    context = await options.region.fetchContext({ kind: 'node', systemId });
+  } catch (err) {
+    return { refuse: unavailable(options, err, `${what} for ${systemId}`) };
+  }
+  if (route.access === 'node') {
+    if (!context || !contextTokenMatches(context, presentedToken(request.req, request.url))) {
+      options.log.warn(`refused the ${what} of ${systemId}: unknown node or wrong token`);
+      return { refuse: FORBIDDEN };
+    }
+    if (!isInstalling(context.status)) {
+      options.log.warn(`refused the ${what} of ${context.hostname} (${systemId}): its token expired, the node is ${context.status}`);
+      return { refuse: FORBIDDEN };
+    }
+  } else {
+    if (!context) return { refuse: text(404, 'no such node') };
+    if (!isInstalling(context.status)) {
+      options.log.warn(`${what} for ${context.hostname} (${context.system_id}) refused: status ${context.status}`);
+      return { refuse: text(409, `node is ${context.status}, not deploying`) };
+    }
+  }
+  const refused = await refuseUnlessOwner(options, request.req, context, `the ${what}`);
+  return refused ? { refuse: refused } : { grant: { context } };
+};
+
+async function nodeBootScript(options: ProvisioningOptions, { req, url }: RouteRequest): Promise<Reply> {
+  let mac: string;
+  try {
+    mac = parseMac(url.searchParams.get('mac') ?? '');
+  } catch (err) {
+    return text(400, describeError(err));
+  }
+  let context: NodeContext | null;
+  try {
+    // Never from the cache: a machine that has just called disable-netboot and reboots
+    // must get its local disk, not the installer again. (One request per boot.)
+    context = await options.region.fetchContext({ kind: 'mac', mac }, { fresh: true });
+  } catch (err) {
+    return unavailable(options, err, `boot script for ${mac}`);
+  }
+  const action = selectContextBootAction(context);
+  if (context && action === 'install') {
+    // The install script names the node and its preseed: only for the node itself.
+    const refused = await refuseUnlessOwner(options, req, context, `the install boot script (asked for ${mac})`);
+    if (refused) return refused;
+  }
+  options.log.info(`boot script for ${mac}: ${action}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
+  if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
+  return text(200, await renderNodeScript(options, context));
+}
+
+async function nodePreseed(options: ProvisioningOptions, { url }: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
+  const context = requireContext(grant);
+  const requested = url.searchParams.get('type');
+  if (requested !== null && !(PRESEED_TYPES as readonly string[]).includes(requested)) return text(400, `type must be one of ${PRESEED_TYPES.join(', ')}`);
+  const type = (requested as PreseedType | null) ?? selectPreseedType(context);
+  const rendered = await renderNodePreseed(options, context, type);
+  options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
+  reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
+  return text(200, rendered.text);
+}
+
+async function firstbootScript(options: ProvisioningOptions, _request: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
+  const context = requireContext(grant);
+  const template = await loadTemplate(options.templates, 'boot/firstboot.sh.mustache');
+  const view = buildPreseedView(context, options.urls, enlistUrl(options.urls));
+  return text(200, renderTemplate(template, view, ONE_LINE));
+}
+
+async function passEnlistment(options: ProvisioningOptions, { url }: RouteRequest): Promise<Reply> {
+  const target = `${options.regionUrl}/metadata/enlist${url.search}`;
+  try {
+    const response = await fetch(target, { signal: AbortSignal.timeout(5000) });
+    return text(response.status, await response.text());
+  } catch (err) {
+    return unavailable(options, err, 'enlistment');
+  }
+}
+
+async function bootTreeFile(options: ProvisioningOptions, { params }: RouteRequest): Promise<Reply> {
+  const relative = decodePathSegment(params[0] ?? '');
+  if (relative === null) return text(400, 'malformed percent-encoding in the path');
+  return serveBootFile(options, relative);
+}
+
+export type ProvisioningRoute = Route<ProvisioningOptions, ProvisioningGrant>;
+
+const GET = ['GET', 'HEAD'] as const;
+const ID = '([a-z0-9-]{1,64})';
+
+/** In order: the first route whose path matches and whose method fits answers. */
+export const PROVISIONING_ROUTES: readonly ProvisioningRoute[] = [
+  {
+    methods: GET,
+    path: '/boot/ipxe',
+    pattern: /^\/boot\/ipxe$/,
+    access: 'open',
+    bodyLimit: 0,
+    handler: (o) => renderBootScript(o, 'ipxe-bootstrap', { provisioning_url: o.urls.httpBase, bootstrap_url: ipxeBootstrapUrl(o.urls) }),
+  },
+  // Open: enlist and local-disk scripts to anyone; the install script only to the node's owner (checked in the handler).
+  { methods: GET, path: '/boot/ipxe/node?mac=<mac>', pattern: /^\/boot\/ipxe\/node$/, access: 'open', bodyLimit: 0, handler: nodeBootScript },
+  { methods: GET, path: '/boot/<path>', pattern: /^\/boot\/(.+)$/, access: 'open', bodyLimit: 0, handler: bootTreeFile },
+  { methods: GET, path: '/preseed/enlist', pattern: /^\/preseed\/enlist$/, access: 'open', bodyLimit: 0, handler: async (o) => text(200, (await renderNodePreseed(o, null, 'enlist')).text) },
+  { methods: GET, path: '/preseed/<id>/firstboot', pattern: new RegExp(`^/preseed/${ID}/firstboot$`), access: 'node', bodyLimit: 0, handler: firstbootScript },
+  { methods: GET, path: '/preseed/<id>', pattern: new RegExp(`^/preseed/${ID}$`), access: 'node-address', bodyLimit: 0, handler: nodePreseed },
+  { methods: GET, path: '/enlist?mac=<mac>', pattern: /^\/enlist$/, access: 'open', bodyLimit: 0, handler: passEnlistment },
+];
+
+function errorReply(options: ProvisioningOptions, err: unknown, what: string): Reply {
+  const code = err instanceof UecError ? err.code : 'INTERNAL';
+  options.log.error(`${what}: ${describeError(err)}`, { code });
+  return text(500, 'internal error');
 }
 
 /** Route one request; null when the path is not the provisioning server's. */
 export async function handleProvisioningRequest(options: ProvisioningOptions, req: IncomingMessage, url: URL): Promise<Reply | null> {
-  const p = url.pathname;
-  const method = req.method ?? 'GET';
-  const ours = p === '/boot/ipxe' || p.startsWith('/boot/') || p.startsWith('/preseed/') || p === '/enlist';
-  if (!ours) return null;
-  if (method !== 'GET' && method !== 'HEAD') return text(405, 'method not allowed', { Allow: 'GET, HEAD' });
-  try {
-    if (p === '/boot/ipxe') {
-      return await renderBootScript(options, 'ipxe-bootstrap', { provisioning_url: options.urls.httpBase, bootstrap_url: ipxeBootstrapUrl(options.urls) });
-    }
-    if (p === '/boot/ipxe/node') {
-      let mac: string;
-      try {
-        mac = parseMac(url.searchParams.get('mac') ?? '');
-      } catch (err) {
-        return text(400, describeError(err));
-      }
-      let context: NodeContext | null;
-      try {
-        // Never from the cache: a machine that has just called disable-netboot and reboots
-        // must get its local disk, not the installer again. (One request per boot.)
-        context = await lookupContext(options, { kind: 'mac', mac }, { fresh: true });
-      } catch (err) {
-        return unavailable(options, err, `boot script for ${mac}`);
-      }
-      const action = selectContextBootAction(context);
-      options.log.info(`boot script for ${mac}: ${action}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
-      if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
-      return text(200, await renderNodeScript(options, context));
-    }
-    if (p.startsWith('/boot/')) {
-      const relative = decodePathSegment(p.slice('/boot/'.length));
-      if (relative === null) return text(400, 'malformed percent-encoding in the path');
-      return await serveBootFile(options, relative);
-    }
-    if (p === '/enlist') {
-      const target = `${options.regionUrl}/metadata/enlist${url.search}`;
-      try {
-        const response = await fetch(target, { signal: AbortSignal.timeout(5000) });
-        return text(response.status, await response.text());
-      } catch (err) {
-        return unavailable(options, err, 'enlistment');
-      }
-    }
-    if (p === '/preseed/enlist') return text(200, (await renderNodePreseed(options, null, 'enlist')).text);
-    const m = /^\/preseed\/([a-z0-9-]{1,64})(\/firstboot)?$/.exec(p);
-    if (!m) return text(404, 'not found');
-    let context: NodeContext | null;
-    try {
-      context = await lookupContext(options, { kind: 'node', systemId: m[1]! });
-    } catch (err) {
-      return unavailable(options, err, `preseed for ${m[1]}`);
-    }
-    if (m[2]) {
-      if (!context || !contextTokenMatches(context, presentedToken(req, url))) return text(403, 'forbidden');
-      const template = await loadTemplate(options.templates, 'boot/firstboot.sh.mustache');
-      const view = buildPreseedView(context, options.urls, enlistUrl(options.urls));
-      return text(200, renderTemplate(template, view, ONE_LINE));
-    }
-    if (!context) return text(404, 'no such node');
-    const requested = url.searchParams.get('type');
-    if (requested !== null && !(PRESEED_TYPES as readonly string[]).includes(requested)) return text(400, `type must be one of ${PRESEED_TYPES.join(', ')}`);
-    const type = (requested as PreseedType | null) ?? selectPreseedType(context);
-    if (context.status !== 'deploying' && context.status !== 'commissioning') {
-      options.log.warn(`preseed for ${context.hostname} (${context.system_id}) refused: status ${context.status}`);
-      return text(409, `node is ${context.status}, not deploying`);
-    }
-    const rendered = await renderNodePreseed(options, context, type);
-    options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
-    reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
-    return text(200, rendered.text);
-  } catch (err) {
-    const code = err instanceof UecError ? err.code : 'INTERNAL';
-    options.log.error(`${method} ${p}: ${describeError(err)}`, { code });
-    return text(500, 'internal error');
-  }
+  const reply = await dispatchRoutes(PROVISIONING_ROUTES, options, req, url, authorizeProvisioning, (err, what) => errorReply(options, err, what));
+  if (reply) return reply;
+  if (url.pathname.startsWith('/preseed/')) return text(404, 'not found');
+  return null;
 }

@@ -18,6 +18,11 @@ export interface RegionClientOptions {
   eventRepeatMs?: number;
 }
 
+/** The region's answer to a claim (POST /api/v1/nodes/<id>/claim). */
+export type ClaimAnswer =
+  | { owned: true; rule: string }
+  | { owned: false; status: 403 | 404 | 409; reason: string };
+
 export type ContextLookup = { kind: 'mac'; mac: string } | { kind: 'node'; systemId: string };
 
 export interface RegionClient {
@@ -25,6 +30,13 @@ export interface RegionClient {
   fetchContext(lookup: ContextLookup, how?: { fresh?: boolean }): Promise<NodeContext | null>;
   /** Tell the region what this server saw of a node's boot (netboot, preseed); UPSTREAM_FAILED when it cannot. */
   reportEvent(systemId: string, type: 'netboot' | 'preseed', message: string): Promise<void>;
+  /**
+   * May this client act for the node now (region route /api/v1/nodes/<id>/claim)? `mac` is
+   * what this server's neighbour table holds for the address ('' for none), `router` whether
+   * that MAC is a gateway's. Never cached: a first claim binds. UPSTREAM_FAILED when the
+   * region cannot answer.
+   */
+  claimAddress(systemId: string, address: string, neighbour: { mac: string; router: boolean } | null): Promise<ClaimAnswer>;
   /** Resolves when every report under way has been answered or has failed (for a clean stop). */
   settle(): Promise<void>;
 }
@@ -79,6 +91,24 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
       reporting.add(sending);
       const response = await sending.finally(() => reporting.delete(sending));
       if (response.status !== 201) throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} answered ${response.status} to a ${type} event: ${response.body.trim().slice(0, 200)}`);
+    },
+    async claimAddress(systemId, address, neighbour) {
+      const response = await request(`/api/v1/nodes/${encodeURIComponent(systemId)}/claim`, {
+        method: 'POST',
+        json: { address, mac: neighbour?.mac ?? '', router: neighbour?.router ?? false },
+      });
+      const reason = response.body.trim().slice(0, 300);
+      if (response.status === 200) {
+        let rule = '';
+        try {
+          rule = String((JSON.parse(response.body) as { rule?: unknown }).rule ?? '');
+        } catch {
+          // the rule is only for the log
+        }
+        return { owned: true, rule };
+      }
+      if (response.status === 403 || response.status === 404 || response.status === 409) return { owned: false, status: response.status, reason };
+      throw new UecError('UPSTREAM_FAILED', `region ${options.regionUrl} answered ${response.status} to a claim for ${systemId}: ${reason}`);
     },
     async settle() {
       await Promise.allSettled([...reporting]);

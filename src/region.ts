@@ -1,27 +1,38 @@
 /**
  * The region's HTTP side: the node context view for provisioning servers (shared key), the
  * metadata endpoints installing machines call back with their own token, and enlistment.
+ * Every route is in REGION_ROUTES (method, path, who may call it, body limit, handler);
+ * http-routes.ts dispatches them.
  *
- *   GET  /api/v1/nodes/<id>/context, /api/v1/context?mac=M   Bearer <provisioning key>
- *   GET  /api/v1/nodes                                         Bearer <provisioning key>
- *   GET|POST /metadata/latest/<id>/status/<event>             node token (installing, installed, deployed, failed)
- *   GET|POST /metadata/latest/<id>/disable-netboot            node token
- *   GET|POST /metadata/enlist?mac=…&buildarch=…&platform=…    open (unknown machines have nothing else)
+ *   GET  /api/v1/nodes                                   provisioning key
+ *   GET  /api/v1/context?mac=M, /api/v1/nodes/<id>/context  provisioning key
+ *   POST /api/v1/nodes/<id>/events                       provisioning key (netboot, preseed)
+ *   POST /api/v1/nodes/<id>/claim                        provisioning key: may this client act for the node?
+ *   GET|POST /metadata/latest/<id>/status/<event>        node (installing, installed, deployed, failed)
+ *   GET|POST /metadata/latest/<id>/disable-netboot       node
+ *   GET|POST /metadata/enlist?mac=…&buildarch=…&platform=…  open (unknown machines have nothing else)
  *
- * Handlers validate first: a short 4xx to the client, a detailed log line for the operator.
- * A wrong token and an unknown node get the same 403, so a caller learns nothing either way.
+ * 'node' means: the node's current token (rotated when a deploy or commissioning starts),
+ * while the node is deploying or commissioning, from an address it owns (node-address.ts: its
+ * MAC in this host's neighbour table, its reservation, or the address bound to this deploy).
+ * Each refusal is 403 "forbidden", the same answer for an unknown node, a wrong token, an
+ * expired one and another machine's address, so a caller learns nothing; the log line says
+ * which it was, naming the node and the address.
  */
 import type { IncomingMessage } from 'node:http';
 import type { ArchiveSettings } from './archive';
 import { buildNodeContext, type NodeContext, type RegionUrls } from './context';
 import { UecError, describeError } from './errors';
 import { checkLine } from './formats';
-import { BodyTooLargeError, json, parseJsonObject, presentedToken, readBody, text, tooLargeHeaders, type Reply } from './http-util';
+import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
+import { json, parseJsonObject, presentedToken, text, type Reply } from './http-util';
 import type { Logger } from './log';
-import { DEFAULT_RELEASE, parseMac, publicNode, tokenMatches, type Node } from './node';
+import { SYSTEM_ADDRESSING, type ClientAddressing, type NeighbourEntry } from './neighbours';
+import { DEFAULT_RELEASE, isInstalling, parseMac, publicNode, tokenMatches, type Node } from './node';
 import {
   EnlistLimitError,
   STATUS_EVENTS,
+  claimNodeAddress,
   disableNetboot,
   enlistNode,
   recordNodeEvent,
@@ -47,10 +58,15 @@ export interface RegionOptions {
   clock: Clock;
   /** Enlistment is refused (429) while this many nodes are new; default DEFAULT_MAX_NEW_NODES. */
   maxNewNodes?: number;
+  /** Where a call-back comes from; default SYSTEM_ADDRESSING (the socket and /proc/net/arp). */
+  addressing?: ClientAddressing;
 }
 
 const FORBIDDEN = text(403, 'forbidden');
 const DUMMY_TOKEN = 'x'.repeat(32);
+/** Call-backs and events are tiny; a claim is two fields. */
+const SMALL_BODY = 16 * 1024;
+const CLAIM_BODY = 1024;
 
 /** The context of one node; a deploying node whose role cannot be installed is an error. */
 export async function selectNodeContext(options: RegionOptions, node: Node): Promise<NodeContext> {
@@ -72,20 +88,7 @@ export async function selectNodeContext(options: RegionOptions, node: Node): Pro
   });
 }
 
-function keyMatches(req: IncomingMessage, url: URL, key: string): boolean {
-  const presented = presentedToken(req, url);
-  return presented !== null && tokenMatches(presented, key);
-}
-
-async function nodeByToken(options: RegionOptions, req: IncomingMessage, url: URL, systemId: string): Promise<Node | null> {
-  const presented = presentedToken(req, url) ?? '';
-  const node = (await options.store.list()).find((n) => n.systemId === systemId);
-  const ok = tokenMatches(presented, node?.token ?? DUMMY_TOKEN);
-  return node && ok ? node : null;
-}
-
 function errorReply(err: unknown, log: Logger, what: string): Reply {
-  if (err instanceof BodyTooLargeError) return text(413, 'request body too large', tooLargeHeaders);
   if (err instanceof EnlistLimitError) {
     log.warn(`${what}: ${err.message}`, { code: err.code });
     return text(429, 'too many new nodes waiting; try again later', { 'Retry-After': '300' });
@@ -99,6 +102,58 @@ function errorReply(err: unknown, log: Logger, what: string): Reply {
   return text(500, 'internal error');
 }
 
+/** What a handler of a 'node' route is given: the node, as the call-back found it. */
+export interface RegionGrant {
+  node?: Node;
+}
+
+function describeNeighbour(neighbour: NeighbourEntry | null): string {
+  if (!neighbour) return 'no neighbour entry';
+  return `neighbour MAC ${neighbour.mac}${neighbour.router ? ' (a router)' : ''}`;
+}
+
+/** Who may call: the provisioning key, or the node's token + status + address; open routes anyone. */
+const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (options, route, request) => {
+  const log = options.log;
+  const { req, url, method } = request;
+  const what = `${method} ${url.pathname}`;
+  if (route.access === 'open') return { grant: {} };
+  const presented = presentedToken(req, url);
+  if (route.access === 'provisioning-key') {
+    if (presented === null) {
+      log.warn(`refused ${what}: no provisioning key`);
+      return { refuse: text(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer' }) };
+    }
+    if (!tokenMatches(presented, options.provisioningKey)) {
+      log.warn(`refused ${what}: wrong provisioning key`);
+      return { refuse: FORBIDDEN };
+    }
+    return { grant: {} };
+  }
+  // 'node' (the region has no 'node-address' route: every call-back carries the token).
+  const addressing = options.addressing ?? SYSTEM_ADDRESSING;
+  const client = addressing.clientAddress(req);
+  const systemId = request.params[0] ?? '';
+  const node = (await options.store.list()).find((n) => n.systemId === systemId);
+  const tokenOk = tokenMatches(presented ?? '', node?.token ?? DUMMY_TOKEN);
+  if (!node || !tokenOk) {
+    log.warn(`refused ${what} from ${client}: unknown node or wrong token`);
+    return { refuse: FORBIDDEN };
+  }
+  const named = `node ${node.hostname} (${node.systemId})`;
+  if (!isInstalling(node.status)) {
+    log.warn(`refused ${what} from ${client}: the token of ${named} expired, the node is ${node.status}`);
+    return { refuse: FORBIDDEN };
+  }
+  const neighbour = await addressing.neighbour(client);
+  const { ownership } = await claimNodeAddress(options.store, node.systemId, client, neighbour, options.clock);
+  if (!ownership.owned) {
+    log.warn(`refused ${what} for ${named} from ${client} (${describeNeighbour(neighbour)}): ${ownership.reason}`);
+    return { refuse: FORBIDDEN };
+  }
+  return { grant: { node } };
+};
+
 /**
  * What a provisioning server saw of a node's boot, reported so the region's timeline (and the
  * web UI's deploy stages) show it: `netboot` (its install boot script was served) and
@@ -106,7 +161,8 @@ function errorReply(err: unknown, log: Logger, what: string): Reply {
  */
 export const BOOT_EVENTS = ['netboot', 'preseed'] as const;
 
-async function recordBootEvent(options: RegionOptions, systemId: string, body: string): Promise<Reply> {
+async function recordBootEvent(options: RegionOptions, { params, body }: RouteRequest): Promise<Reply> {
+  const systemId = params[0]!;
   const parsed = parseJsonObject(body);
   if ('error' in parsed) return text(400, parsed.error);
   const event: { type?: unknown; message?: unknown } = parsed.value;
@@ -119,86 +175,124 @@ async function recordBootEvent(options: RegionOptions, systemId: string, body: s
   return json(201, { system_id: node.systemId, type: event.type });
 }
 
+/**
+ * A provisioning server asks before it serves a node's install material: may this client
+ * (its address, and the MAC the server's neighbour table has for it) act for the node now?
+ * Body: {"address": "10.0.0.5", "mac": "52:54:00:…" or "", "router": true|false}.
+ * 200 {"rule": "neighbour"|"reservation"|"binding"} (a first claim binds the address),
+ * 403 with the reason (for the server's log; it tells its client only "forbidden"),
+ * 404 no such node, 409 the node is not deploying or commissioning, 400 a malformed body.
+ */
+async function claimAddress(options: RegionOptions, { params, body }: RouteRequest): Promise<Reply> {
+  const parsed = parseJsonObject(body);
+  if ('error' in parsed) return text(400, parsed.error);
+  const claim: { address?: unknown; mac?: unknown; router?: unknown } = parsed.value;
+  if (typeof claim.address !== 'string' || claim.address.length > 64) return text(400, 'address must be a string');
+  if (claim.mac !== undefined && typeof claim.mac !== 'string') return text(400, 'mac must be a string');
+  if (claim.router !== undefined && typeof claim.router !== 'boolean') return text(400, 'router must be true or false');
+  let neighbour: NeighbourEntry | null = null;
+  if (claim.mac) {
+    try {
+      neighbour = { mac: parseMac(claim.mac), router: claim.router === true };
+    } catch (err) {
+      return text(400, describeError(err));
+    }
+  }
+  const { node, ownership } = await claimNodeAddress(options.store, params[0]!, claim.address, neighbour, options.clock);
+  const named = `node ${node.hostname} (${node.systemId})`;
+  if (!ownership.owned) {
+    options.log.warn(`refused the install material of ${named} to ${JSON.stringify(claim.address)} (${describeNeighbour(neighbour)}), asked by a provisioning server: ${ownership.reason}`);
+    return text(403, ownership.reason);
+  }
+  if (ownership.bind) options.log.info(`${named}: this install is bound to ${claim.address} (${ownership.rule})`);
+  return json(200, { rule: ownership.rule });
+}
+
+async function nodeContext(options: RegionOptions, { params, url }: RouteRequest): Promise<Reply> {
+  const nodes = await options.store.list();
+  let node: Node | undefined;
+  if (params[0] !== undefined) node = nodes.find((n) => n.systemId === params[0]);
+  else {
+    let mac: string;
+    try {
+      mac = parseMac(url.searchParams.get('mac') ?? '');
+    } catch {
+      return text(400, 'mac= is not a MAC address');
+    }
+    node = nodes.find((n) => n.macs.includes(mac));
+  }
+  if (!node) return text(404, 'no such node');
+  return json(200, await selectNodeContext(options, node));
+}
+
+async function statusCallback(options: RegionOptions, { params, url, body }: RouteRequest, node: Node): Promise<Reply> {
+  const event = params[1] as StatusEvent;
+  if (!(STATUS_EVENTS as readonly string[]).includes(event)) return text(404, `unknown status event (known: ${STATUS_EVENTS.join(', ')})`);
+  const message = url.searchParams.get('message') ?? body.slice(0, 500);
+  const updated = await recordStatusEvent(options.store, node.systemId, event, message, options.clock);
+  options.log.info(`node ${updated.hostname} (${node.systemId}) reported ${event}; status ${updated.status}`);
+  return text(200, 'ok');
+}
+
+async function enlist(options: RegionOptions, { url }: RouteRequest): Promise<Reply> {
+  const mac = url.searchParams.get('mac');
+  if (!mac) return text(400, 'enlist needs mac=');
+  const { arch, subarch } = selectArchitecture(url.searchParams.get('buildarch') ?? undefined, url.searchParams.get('platform') ?? undefined);
+  const hardware = Object.fromEntries(
+    ['manufacturer', 'product', 'serial', 'uuid', 'platform'].flatMap((k) => {
+      const v = url.searchParams.get(k);
+      return v ? [[k, v]] : [];
+    }),
+  );
+  const { node, created } = await enlistNode(options.store, { mac, arch, subarch, hardware }, options.clock, options.maxNewNodes);
+  options.log.info(`${created ? 'enlisted new' : 'enlisted again'} node ${node.systemId} (${mac}, ${arch}/${subarch})`);
+  return json(created ? 201 : 200, { system_id: node.systemId, hostname: node.hostname, status: node.status });
+}
+
+const ID = '([a-z0-9-]{1,64})';
+
+/** The region's routes. A handler gets the options; 'node' routes also get the node. */
+export type RegionRoute = Route<RegionOptions, RegionGrant>;
+
+function requireNode(grant: RegionGrant): Node {
+  if (!grant.node) throw new UecError('INTERNAL', 'a node route ran without its node');
+  return grant.node;
+}
+
+export const REGION_ROUTES: readonly RegionRoute[] = [
+  { methods: ['GET'], path: '/api/v1/nodes', pattern: /^\/api\/v1\/nodes$/, access: 'provisioning-key', bodyLimit: 0, handler: async (o) => json(200, (await o.store.list()).map(publicNode)) },
+  { methods: ['GET'], path: '/api/v1/context?mac=<mac>', pattern: /^\/api\/v1\/context$/, access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
+  { methods: ['GET'], path: '/api/v1/nodes/<id>/context', pattern: new RegExp(`^/api/v1/nodes/${ID}/context$`), access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
+  { methods: ['POST'], path: '/api/v1/nodes/<id>/events', pattern: new RegExp(`^/api/v1/nodes/${ID}/events$`), access: 'provisioning-key', bodyLimit: SMALL_BODY, handler: recordBootEvent },
+  { methods: ['POST'], path: '/api/v1/nodes/<id>/claim', pattern: new RegExp(`^/api/v1/nodes/${ID}/claim$`), access: 'provisioning-key', bodyLimit: CLAIM_BODY, handler: claimAddress },
+  {
+    methods: ['GET', 'POST'],
+    path: '/metadata/latest/<id>/status/<event>',
+    pattern: new RegExp(`^/metadata/latest/${ID}/status/([a-z]+)$`),
+    access: 'node',
+    bodyLimit: SMALL_BODY,
+    handler: (o, r, g) => statusCallback(o, r, requireNode(g)),
+  },
+  {
+    methods: ['GET', 'POST'],
+    path: '/metadata/latest/<id>/disable-netboot',
+    pattern: new RegExp(`^/metadata/latest/${ID}/disable-netboot$`),
+    access: 'node',
+    bodyLimit: SMALL_BODY,
+    handler: async (o, _r, g) => {
+      const node = requireNode(g);
+      await disableNetboot(o.store, node.systemId, o.clock);
+      o.log.info(`node ${node.hostname} (${node.systemId}): netboot disabled`);
+      return text(200, 'ok');
+    },
+  },
+  { methods: ['GET', 'POST'], path: '/metadata/enlist', pattern: /^\/metadata\/enlist$/, access: 'open', bodyLimit: SMALL_BODY, handler: enlist },
+];
+
 /** Route one request; null when the path is not the region's. */
 export async function handleRegionRequest(options: RegionOptions, req: IncomingMessage, url: URL): Promise<Reply | null> {
-  const path = url.pathname;
-  const method = req.method ?? 'GET';
-  const log = options.log;
-  if (path.startsWith('/api/v1/')) {
-    const eventPath = /^\/api\/v1\/nodes\/([a-z0-9-]{1,64})\/events$/.exec(path);
-    if (eventPath ? method !== 'POST' : method !== 'GET') return text(405, 'method not allowed', { Allow: eventPath ? 'POST' : 'GET' });
-    if (presentedToken(req, url) === null) {
-      log.warn(`refused ${path}: no provisioning key`);
-      return text(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer' });
-    }
-    if (!keyMatches(req, url, options.provisioningKey)) {
-      log.warn(`refused ${path}: wrong provisioning key`);
-      return FORBIDDEN;
-    }
-    try {
-      if (path === '/api/v1/nodes') return json(200, (await options.store.list()).map(publicNode));
-      if (eventPath) return await recordBootEvent(options, eventPath[1]!, await readBody(req));
-      const byId = /^\/api\/v1\/nodes\/([a-z0-9-]{1,64})\/context$/.exec(path);
-      if (byId || path === '/api/v1/context') {
-        const nodes = await options.store.list();
-        let node: Node | undefined;
-        if (byId) node = nodes.find((n) => n.systemId === byId[1]);
-        else {
-          let mac: string;
-          try {
-            mac = parseMac(url.searchParams.get('mac') ?? '');
-          } catch {
-            return text(400, 'mac= is not a MAC address');
-          }
-          node = nodes.find((n) => n.macs.includes(mac));
-        }
-        if (!node) return text(404, 'no such node');
-        return json(200, await selectNodeContext(options, node));
-      }
-      return text(404, 'not found');
-    } catch (err) {
-      return errorReply(err, log, `${method} ${path}`);
-    }
-  }
-  if (!path.startsWith('/metadata/')) return null;
-  if (method !== 'GET' && method !== 'POST') return text(405, 'method not allowed', { Allow: 'GET, POST' });
-  try {
-    if (path === '/metadata/enlist') {
-      const mac = url.searchParams.get('mac');
-      if (!mac) return text(400, 'enlist needs mac=');
-      if (method === 'POST') await readBody(req);
-      const { arch, subarch } = selectArchitecture(url.searchParams.get('buildarch') ?? undefined, url.searchParams.get('platform') ?? undefined);
-      const hardware = Object.fromEntries(
-        ['manufacturer', 'product', 'serial', 'uuid', 'platform'].flatMap((k) => {
-          const v = url.searchParams.get(k);
-          return v ? [[k, v]] : [];
-        }),
-      );
-      const { node, created } = await enlistNode(options.store, { mac, arch, subarch, hardware }, options.clock, options.maxNewNodes);
-      log.info(`${created ? 'enlisted new' : 'enlisted again'} node ${node.systemId} (${mac}, ${arch}/${subarch})`);
-      return json(created ? 201 : 200, { system_id: node.systemId, hostname: node.hostname, status: node.status });
-    }
-    const m = /^\/metadata\/latest\/([a-z0-9-]{1,64})\/(status\/([a-z]+)|disable-netboot)$/.exec(path);
-    if (!m) return text(404, 'not found');
-    const systemId = m[1]!;
-    const node = await nodeByToken(options, req, url, systemId);
-    if (!node) {
-      log.warn(`refused ${method} ${path}: unknown node or wrong token`);
-      return FORBIDDEN;
-    }
-    const body = method === 'POST' ? await readBody(req) : '';
-    if (m[2] === 'disable-netboot') {
-      await disableNetboot(options.store, systemId, options.clock);
-      log.info(`node ${node.hostname} (${systemId}): netboot disabled`);
-      return text(200, 'ok');
-    }
-    const event = m[3] as StatusEvent;
-    if (!(STATUS_EVENTS as readonly string[]).includes(event)) return text(404, `unknown status event (known: ${STATUS_EVENTS.join(', ')})`);
-    const message = url.searchParams.get('message') ?? body.slice(0, 500);
-    const updated = await recordStatusEvent(options.store, systemId, event, message, options.clock);
-    log.info(`node ${updated.hostname} (${systemId}) reported ${event}; status ${updated.status}`);
-    return text(200, 'ok');
-  } catch (err) {
-    return errorReply(err, log, `${method} ${path}`);
-  }
+  const reply = await dispatchRoutes(REGION_ROUTES, options, req, url, authorizeRegion, (err, what) => errorReply(err, options.log, what));
+  if (reply) return reply;
+  if (url.pathname.startsWith('/api/v1/') || url.pathname.startsWith('/metadata/')) return text(404, 'not found');
+  return null;
 }

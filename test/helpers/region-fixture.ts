@@ -6,6 +6,7 @@ import { loadArchiveSettings } from '../../src/archive';
 import { buildNodeContext, type NodeContext } from '../../src/context';
 import { send, text } from '../../src/http-util';
 import { SILENT_LOGGER, createLogger, type Logger } from '../../src/log';
+import type { ClientAddressing, NeighbourEntry } from '../../src/neighbours';
 import type { Node } from '../../src/node';
 import type { Clock } from '../../src/node-ops';
 import { createFileNodeStore, type NodeStore } from '../../src/node-store';
@@ -42,6 +43,34 @@ export function memoryLog(): { log: Logger; lines: string[] } {
   return { log: createLogger({ level: 'debug', json: false, write: (l) => void lines.push(l) }), lines };
 }
 
+/**
+ * A fake LAN for tests that run on loopback: the client address is taken from the test-only
+ * header X-Fake-Client (127.0.0.1 without it), and the neighbour table is a map the test
+ * fills. Only tests use it; the services' default reads the socket and /proc/net/arp.
+ */
+export interface FakeLan {
+  addressing: ClientAddressing;
+  /** Puts ADDRESS → MAC in the fake neighbour table (router: a gateway's MAC). */
+  neighbour(address: string, mac: string, router?: boolean): void;
+  /** Headers that make a request come from ADDRESS (merge others in). */
+  from(address: string, headers?: Record<string, string>): { headers: Record<string, string> };
+}
+
+export function createFakeLan(): FakeLan {
+  const table = new Map<string, NeighbourEntry>();
+  return {
+    addressing: {
+      clientAddress: (req) => {
+        const fake = req.headers['x-fake-client'];
+        return typeof fake === 'string' ? fake : '127.0.0.1';
+      },
+      neighbour: async (address) => table.get(address) ?? null,
+    },
+    neighbour: (address, mac, router = false) => void table.set(address, { mac, router }),
+    from: (address, headers = {}) => ({ headers: { 'X-Fake-Client': address, ...headers } }),
+  };
+}
+
 export interface Fixture {
   paths: Paths;
   store: NodeStore;
@@ -51,6 +80,7 @@ export interface Fixture {
   provisioningUrl: string;
   lines: string[];
   clock: Clock & { set(d: Date): void };
+  lan: FakeLan;
 }
 
 export async function startFixture(t: Test, options: { cacheMs?: number; timeoutMs?: number; regionUrl?: string } = {}): Promise<Fixture> {
@@ -60,6 +90,7 @@ export async function startFixture(t: Test, options: { cacheMs?: number; timeout
   let now = new Date('2026-03-01T10:00:00.000Z');
   const clock = { now: () => now, set: (d: Date) => void (now = d) };
   const { log, lines } = memoryLog();
+  const lan = createFakeLan();
   const region: RegionOptions = {
     store,
     urls: { base: 'http://192.0.2.10:5248' },
@@ -70,6 +101,7 @@ export async function startFixture(t: Test, options: { cacheMs?: number; timeout
     adminUser: 'debian',
     log,
     clock,
+    addressing: lan.addressing,
   };
   const regionUrl = await listen(t, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -85,12 +117,13 @@ export async function startFixture(t: Test, options: { cacheMs?: number; timeout
     preseeds: { ...preseedDirs(paths), shipped: path.join(SHIPPED_TEMPLATES, 'preseeds') },
     linkTargets: LOADER_LINK_TARGETS,
     log,
+    addressing: lan.addressing,
   };
   const provisioningUrl = await listen(t, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     void handleProvisioningRequest(provisioning, req, url).then((reply) => send(res, reply ?? text(404, 'not found'), req.method));
   });
-  return { paths, store, region, regionUrl, provisioning, provisioningUrl, lines, clock };
+  return { paths, store, region, regionUrl, provisioning, provisioningUrl, lines, clock, lan };
 }
 
 /** A context for pure tests (never from a store). */

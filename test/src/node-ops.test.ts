@@ -4,7 +4,9 @@ import t, { type Test } from 'tap';
 import { UecError } from '../../src/errors';
 import {
   addNode,
+  claimNodeAddress,
   deployNode,
+  deployNodes,
   disableNetboot,
   editNode,
   enlistNode,
@@ -159,4 +161,53 @@ t.test('failStuckDeployments: only deploying nodes past the timeout, with the re
   t.same(failed.map((n) => n.hostname), ['a']);
   t.equal((await store.find('a'))!.statusReason, 'no deployed report within 120 s of the deploy');
   t.equal((await store.find('b'))!.status, 'deploying');
+});
+
+t.test('a deploy rotates the token and clears the address binding; deployNodes (the web UI) too', async (t) => {
+  const { store, roles } = await setup(t);
+  const clock = clockAt();
+  const added = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, clock);
+  const first = await deployNode(store, 'web1', roles, {}, clock);
+  t.not(first.token, added.token, 'deploy: a new token');
+  t.match(first.token, /^[A-Za-z0-9_-]{32}$/);
+  t.same((await claimNodeAddress(store, first.systemId, '10.2.0.5', null, clock)).ownership, { owned: true, rule: 'binding', bind: true });
+  t.equal((await store.find('web1'))!.boundAddress, '10.2.0.5');
+  t.equal((await store.find('web1'))!.events.at(-1)!.message, 'this deploy is bound to 10.2.0.5 (binding)');
+  await recordStatusEvent(store, first.systemId, 'failed', 'partman', clock);
+  await releaseNode(store, 'web1', clock);
+  const [second] = await deployNodes(store, ['web1'], roles, {}, clock);
+  t.not(second!.token, first.token, 'a second deploy: another token');
+  t.equal((await store.find('web1'))!.boundAddress, undefined, 'the binding of the last deploy is gone');
+  t.same((await claimNodeAddress(store, first.systemId, '10.2.0.6', null, clock)).ownership, { owned: true, rule: 'binding', bind: true }, 'the new deploy binds afresh');
+});
+
+t.test('claimNodeAddress: a refusal or a bound address writes nothing; not installing → NODE_STATE; unknown → NODE_UNKNOWN', async (t) => {
+  const { store, roles, snapshot } = await setup(t);
+  const clock = clockAt();
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, clock);
+  await t.rejects(claimNodeAddress(store, (await store.find('web1'))!.systemId, '10.0.0.5', null, clock), { code: 'NODE_STATE', message: /web1 .* is ready, not deploying or commissioning/ });
+  const node = await deployNode(store, 'web1', roles, {}, clock);
+  await t.rejects(claimNodeAddress(store, 'node-zzzzzz', '10.0.0.5', null, clock), { code: 'NODE_UNKNOWN' });
+  const before = snapshot();
+  t.match((await claimNodeAddress(store, node.systemId, '10.0.0.9', { mac: '52:54:00:00:00:99', router: false }, clock)).ownership, { owned: false });
+  t.match((await claimNodeAddress(store, node.systemId, '127.0.0.1', null, clock)).ownership, { owned: false });
+  t.equal(snapshot(), before, 'refusals write nothing');
+  await claimNodeAddress(store, node.systemId, '10.0.0.5', { mac: '52:54:00:00:00:01', router: false }, clock);
+  const bound = snapshot();
+  t.equal((await store.find('web1'))!.boundAddress, '10.0.0.5', 'an on-link first request binds too');
+  t.same((await claimNodeAddress(store, node.systemId, '10.0.0.5', null, clock)).ownership, { owned: true, rule: 'binding', bind: false });
+  t.same((await claimNodeAddress(store, node.systemId, '10.0.0.8', { mac: '52:54:00:00:00:01', router: false }, clock)).ownership, { owned: true, rule: 'neighbour', bind: false });
+  t.equal(snapshot(), bound, 'accepted requests of a bound deploy write nothing');
+});
+
+t.test('claimNodeAddress: two routed first claims at once, from two stores (two processes): one binds, the other is refused', async (t) => {
+  const { paths, store, roles } = await setup(t);
+  const clock = clockAt();
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, clock);
+  const node = await deployNode(store, 'web1', roles, {}, clock);
+  const other = createFileNodeStore(paths);
+  const results = await Promise.all([claimNodeAddress(store, node.systemId, '10.2.0.5', null, clock), claimNodeAddress(other, node.systemId, '10.2.0.6', null, clock)]);
+  t.same(results.map((r) => r.ownership.owned).sort(), [false, true]);
+  const winner = results.find((r) => r.ownership.owned)!;
+  t.equal((await store.find('web1'))!.boundAddress, winner.node.boundAddress);
 });

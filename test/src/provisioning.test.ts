@@ -23,12 +23,13 @@ t.test('per-node iPXE scripts: enlist for an unknown MAC, install when deploying
   t.match(unknown.body, /imgfetch --name enlisted http:\/\/192\.0\.2\.10:5248\/enlist\?mac=\$\{netX\/mac:hexhyp\}&buildarch=\$\{uec-arch\}&platform=\$\{platform\}&manufacturer=\$\{manufacturer:uristring\}&product=\$\{product:uristring\}&serial=\$\{serial:uristring\}&uuid=\$\{uuid\}/);
 
   const node = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
   const ready = await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`);
   t.match(ready.body, /boots from its local disk \(status ready\)/);
   t.match(ready.body, /sanboot/);
 
   await deployNode(f.store, node.systemId, await f.region.loadRoles(), {}, f.clock);
-  const install = await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`);
+  const install = await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`, f.lan.from('10.0.0.5'));
   t.match(install.body, /^kernel http:\/\/192\.0\.2\.10:5248\/boot\/images\/debian\/bookworm\/amd64\/linux initrd=initrd\.gz auto=true priority=critical url=http:\/\/192\.0\.2\.10:5248\/preseed\/node-\w+ interface=auto hostname=web1 domain=example\.org netcfg\/dhcp_timeout=60 netcfg\/no_default_route=true console=ttyS0,115200$/m);
   t.match(install.body, /^initrd --name initrd\.gz http:\/\/192\.0\.2\.10:5248\/boot\/images\/debian\/bookworm\/amd64\/initrd\.gz$/m);
   t.notOk(install.body.includes(node.token), 'no token in a boot script');
@@ -41,22 +42,24 @@ t.test('per-node iPXE scripts: enlist for an unknown MAC, install when deploying
 
 t.test('preseeds over HTTP: install, commissioning, enlist; each passes debconf-set-selections -c', async (t) => {
   const f = await startFixture(t);
-  const node = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
-  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}`)).status, 409, 'a ready node gets no preseed');
-  await deployNode(f.store, node.systemId, await f.region.loadRoles(), {}, f.clock);
-  const install = await get(`${f.provisioningUrl}/preseed/${node.systemId}`);
+  const node0 = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  const from = f.lan.from('10.0.0.5');
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node0.systemId}`, from)).status, 409, 'a ready node gets no preseed');
+  const node = await deployNode(f.store, node0.systemId, await f.region.loadRoles(), {}, f.clock);
+  const install = await get(`${f.provisioningUrl}/preseed/${node.systemId}`, from);
   t.equal(install.status, 200);
   t.match(install.body, /^# uec-provisioning preseed: install debian bookworm \(amd64\) as role server/);
   t.ok(install.body.includes(`status/installing?token=${node.token}`), 'the machine itself receives its token');
   await validateContent('debconf', 'install', install.body);
-  const commissioning = await get(`${f.provisioningUrl}/preseed/${node.systemId}?type=commissioning`);
+  const commissioning = await get(`${f.provisioningUrl}/preseed/${node.systemId}?type=commissioning`, from);
   t.match(commissioning.body, /^# uec-provisioning preseed: commission web1/);
   await validateContent('debconf', 'commissioning', commissioning.body);
   const enlist = await get(`${f.provisioningUrl}/preseed/enlist`);
   t.match(enlist.body, /not enlisted/);
   await validateContent('debconf', 'enlist', enlist.body);
-  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}?type=bogus`)).status, 400);
-  t.equal((await get(`${f.provisioningUrl}/preseed/node-zzzzzz`)).status, 404);
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}?type=bogus`, from)).status, 400);
+  t.equal((await get(`${f.provisioningUrl}/preseed/node-zzzzzz`, from)).status, 404);
   t.ok(f.lines.some((l) => l.includes(`preseed install for web1 (${node.systemId}) from templates/preseeds/install.mustache`)), 'the chosen template is logged');
   t.notOk(f.lines.some((l) => l.includes(node.token)), 'the token is never logged');
   // An admin's more specific template wins over the shipped one.
@@ -64,18 +67,23 @@ t.test('preseeds over HTTP: install, commissioning, enlist; each passes debconf-
   fs.writeFileSync(f.paths.resolve('/etc/uec-provisioning/preseeds/install_debian_amd64.mustache'), '# admin for {{hostname}}\nd-i netcfg/get_hostname string {{hostname}}\n');
   // The template cache lives a second; another role name gives another cache key instead of a wait.
   await f.store.update((nodes) => void (nodes[0]!.hostname = 'web9'));
-  const admin = await get(`${f.provisioningUrl}/preseed/${node.systemId}`);
+  const admin = await get(`${f.provisioningUrl}/preseed/${node.systemId}`, from);
   t.equal(admin.body, '# admin for web9\nd-i netcfg/get_hostname string web9\n');
 });
 
-t.test('first-boot script needs the node token', async (t) => {
+t.test('first-boot script needs the node token and the node\'s address', async (t) => {
   const f = await startFixture(t);
-  const node = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
-  await deployNode(f.store, node.systemId, await f.region.loadRoles(), {}, f.clock);
-  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot`)).status, 403);
-  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=wrong`)).status, 403);
-  t.equal((await get(`${f.provisioningUrl}/preseed/node-zzzzzz/firstboot?token=${node.token}`)).status, 403);
-  const ok = await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=${node.token}`);
+  const added = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
+  const node = await deployNode(f.store, added.systemId, await f.region.loadRoles(), {}, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  f.lan.neighbour('10.0.0.6', '52:54:00:00:00:66');
+  const from = f.lan.from('10.0.0.5');
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot`, from)).status, 403);
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=wrong`, from)).status, 403);
+  t.equal((await get(`${f.provisioningUrl}/preseed/node-zzzzzz/firstboot?token=${node.token}`, from)).status, 403);
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=${node.token}`, f.lan.from('10.0.0.6'))).status, 403, 'the right token from another MAC');
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=${added.token}`, from)).status, 403, 'the token from before the deploy');
+  const ok = await get(`${f.provisioningUrl}/preseed/${node.systemId}/firstboot?token=${node.token}`, from);
   t.equal(ok.status, 200);
   t.ok(ok.body.includes(`status/deployed?token=${node.token}`));
 });

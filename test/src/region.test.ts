@@ -9,7 +9,9 @@ import { put } from '../helpers/scratch';
 
 const auth = { Authorization: `Bearer ${KEY}` };
 
-async function deploying(f: Awaited<ReturnType<typeof startFixture>>, hostname = 'web1', mac = '52:54:00:00:00:01') {
+/** A deploying node, on the fake LAN at ADDRESS with its MAC. */
+async function deploying(f: Awaited<ReturnType<typeof startFixture>>, hostname = 'web1', mac = '52:54:00:00:00:01', address = '10.0.0.5') {
+  f.lan.neighbour(address, mac);
   const node = await addNode(f.store, { hostname, macs: [mac] }, f.clock);
   return deployNode(f.store, node.systemId, await f.region.loadRoles(), {}, f.clock);
 }
@@ -103,30 +105,32 @@ t.test('status call-backs with the node token: installing, installed, deployed',
   const f = await startFixture(t);
   const node = await deploying(f);
   const base = `${f.regionUrl}/metadata/latest/${node.systemId}`;
-  let res = await fetch(`${base}/status/installing?token=${node.token}`);
+  const from = f.lan.from('10.0.0.5');
+  let res = await fetch(`${base}/status/installing?token=${node.token}`, from);
   t.equal(res.status, 200);
-  res = await fetch(`${base}/status/installed`, { method: 'POST', headers: { Authorization: `Bearer ${node.token}` }, body: 'late_command done' });
+  res = await fetch(`${base}/status/installed`, { method: 'POST', ...f.lan.from('10.0.0.5', { Authorization: `Bearer ${node.token}` }), body: 'late_command done' });
   t.equal(res.status, 200);
   let stored = (await f.store.find(node.systemId))!;
   t.equal(stored.status, 'deploying');
   t.same(stored.events.slice(-2).map((e) => [e.type, e.message]), [['installing', 'installing'], ['installed', 'late_command done']]);
-  res = await fetch(`${base}/status/deployed?token=${node.token}`);
+  t.equal((await fetch(`${base}/status/rebooting?token=${node.token}`, from)).status, 404);
+  res = await fetch(`${base}/status/deployed?token=${node.token}`, from);
   t.equal(res.status, 200);
   stored = (await f.store.find(node.systemId))!;
   t.equal(stored.status, 'deployed');
   t.equal(stored.events.at(-1)!.type, 'status');
-  // A repeated deployed report (a reboot) changes nothing; installing on a deployed node is 409.
-  t.equal((await fetch(`${base}/status/deployed?token=${node.token}`)).status, 200);
-  t.equal((await f.store.find(node.systemId))!.events.length, stored.events.length);
-  t.equal((await fetch(`${base}/status/installing?token=${node.token}`)).status, 409);
-  t.equal((await fetch(`${base}/status/rebooting?token=${node.token}`)).status, 404);
+  // Deployed: the token has done its work. Any call-back with it is refused, nothing changes.
+  for (const event of ['deployed', 'installing', 'failed']) t.equal((await fetch(`${base}/status/${event}?token=${node.token}`, from)).status, 403, `${event} after deployed`);
+  t.equal((await fetch(`${base}/disable-netboot?token=${node.token}`, from)).status, 403, 'disable-netboot after deployed');
+  t.same(await f.store.find(node.systemId), stored);
+  t.ok(f.lines.some((l) => l.includes(`the token of node web1 (${node.systemId}) expired, the node is deployed`)), 'the refusal is logged with the reason');
   t.notOk(f.lines.some((l) => l.includes(node.token)), 'the token is never logged');
 });
 
 t.test('failed call-back: status failed with the message as reason', async (t) => {
   const f = await startFixture(t);
   const node = await deploying(f);
-  t.equal((await fetch(`${f.regionUrl}/metadata/latest/${node.systemId}/status/failed?token=${node.token}&message=${encodeURIComponent('partman: no disk')}`)).status, 200);
+  t.equal((await fetch(`${f.regionUrl}/metadata/latest/${node.systemId}/status/failed?token=${node.token}&message=${encodeURIComponent('partman: no disk')}`, f.lan.from('10.0.0.5'))).status, 200);
   const stored = (await f.store.find(node.systemId))!;
   t.equal(stored.status, 'failed');
   t.equal(stored.statusReason, 'partman: no disk');
@@ -135,7 +139,7 @@ t.test('failed call-back: status failed with the message as reason', async (t) =
 t.test('wrong token, another node\'s token, unknown node: the same 403, nothing changed', async (t) => {
   const f = await startFixture(t);
   const a = await deploying(f, 'web1', '52:54:00:00:00:01');
-  const b = await deploying(f, 'web2', '52:54:00:00:00:02');
+  const b = await deploying(f, 'web2', '52:54:00:00:00:02', '10.0.0.6');
   const before = fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
   const answers = new Set<string>();
   for (const target of [
@@ -147,9 +151,16 @@ t.test('wrong token, another node\'s token, unknown node: the same 403, nothing 
     `/metadata/latest/${a.systemId}/disable-netboot?token=${b.token}`,
     `/metadata/latest/${a.systemId}/status/nosuchevent?token=wrong`,
   ]) {
-    const res = await fetch(`${f.regionUrl}${target}`);
+    const res = await fetch(`${f.regionUrl}${target}`, f.lan.from('10.0.0.5'));
     const headers = [...res.headers.entries()].filter(([k]) => k !== 'date').sort();
     answers.add(JSON.stringify([res.status, await res.text(), headers]));
+  }
+  // The right token from another machine's address: web2's (on-link, another MAC), loopback.
+  for (const [from, why] of [['10.0.0.6', 'another on-link MAC'], ['127.0.0.1', 'loopback']]) {
+    const res = await fetch(`${f.regionUrl}/metadata/latest/${a.systemId}/status/failed?token=${a.token}`, f.lan.from(from!));
+    const headers = [...res.headers.entries()].filter(([k]) => k !== 'date').sort();
+    answers.add(JSON.stringify([res.status, await res.text(), headers]));
+    t.ok(f.lines.some((l) => l.includes(`for node web1 (${a.systemId}) from ${from}`)), `${why}: the refusal is logged naming node and address`);
   }
   t.equal(answers.size, 1, 'one identical answer: no hint whether the node exists');
   t.match([...answers][0], /^\[403,"forbidden\\n"/);
@@ -161,7 +172,7 @@ t.test('disable-netboot: the next boot action is the local disk', async (t) => {
   const node = await deploying(f);
   const ctx = async () => (await (await fetch(`${f.regionUrl}/api/v1/nodes/${node.systemId}/context`, { headers: auth })).json()) as NodeContext;
   t.equal(selectContextBootAction(await ctx()), 'install');
-  t.equal((await fetch(`${f.regionUrl}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`, { method: 'POST' })).status, 200);
+  t.equal((await fetch(`${f.regionUrl}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`, { method: 'POST', ...f.lan.from('10.0.0.5') })).status, 200);
   const c = await ctx();
   t.equal(c.netboot, false);
   t.equal(c.status, 'deploying', 'still deploying until first boot reports');

@@ -11,7 +11,7 @@ import { loadAuthorizedKeys, loadProvisioningKey, startService } from '../../src
 import { loadServerAddress } from '../../src/server-address';
 import { staticNetworkFacts } from '../../src/network-facts';
 import { validateContent } from '../../src/validators';
-import { SHIPPED_TEMPLATES, memoryLog } from '../helpers/region-fixture';
+import { SHIPPED_TEMPLATES, createFakeLan, memoryLog } from '../helpers/region-fixture';
 import { put, scratchRoot } from '../helpers/scratch';
 import * as path from 'node:path';
 
@@ -27,9 +27,11 @@ async function start(t: Test, paths: Paths, extra: { region?: boolean; clock?: {
   const server = await loadServerAddress(config, network);
   const store = createFileNodeStore(paths);
   const { log, lines } = memoryLog();
-  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', ...extra });
+  // The machines are on a fake LAN (requests name their address in a test header): loopback is never a node.
+  const lan = createFakeLan();
+  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', addressing: lan.addressing, ...extra });
   t.teardown(() => running.close());
-  return { running, store, lines, base: `http://${extra.host ?? '127.0.0.1'}:${running.port}` };
+  return { running, store, lines, lan, base: `http://${extra.host ?? '127.0.0.1'}:${running.port}` };
 }
 
 t.test('one process, both sides: the provisioning side asks the region over HTTP with the created key', async (t) => {
@@ -37,16 +39,18 @@ t.test('one process, both sides: the provisioning side asks the region over HTTP
   put(paths, '/etc/uec-provisioning/authorized_keys', '# admins\nssh-ed25519 AAAAC3Nza admin@example\n\n');
   // No context cache here, so each step sees the region's newest state (the cache is tested in region-client.test.ts).
   put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', '[provisioning]\ncontext_cache_seconds = 0\n');
-  const { store, lines, base } = await start(t, paths);
+  const { store, lines, base, lan } = await start(t, paths);
+  lan.neighbour('10.0.0.11', '52:54:00:00:00:11');
+  const from = lan.from('10.0.0.11');
   const keyFile = paths.resolve(KEY_FILE);
   t.equal(fs.statSync(keyFile).mode & 0o777, 0o600, 'the key is 0600');
   const key = fs.readFileSync(keyFile, 'utf8').trim();
   t.ok(Buffer.from(key, 'base64url').length * 8 >= 128);
-  const node = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:11'] });
-  await deployNode(store, 'web1', await loadRoles(paths));
-  const script = await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:11`)).text();
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:11'] });
+  const node = await deployNode(store, 'web1', await loadRoles(paths));
+  const script = await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:11`, from)).text();
   t.match(script, /^kernel http:\/\/192\.0\.2\.77:5248\/boot\/images\/debian\/bookworm\/amd64\/linux /m);
-  const preseed = await fetch(`${base}/preseed/${node.systemId}`);
+  const preseed = await fetch(`${base}/preseed/${node.systemId}`, from);
   t.equal(preseed.status, 200);
   const text = await preseed.text();
   t.ok(text.includes(`http://192.0.2.77:5248/metadata/latest/${node.systemId}/status/installing?token=${node.token}`));
@@ -61,10 +65,10 @@ t.test('one process, both sides: the provisioning side asks the region over HTTP
   t.equal((await fetch(`${base}/api/v1/nodes/${node.systemId}/context`, { headers: { Authorization: `Bearer ${key}` } })).status, 200);
   t.equal((await fetch(`${base}/api/v1/nodes/${node.systemId}/context`)).status, 401);
   // The installer's call-backs, then first boot.
-  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/installing?token=${node.token}`)).status, 200);
-  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`)).status, 200);
-  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:11`)).text(), /netboot disabled/, 'after disable-netboot the machine boots its disk');
-  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/deployed?token=${node.token}`)).status, 200);
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/installing?token=${node.token}`, from)).status, 200);
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`, from)).status, 200);
+  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:11`, from)).text(), /netboot disabled/, 'after disable-netboot the machine boots its disk');
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/deployed?token=${node.token}`, from)).status, 200);
   t.equal((await store.find('web1'))!.status, 'deployed');
   t.equal((await fetch(`${base}/nowhere`)).status, 404);
   t.notOk(lines.some((l) => l.includes(node.token) || l.includes(key)), 'no token or key in the log');
@@ -123,13 +127,15 @@ t.test('--no-region with an unreachable region_url: 503 with Retry-After; the re
 
 t.test('with the context cache on (the default 5 s), the boot right after disable-netboot is the local disk', async (t) => {
   const paths = scratchRoot(t);
-  const { store, base } = await start(t, paths);
-  const node = await addNode(store, { hostname: 'web4', macs: ['52:54:00:00:00:44'] });
-  await deployNode(store, 'web4', await loadRoles(paths));
-  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`)).text(), /^kernel /m, 'install');
-  t.equal((await fetch(`${base}/preseed/${node.systemId}`)).status, 200);
-  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`)).status, 200);
-  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`)).text(), /netboot disabled/, 'not the cached install answer');
+  const { store, base, lan } = await start(t, paths);
+  lan.neighbour('10.0.0.44', '52:54:00:00:00:44');
+  const from = lan.from('10.0.0.44');
+  await addNode(store, { hostname: 'web4', macs: ['52:54:00:00:00:44'] });
+  const node = await deployNode(store, 'web4', await loadRoles(paths));
+  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`, from)).text(), /^kernel /m, 'install');
+  t.equal((await fetch(`${base}/preseed/${node.systemId}`, from)).status, 200);
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/disable-netboot?token=${node.token}`, from)).status, 200);
+  t.match(await (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:44`, from)).text(), /netboot disabled/, 'not the cached install answer');
 });
 
 t.test('node changes are applied one apply at a time; close() runs the apply still waiting and waits for it', async (t) => {
@@ -165,10 +171,11 @@ t.test('node changes are applied one apply at a time; close() runs the apply sti
 
 t.test('--listen on one address: the in-process provisioning side reaches the region on that address', async (t) => {
   const paths = scratchRoot(t);
-  const { running, store, base } = await start(t, paths, { host: '127.0.0.2' });
+  const { running, store, base, lan } = await start(t, paths, { host: '127.0.0.2' });
+  lan.neighbour('10.0.0.22', '52:54:00:00:00:22');
   await addNode(store, { hostname: 'web2', macs: ['52:54:00:00:00:22'] });
   await deployNode(store, 'web2', await loadRoles(paths));
-  const reply = await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:22`);
+  const reply = await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:22`, lan.from('10.0.0.22'));
   t.equal(reply.status, 200, 'not 503: the region is not looked for on 127.0.0.1');
   t.match(await reply.text(), /^kernel /m);
   // Stopping waits for the report under way (no store write outlives the service).
@@ -184,12 +191,14 @@ t.test('config set while running: boot scripts follow within a second; a broken 
   const store = createFileNodeStore(paths);
   const { log, lines } = memoryLog();
   const reloadConfig = () => loadConfig(paths, mergeSchemas(loadComponents()));
-  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', reloadConfig });
+  const lan = createFakeLan();
+  lan.neighbour('10.0.0.21', '52:54:00:00:00:21');
+  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', reloadConfig, addressing: lan.addressing });
   t.teardown(() => running.close());
   const base = `http://127.0.0.1:${running.port}`;
   await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:21'] });
   await deployNode(store, 'web1', await loadRoles(paths));
-  const script = async () => (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:21`)).text();
+  const script = async () => (await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:21`, lan.from('10.0.0.21'))).text();
   t.notMatch(await script(), /console=ttyS0/);
   put(paths, '/etc/uec-provisioning/conf.d/50-managed.conf', '[boot]\nkernel_args = console=ttyS0,115200\n');
   await new Promise((r) => setTimeout(r, 1100));
