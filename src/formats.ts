@@ -120,9 +120,14 @@ export function checkExtraKernelArgs(value: string): string | null {
   return checkLine(value) ?? checkNoLineBreaks(value) ?? checkKernelArgs(value) ?? checkBootScriptChars(value);
 }
 
-/** A bare token: letters, digits, dot, underscore, plus, hyphen. */
+/**
+ * A bare token: letters, digits, dot, underscore, plus, hyphen; at most 64 characters. Words
+ * become directory and file names (images/<os>/<release>/<arch>) and go on boot-loader lines
+ * of at most 4096 characters, so an unbounded one was stored and then broke every boot file.
+ */
 export function checkWord(value: string): string | null {
-  return /^[A-Za-z0-9._+-]+$/.test(value) ? null : 'must be letters, digits, ".", "_", "+" or "-"';
+  if (!/^[A-Za-z0-9._+-]+$/.test(value)) return 'must be letters, digits, ".", "_", "+" or "-"';
+  return value.length > 64 ? 'is longer than 64 characters' : null;
 }
 
 export const FORMAT_CHECKS: Record<FormatName, (value: string) => string | null> = {

@@ -7,7 +7,9 @@ import t from 'tap';
 import { loadComponents, mergeSchemas } from '../../src/component';
 import { loadConfig, writeManagedSettings } from '../../src/config';
 import { scratchRoot } from '../helpers/scratch';
-import { cli, hashTree } from './lib';
+import { addNode } from '../../src/node-ops';
+import { createFileNodeStore } from '../../src/node-store';
+import { cli, hashTree, writeBaseSettings } from './lib';
 
 const SCHEMA = mergeSchemas(loadComponents());
 const MANAGED = '/etc/uec-provisioning/conf.d/50-managed.conf';
@@ -29,4 +31,24 @@ t.test('a value holding a lone UTF-16 surrogate is refused by config set and the
   // A character outside the BMP (a proper surrogate pair) is still a character.
   t.equal((await cli(paths, ['config', 'set', 'dhcp.dns_servers=10.20.0.1 \u{1F600}'])).code, 0, 'a surrogate pair is fine');
   t.match(fs.readFileSync(paths.resolve(MANAGED), 'utf8'), '\u{1F600}');
+});
+
+// Found by nodes.test.ts (FUZZ_RUNS=15 FUZZ_SEED=777): an os of 5,000 letters was stored, then
+// the tftpd render refused it ("longer than 4096 characters") and apply wrote no boot file at all.
+t.test('a role, os or release word longer than 64 characters is refused before it is stored; a 64-character one renders', async (t) => {
+  const paths = scratchRoot(t);
+  const store = createFileNodeStore(paths);
+  await writeBaseSettings(paths);
+  const before = hashTree(paths.root);
+  for (const field of ['role', 'os', 'release'] as const) {
+    await t.rejects(addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'], [field]: 'p'.repeat(5000) }), { code: 'INVALID_VALUE', message: new RegExp(`${field} .*longer than 64 characters`) }, `${field} refused`);
+  }
+  const r = await cli(paths, ['config', 'set', `tftpd.default_os=${'p'.repeat(65)}`]);
+  t.equal(r.code, 3, 'a config word too');
+  t.equal(hashTree(paths.root), before, 'nothing stored or written');
+  const node = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'], os: 'p'.repeat(64), release: 'r'.repeat(64) });
+  await store.update((nodes) => void (nodes.find((n) => n.systemId === node.systemId)!.status = 'deploying'));
+  const applied = await cli(paths, ['apply', 'tftpd']);
+  t.equal(applied.code, 0, applied.stderr);
+  t.match(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/boot/pxelinux.cfg/01-52-54-00-00-00-01'), 'utf8'), `images/${'p'.repeat(64)}/${'r'.repeat(64)}/amd64/linux`);
 });
