@@ -1,0 +1,103 @@
+/**
+ * Every route of both services' tables, walked: without credentials → 401/403 (open routes
+ * excepted), with a wrong key or token (or from another machine's address) → 403, another
+ * method → 405 with Allow, a body one byte over the route's limit → 413; none of it changes
+ * the node store, and afterwards each route still answers its rightful caller.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import t from 'tap';
+import { ACCESS_KINDS } from '../../src/http-routes';
+import { addNode, deployNode } from '../../src/node-ops';
+import { NODES_FILE } from '../../src/node-store';
+import { PROVISIONING_ROUTES } from '../../src/provisioning';
+import { REGION_ROUTES } from '../../src/region';
+import { KEY, startFixture } from '../helpers/region-fixture';
+
+const NODE_MAC = '52:54:00:00:00:01';
+const NODE_IP = '10.0.0.5';
+const BYSTANDER_IP = '10.0.0.66';
+
+/** Any method, any body (fetch refuses a body on GET); resolves with the status and headers. */
+function request(url: string, method: string, headers: Record<string, string>, body?: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405, 413, nothing changed, still answering', async (t) => {
+  const f = await startFixture(t);
+  f.lan.neighbour(NODE_IP, NODE_MAC);
+  f.lan.neighbour(BYSTANDER_IP, '52:54:00:00:00:66');
+  await addNode(f.store, { hostname: 'web1', macs: [NODE_MAC] }, f.clock);
+  const node = await deployNode(f.store, 'web1', await f.region.loadRoles(), {}, f.clock);
+  const tables = [
+    { name: 'region', base: f.regionUrl, routes: REGION_ROUTES },
+    { name: 'provisioning', base: f.provisioningUrl, routes: PROVISIONING_ROUTES },
+  ];
+  t.ok(tables.every((x) => x.routes.every((r) => (ACCESS_KINDS as readonly string[]).includes(r.access))), 'every route says who may call it');
+  t.ok(REGION_ROUTES.length >= 8 && PROVISIONING_ROUTES.length >= 7, 'both tables are walked in full');
+  const target = (path: string) =>
+    path.replace('<id>', node.systemId).replace('<event>', 'installing').replace('<path>', 'nothing').replace('<mac>', NODE_MAC) + (path === '/metadata/enlist' ? `?mac=52:54:00:00:00:77` : '');
+  const withQuery = (url: string, key: string, value: string) => `${url}${url.includes('?') ? '&' : '?'}${key}=${encodeURIComponent(value)}`;
+  const snapshot = () => crypto.createHash('sha256').update(fs.readFileSync(f.paths.resolve(NODES_FILE))).digest('hex');
+  const before = snapshot();
+  const openRoutes: string[] = [];
+  for (const { name, base, routes } of tables) {
+    for (const route of routes) {
+      const what = `${name} ${route.methods.join('|')} ${route.path} (${route.access})`;
+      const url = `${base}${target(route.path)}`;
+      const method = route.methods[0]!;
+      const bystander = { 'X-Fake-Client': BYSTANDER_IP };
+      if (route.access === 'open') openRoutes.push(route.path);
+      else {
+        const bare = await request(url, method, bystander);
+        t.ok([401, 403].includes(bare.status), `${what}: no credentials → ${bare.status}`);
+        const wrong =
+          route.access === 'provisioning-key'
+            ? await request(url, method, { ...bystander, Authorization: `Bearer ${KEY.slice(1)}x` })
+            : route.access === 'node'
+              ? await request(withQuery(url, 'token', `${node.token.slice(1)}x`), method, { 'X-Fake-Client': NODE_IP })
+              : await request(url, method, { 'X-Fake-Client': '127.0.0.1' });
+        t.equal(wrong.status, 403, `${what}: a wrong key or token, or loopback → 403`);
+        if (route.access === 'node') {
+          const stolen = await request(withQuery(url, 'token', node.token), method, bystander);
+          t.equal(stolen.status, 403, `${what}: the right token from another machine → 403`);
+        }
+      }
+      const other = await request(url, 'DELETE', bystander);
+      t.equal(other.status, 405, `${what}: DELETE → 405`);
+      t.same(other.headers.allow?.split(', ').sort(), [...route.methods].sort(), `${what}: Allow names the route's methods`);
+      const big = await request(url, method, bystander, Buffer.alloc(route.bodyLimit + 1, 'x'));
+      t.equal(big.status, 413, `${what}: ${route.bodyLimit + 1} bytes → 413`);
+    }
+  }
+  t.same(openRoutes.sort(), ['/boot/<path>', '/boot/ipxe', '/boot/ipxe/node?mac=<mac>', '/enlist?mac=<mac>', '/metadata/enlist', '/preseed/enlist'], 'only these need no credentials');
+  t.equal(snapshot(), before, 'no refused request changed the node store');
+  t.ok(f.lines.some((l) => l.includes(`from ${BYSTANDER_IP}`) && l.includes('refused')), 'refusals are logged with the address');
+
+  // Still answering, and each route serves its rightful caller (so the refusals above were not an outage).
+  const bodies: Record<string, string> = {
+    '/api/v1/nodes/<id>/events': JSON.stringify({ type: 'netboot', message: 'walk' }),
+    '/api/v1/nodes/<id>/claim': JSON.stringify({ address: NODE_IP, mac: NODE_MAC }),
+  };
+  const expected: Record<string, number> = { '/boot/<path>': 404, '/api/v1/nodes/<id>/events': 201, '/metadata/enlist': 201, '/enlist?mac=<mac>': 200 };
+  for (const { name, base, routes } of tables) {
+    for (const route of [...routes].sort((a, b) => Number(a.path.includes('disable-netboot')) - Number(b.path.includes('disable-netboot')))) {
+      let url = `${base}${target(route.path)}`;
+      const headers: Record<string, string> = { 'X-Fake-Client': NODE_IP };
+      if (route.access === 'provisioning-key') headers.Authorization = `Bearer ${KEY}`;
+      if (route.access === 'node') url = withQuery(url, 'token', node.token);
+      const body = bodies[route.path];
+      const res = await request(url, route.methods.includes('POST') && body ? 'POST' : route.methods[0]!, body ? { ...headers, 'Content-Type': 'application/json' } : headers, body ? Buffer.from(body) : undefined);
+      t.equal(res.status, expected[route.path] ?? 200, `${name} ${route.path}: its caller is answered (${res.body.trim().slice(0, 60)})`);
+    }
+  }
+});
