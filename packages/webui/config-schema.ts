@@ -1,4 +1,5 @@
 import type { ConfigSchema } from '../../src/config';
+import { DEFAULT_TRUSTED_PROXIES, checkTrustedProxies } from './client-address';
 
 /** The [webui] section: where the web front end listens and how it powers machines on. */
 export const WEBUI_SCHEMA: ConfigSchema = {
@@ -16,8 +17,15 @@ export const WEBUI_SCHEMA: ConfigSchema = {
         type: 'string',
         format: 'ipv4',
         allowEmpty: true,
-        default: '',
-        description: 'The IPv4 address the web front end listens on; empty means every address. Set 127.0.0.1 to allow only the apache2 reverse proxy.',
+        default: '127.0.0.1',
+        description: 'The IPv4 address the web front end listens on. The default, 127.0.0.1, lets only the apache2 reverse proxy (/uec-provisioning/) reach it; 0.0.0.0 or empty means every address.',
+      },
+      trusted_proxies: {
+        type: 'string',
+        allowEmpty: true,
+        default: DEFAULT_TRUSTED_PROXIES,
+        check: checkTrustedProxies,
+        description: 'Addresses of reverse proxies (IPv4 or IPv6, separated by spaces) whose X-Forwarded-For and X-Forwarded-Proto the web front end believes: the client address (login throttle, logs) and the Secure cookie flag come from them. Default: loopback, the apache2 drop-in. Empty: believe no proxy.',
       },
       session_hours: {
         type: 'integer',
@@ -31,7 +39,7 @@ export const WEBUI_SCHEMA: ConfigSchema = {
         min: 1,
         max: 100,
         default: 5,
-        description: 'Failed logins allowed per user name and per client address within 15 minutes before further attempts are refused.',
+        description: 'Failed logins allowed per user name from one client address before each further attempt waits 1 s, 2 s, 4 s … (at most 5 minutes); one client address may fail 4 times this many within 15 minutes, across user names.',
       },
       wol_repeat: {
         type: 'integer',

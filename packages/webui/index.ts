@@ -11,11 +11,12 @@ import { loadTemplate, templateDirs } from '../../src/template';
 import { atomicWrite } from '../../src/atomic-write';
 import { createAccountStore, generatePassword, INITIAL_PASSWORD_FILE, type UserRole } from './accounts';
 import { createWebui } from './app';
+import { parseTrustedProxies } from './client-address';
 import { WEBUI_SCHEMA } from './config-schema';
 import { createLiveNodes } from './live';
 import { createBmcStore, POWER_ACTIONS, type PowerAction } from './power';
 import { renderApacheConf } from './render';
-import { createLoginThrottle, createSessionTable } from './sessions';
+import { createLoginThrottle, createSessionTable, throttleLimits } from './sessions';
 
 function opt(values: Record<string, unknown>, name: string): string | undefined {
   const v = values[name];
@@ -29,8 +30,10 @@ async function readStdin(): Promise<string> {
 }
 
 /** Start the web UI in this process (used by `webui serve` and the tests). */
-export async function startWebui(session: Session, settings: { port?: number; host?: string; staticDir?: string; wolIntervalMs?: number } = {}) {
+export async function startWebui(session: Session, settings: { port?: number; host?: string; staticDir?: string; wolIntervalMs?: number; now?: () => number } = {}) {
   const config = await loadConfig(session.paths, session.schema);
+  // Checked by the schema when the config loads; an unparsable value cannot get here.
+  const trustedProxies = parseTrustedProxies(config.getString('webui.trusted_proxies')) ?? [];
   const store = session.nodeStore();
   const live = createLiveNodes(store, session.paths.resolve(NODES_FILE), session.log);
   const commands = session.components.flatMap((c) => c.commands ?? []);
@@ -41,8 +44,8 @@ export async function startWebui(session: Session, settings: { port?: number; ho
     store,
     accounts: createAccountStore(session.paths),
     bmcs: createBmcStore(session.paths),
-    sessions: createSessionTable(config.getNumber('webui.session_hours') * 3600_000),
-    throttle: createLoginThrottle(config.getNumber('webui.login_attempts'), 15 * 60_000),
+    sessions: createSessionTable(config.getNumber('webui.session_hours') * 3600_000, settings.now),
+    throttle: createLoginThrottle(throttleLimits(config.getNumber('webui.login_attempts')), settings.now),
     live,
     network: session.network(),
     log: session.log.child({ component: 'webui' }),
@@ -51,6 +54,7 @@ export async function startWebui(session: Session, settings: { port?: number; ho
     commands,
     cliArgv: [process.execPath, path.resolve(__dirname, '..', '..', 'src', 'cli.js')],
     wolIntervalMs: settings.wolIntervalMs,
+    trustedProxies,
     env: session.io.env,
   });
   const server = http.createServer((req, res) => {

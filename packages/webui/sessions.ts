@@ -65,41 +65,89 @@ export function csrfMatches(presented: string | undefined, expected: string): bo
 }
 
 /**
- * Failed logins per key (user name, client address) in a sliding window. After `limit`
- * failures a key is refused until its oldest failure leaves the window; a success clears the
- * user's key.
+ * Failed logins, counted so that a stranger cannot lock the admin out (issue 13, item 7).
+ *
+ * - Per (account, client address): the first `attempts` failures cost nothing; then each
+ *   further attempt waits 1 s, 2 s, 4 s … after the last failure, at most 5 minutes. A
+ *   record is forgotten 15 minutes after its last failure, and a success clears it.
+ * - Per client address, across accounts (password spraying): after `4 × attempts` failures
+ *   within 15 minutes the address waits until the oldest of them is 15 minutes old.
+ *
+ * Nothing is counted per account alone: failures from address X never delay the same
+ * account logging in from address Y. The address is the socket peer, or behind a trusted
+ * proxy the client the proxy saw (client-address.ts).
  */
 export interface LoginThrottle {
-  /** Seconds until another attempt is allowed for any of the keys, or 0. */
-  retryAfter(keys: string[]): number;
-  fail(keys: string[]): void;
-  succeed(keys: string[]): void;
+  /** Seconds until `account` may try again from `client`, or 0. */
+  retryAfter(account: string, client: string): number;
+  fail(account: string, client: string): void;
+  /** A successful login clears the (account, client) record; the address's count stays. */
+  succeed(account: string, client: string): void;
 }
 
-export function createLoginThrottle(limit: number, windowMs: number, now: () => number = Date.now): LoginThrottle {
-  const failures = new Map<string, number[]>();
-  const recent = (key: string): number[] => {
-    const cutoff = now() - windowMs;
-    const list = (failures.get(key) ?? []).filter((t) => t > cutoff);
-    if (list.length === 0) failures.delete(key);
-    else failures.set(key, list);
+export interface ThrottleLimits {
+  /** Failures per (account, address) before the backoff starts (webui.login_attempts). */
+  attempts: number;
+  /** The first wait; it doubles with every further failure. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Failures per address within windowMs, across accounts. */
+  addressFailures: number;
+  windowMs: number;
+}
+
+export function throttleLimits(attempts: number): ThrottleLimits {
+  return { attempts, baseDelayMs: 1000, maxDelayMs: 5 * 60_000, addressFailures: 4 * attempts, windowMs: 15 * 60_000 };
+}
+
+/** The wait after `failures` failures of one (account, address), in ms from the last one (pure). */
+export function selectBackoffMs(failures: number, limits: ThrottleLimits): number {
+  if (failures < limits.attempts) return 0;
+  const exponent = Math.min(failures - limits.attempts, 30);
+  return Math.min(limits.baseDelayMs * 2 ** exponent, limits.maxDelayMs);
+}
+
+export function createLoginThrottle(limits: ThrottleLimits, now: () => number = Date.now): LoginThrottle {
+  const pairs = new Map<string, { failures: number; last: number }>();
+  const addresses = new Map<string, number[]>();
+  const pairKey = (account: string, client: string) => JSON.stringify([account, client]);
+  const pair = (key: string) => {
+    const record = pairs.get(key);
+    if (record && now() - record.last >= limits.windowMs) {
+      pairs.delete(key);
+      return undefined;
+    }
+    return record;
+  };
+  const recent = (client: string): number[] => {
+    const cutoff = now() - limits.windowMs;
+    const list = (addresses.get(client) ?? []).filter((t) => t > cutoff);
+    if (list.length === 0) addresses.delete(client);
+    else addresses.set(client, list);
     return list;
   };
+  const sweep = () => {
+    for (const key of [...pairs.keys()]) pair(key);
+    for (const client of [...addresses.keys()]) recent(client);
+  };
   return {
-    retryAfter(keys) {
-      let wait = 0;
-      for (const key of keys) {
-        const list = recent(key);
-        if (list.length >= limit) wait = Math.max(wait, Math.ceil((list[list.length - limit]! + windowMs - now()) / 1000));
-      }
-      return wait;
+    retryAfter(account, client) {
+      let waitMs = 0;
+      const record = pair(pairKey(account, client));
+      if (record) waitMs = record.last + selectBackoffMs(record.failures, limits) - now();
+      const list = recent(client);
+      if (list.length >= limits.addressFailures) waitMs = Math.max(waitMs, list[list.length - limits.addressFailures]! + limits.windowMs - now());
+      return waitMs > 0 ? Math.ceil(waitMs / 1000) : 0;
     },
-    fail(keys) {
-      if (failures.size > 100_000) failures.clear();
-      for (const key of keys) failures.set(key, [...recent(key), now()]);
+    fail(account, client) {
+      if (pairs.size + addresses.size > 100_000) sweep();
+      const key = pairKey(account, client);
+      const record = pair(key);
+      pairs.set(key, { failures: (record?.failures ?? 0) + 1, last: now() });
+      addresses.set(client, [...recent(client), now()]);
     },
-    succeed(keys) {
-      for (const key of keys) failures.delete(key);
+    succeed(account, client) {
+      pairs.delete(pairKey(account, client));
     },
   };
 }

@@ -28,12 +28,19 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(t: Test, env: NodeJS.ProcessEnv = process.env): Promise<Harness> {
+export interface HarnessOptions {
+  /** The clock of the login throttle and the sessions (a fake one for backoff tests). */
+  now?: () => number;
+  /** More managed settings, written before the service starts (webui.trusted_proxies…). */
+  settings?: [string, string][];
+}
+
+export async function startHarness(t: Test, env: NodeJS.ProcessEnv = process.env, more: HarnessOptions = {}): Promise<Harness> {
   const paths = scratchRoot(t);
   const components = [common, webuiComponent];
   const schema = mergeSchemas(components);
   // Loopback only: a power-on sends its Wake-on-LAN packet to 127.255.255.255, never a real LAN.
-  await writeManagedSettings(paths, schema, new Map([['server.interface', 'lo'], ['server.address', '127.0.0.1'], ['webui.wol_port', '40909'], ['webui.wol_repeat', '1']]));
+  await writeManagedSettings(paths, schema, new Map([['server.interface', 'lo'], ['server.address', '127.0.0.1'], ['webui.wol_port', '40909'], ['webui.wol_repeat', '1'], ...(more.settings ?? [])]));
   const logs: string[] = [];
   const network = createSystemNetworkFacts();
   const store = createFileNodeStore(paths);
@@ -50,7 +57,7 @@ export async function startHarness(t: Test, env: NodeJS.ProcessEnv = process.env
   const accounts = createAccountStore(paths);
   await accounts.create(ADMIN.user, 'admin', ADMIN.password);
   await accounts.create(VIEWER.user, 'viewer', VIEWER.password);
-  const running = await startWebui(session, { port: 0, host: '127.0.0.1', staticDir: path.join(REPO_ROOT, 'templates/webui/static'), wolIntervalMs: 10 });
+  const running = await startWebui(session, { port: 0, host: '127.0.0.1', staticDir: path.join(REPO_ROOT, 'templates/webui/static'), wolIntervalMs: 10, now: more.now });
   const h: Harness = { paths, session, store, port: running.port, base: `http://127.0.0.1:${running.port}/uec-provisioning`, logs, close: running.close };
   t.teardown(() => running.close());
   return h;

@@ -1,0 +1,33 @@
+/** Deploying nodes: all or nothing, then (unless asked not to) power them on in the background. */
+import { deployNodes } from '../../../src/node-ops';
+import { loadRoles } from '../../../src/roles';
+import { summariseNode, type NodeSummary } from '../live';
+import { nodeRef } from '../services';
+import { BASE, SMALL_BODY, field, json, list, seeOther, type Route } from './route';
+
+export const deployRoutes: Route[] = [
+  {
+    method: 'POST',
+    path: '/api/deploy',
+    who: 'admin',
+    csrf: true,
+    bodyLimit: SMALL_BODY,
+    async handler({ options, services, body, form, auth }) {
+      const who = auth.user.name;
+      const refs = [...list(body, 'nodes'), ...list(body, 'node')].map(nodeRef);
+      const roles = await loadRoles(options.paths);
+      const deployed = await deployNodes(options.store, refs, roles, { role: field(body, 'role') || undefined, release: field(body, 'release') || undefined }, options.clock);
+      options.log.info(`${who} deployed ${deployed.map((n) => n.hostname).join(', ')}`);
+      const powerOn = !['false', '0', 'off', 'no'].includes(field(body, 'power_on').toLowerCase()) && !(form && field(body, 'power_on') === '');
+      if (powerOn) {
+        // In the background: the result of each power-on is an event on the node, seen live.
+        for (const node of deployed) void services.power(node.systemId, 'on', who).catch(() => undefined);
+      }
+      return json({ deployed: deployed.map(summariseNode), powerOn });
+    },
+    formReply(_ctx, value) {
+      const v = value as { deployed?: NodeSummary[] } | null;
+      return v && Array.isArray(v.deployed) ? seeOther(`${BASE}/deploy?watch=${v.deployed.map((n) => n.systemId).join(',')}`) : undefined;
+    },
+  },
+];

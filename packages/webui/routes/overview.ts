@@ -1,0 +1,39 @@
+/** The dashboard numbers, the live event stream and the roles: read by any logged-in user. */
+import { loadRoles } from '../../../src/roles';
+import { loadHealth } from '../health';
+import { NO_BODY, json, written, type Route } from './route';
+
+export const overviewRoutes: Route[] = [
+  {
+    method: 'GET',
+    path: '/api/dashboard',
+    who: 'session',
+    csrf: false,
+    bodyLimit: NO_BODY,
+    async handler({ options }) {
+      const nodes = await options.store.list();
+      const counts: Record<string, number> = { new: 0, commissioning: 0, ready: 0, deploying: 0, deployed: 0, failed: 0 };
+      for (const n of nodes) counts[n.status] = (counts[n.status] ?? 0) + 1;
+      return json({ total: nodes.length, counts, health: await loadHealth({ paths: options.paths, config: await options.loadConfig() }) });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/api/events',
+    who: 'session',
+    csrf: false,
+    bodyLimit: NO_BODY,
+    async handler(ctx) {
+      ctx.services.openEvents(ctx.req, ctx.res, ctx.auth.user.name);
+      return written(200);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/api/roles',
+    who: 'session',
+    csrf: false,
+    bodyLimit: NO_BODY,
+    handler: async ({ options }) => json((await loadRoles(options.paths)).map((r) => ({ name: r.name, description: r.description, releases: Object.keys(r.packages).sort() }))),
+  },
+];
