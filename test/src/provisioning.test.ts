@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
+import { UecError } from '../../src/errors';
 import { addNode, deployNode, disableNetboot } from '../../src/node-ops';
 import { validateContent } from '../../src/validators';
 import { listen, startFixture } from '../helpers/region-fixture';
@@ -38,6 +39,42 @@ t.test('per-node iPXE scripts: enlist for an unknown MAC, install when deploying
   t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`)).body, /netboot disabled after its install/);
   t.equal((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=nope`)).status, 400);
   t.equal((await get(`${f.provisioningUrl}/boot/ipxe/node`)).status, 400);
+});
+
+t.test('the install script and preseed only to the node: another MAC, loopback, a routed stranger after the binding → 403, logged; local and enlist scripts to anyone', async (t) => {
+  const f = await startFixture(t);
+  const roles = await f.region.loadRoles();
+  const node = await deployNode(f.store, (await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock)).systemId, roles, {}, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  f.lan.neighbour('10.0.0.66', '52:54:00:00:00:66');
+  const script = `${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`;
+  const preseed = `${f.provisioningUrl}/preseed/${node.systemId}`;
+  const file = () => fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const before = file();
+  for (const from of ['10.0.0.66', '127.0.0.1']) {
+    for (const url of [script, preseed]) {
+      const r = await get(url, f.lan.from(from));
+      t.same([r.status, r.body], [403, 'forbidden\n'], `${url.slice(f.provisioningUrl.length)} from ${from}`);
+    }
+  }
+  t.equal(file(), before, 'nothing stored');
+  t.ok(f.lines.some((l) => l.includes(`refused the install boot script (asked for 52:54:00:00:00:01) of web1 (${node.systemId}) to 10.0.0.66 (neighbour MAC 52:54:00:00:00:66)`)), 'logged: node, address, neighbour');
+  t.ok(f.lines.some((l) => l.includes(`refused the preseed of web1 (${node.systemId}) to 127.0.0.1`)), 'loopback logged');
+  t.equal((await get(script, f.lan.from('10.0.0.5'))).status, 200, 'the node gets its script');
+  t.equal((await get(preseed, f.lan.from('10.0.0.5'))).status, 200, 'and its preseed');
+  t.equal((await get(preseed, f.lan.from('10.9.0.1'))).status, 403, 'a routed stranger once the node bound the deploy');
+  // Another node, ready: its local-disk script to anyone; an unknown MAC: the enlist script to anyone.
+  await addNode(f.store, { hostname: 'web2', macs: ['52:54:00:00:00:02'] }, f.clock);
+  t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:02`, f.lan.from('10.0.0.66'))).body, /boots from its local disk/);
+  t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:03`, f.lan.from('127.0.0.1'))).body, /imgfetch --name enlisted/);
+});
+
+t.test('a routed node with a reservation: its script and preseed from that address only', async (t) => {
+  const f = await startFixture(t);
+  const node = await deployNode(f.store, (await addNode(f.store, { hostname: 'far1', macs: ['52:54:00:00:10:01'], ipv4: '10.3.0.5' }, f.clock)).systemId, await f.region.loadRoles(), {}, f.clock);
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}`, f.lan.from('10.3.0.6'))).status, 403, 'first request, but not the reserved address');
+  t.equal((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:10:01`, f.lan.from('10.3.0.5'))).status, 200);
+  t.equal((await get(`${f.provisioningUrl}/preseed/${node.systemId}`, f.lan.from('10.3.0.5'))).status, 200);
 });
 
 t.test('preseeds over HTTP: install, commissioning, enlist; each passes debconf-set-selections -c', async (t) => {
@@ -103,6 +140,21 @@ t.test('region down → 503 with Retry-After', async (t) => {
   }
   t.ok(f.lines.some((l) => /region http:\/\/127\.0\.0\.1:\d+ is unavailable/.test(l)), 'the reason is logged');
   t.ok((await get(`${f.provisioningUrl}/preseed/enlist`)).status === 200, 'the enlist preseed needs no region');
+});
+
+t.test('the region answering the context but not the claim → 503 with Retry-After, nothing served', async (t) => {
+  const f = await startFixture(t);
+  const node = await deployNode(f.store, (await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock)).systemId, await f.region.loadRoles(), {}, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  const region = f.provisioning.region;
+  f.provisioning.region = { ...region, claimAddress: () => Promise.reject(new UecError('UPSTREAM_FAILED', 'region http://192.0.2.10:5248 is unavailable: claim refused by the test')) };
+  for (const p of ['/boot/ipxe/node?mac=52:54:00:00:00:01', `/preseed/${node.systemId}`, `/preseed/${node.systemId}/firstboot?token=${node.token}`]) {
+    const r = await get(`${f.provisioningUrl}${p}`, f.lan.from('10.0.0.5'));
+    t.equal(r.status, 503, p);
+    t.equal(r.headers.get('retry-after'), '5');
+    t.notOk(r.body.includes(node.systemId), 'nothing of the node');
+  }
+  t.ok(f.lines.some((l) => l.includes('claim refused by the test')), 'the reason is logged');
 });
 
 t.test('slow region → timeout → 503 with Retry-After; the region answering an error → 503 too', async (t) => {

@@ -235,3 +235,54 @@ t.test('a body over the limit → 413; unknown paths → 404; other methods → 
   t.equal((await fetch(`${f.regionUrl}/metadata/other`)).status, 404);
   t.equal((await fetch(`${f.regionUrl}/metadata/enlist?mac=52:54:00:00:00:05`, { method: 'DELETE' })).status, 405);
 });
+
+t.test('claim (provisioning key): 200 with the rule and a first routed claim binds; 403 with the reason, logged; 404, 409, 400; refusals write nothing', async (t) => {
+  const f = await startFixture(t);
+  const node = await deploying(f);
+  const url = `${f.regionUrl}/api/v1/nodes/${node.systemId}/claim`;
+  const claim = async (body: unknown, headers: Record<string, string> = auth, target = url) => {
+    const res = await fetch(target, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: res.status, text: await res.text() };
+  };
+  const file = () => fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const before = file();
+  t.equal((await claim({ address: '10.0.0.9', mac: '52:54:00:00:00:99' }, {})).status, 401, 'no key');
+  t.equal((await claim({ address: '10.0.0.9', mac: '52:54:00:00:00:99' }, { Authorization: `Bearer ${node.token}` })).status, 403, 'a node token is not the key');
+  const other = await claim({ address: '10.0.0.9', mac: '52:54:00:00:00:99' });
+  t.equal(other.status, 403);
+  t.match(other.text, /on-link client 10\.0\.0\.9 has MAC 52:54:00:00:00:99, not one of the node's/);
+  t.ok(f.lines.some((l) => l.includes(`refused the install material of node web1 (${node.systemId}) to "10.0.0.9" (neighbour MAC 52:54:00:00:00:99)`)), 'logged with node, address and neighbour entry');
+  t.equal((await claim({ address: '127.0.0.1', mac: '' })).status, 403, 'loopback');
+  for (const bad of ['not json', '{}', JSON.stringify({ address: 5 }), JSON.stringify({ address: '10.0.0.9', mac: 'zz' }), JSON.stringify({ address: '10.0.0.9', mac: 7 }), JSON.stringify({ address: '10.0.0.9', router: 'yes' })]) {
+    t.equal((await claim(bad)).status, 400, bad);
+  }
+  t.equal((await claim({ address: '10.0.0.9' }, auth, `${f.regionUrl}/api/v1/nodes/node-zzzzzz/claim`)).status, 404);
+  t.equal(file(), before, 'refusals and bad claims wrote nothing');
+  // A routed client (behind a router's MAC): the first claim binds, another address is refused.
+  const first = await claim({ address: '10.2.0.5', mac: '02:00:00:00:00:fe', router: true });
+  t.same([first.status, JSON.parse(first.text)], [200, { rule: 'binding' }]);
+  t.equal((await f.store.find('web1'))!.boundAddress, '10.2.0.5');
+  const second = await claim({ address: '10.2.0.6', mac: '' });
+  t.equal(second.status, 403);
+  t.match(second.text, /this deploy is bound to 10\.2\.0\.5/);
+  t.same(JSON.parse((await claim({ address: '10.0.0.5', mac: '52:54:00:00:00:01' })).text), { rule: 'neighbour' }, 'the node on-link, by MAC');
+  // Not deploying: 409, nothing bound.
+  await f.store.update((nodes) => void (nodes[0]!.status = 'ready'));
+  t.equal((await claim({ address: '10.2.0.5', mac: '' })).status, 409);
+});
+
+t.test('call-backs of a routed node: its reservation, or the address bound by its first request', async (t) => {
+  const f = await startFixture(t);
+  const roles = await f.region.loadRoles();
+  const reserved = await addNode(f.store, { hostname: 'far1', macs: ['52:54:00:00:10:01'], ipv4: '10.3.0.5' }, f.clock);
+  const r = await deployNode(f.store, reserved.systemId, roles, {}, f.clock);
+  const unreserved = await addNode(f.store, { hostname: 'far2', macs: ['52:54:00:00:10:02'] }, f.clock);
+  const u = await deployNode(f.store, unreserved.systemId, roles, {}, f.clock);
+  const call = async (id: string, token: string, from: string) => (await fetch(`${f.regionUrl}/metadata/latest/${id}/status/installing?token=${token}`, f.lan.from(from))).status;
+  t.equal(await call(r.systemId, r.token, '10.3.0.6'), 403, 'reserved: another routed address');
+  t.equal(await call(r.systemId, r.token, '10.3.0.5'), 200, 'reserved: its address');
+  t.equal(await call(u.systemId, u.token, '10.4.0.7'), 200, 'unreserved: the first address binds');
+  t.equal(await call(u.systemId, u.token, '10.4.0.8'), 403, 'unreserved: another address afterwards');
+  t.equal(await call(u.systemId, u.token, '10.4.0.7'), 200, 'unreserved: the bound address again');
+  t.ok(f.lines.some((l) => l.includes(`for node far2 (${u.systemId}) from 10.4.0.8 (no neighbour entry): routed client 10.4.0.8 (no neighbour entry): this deploy is bound to 10.4.0.7`)), 'the refusal says why');
+});
