@@ -82,6 +82,30 @@ export function generatePassword(): string {
   return randomBytes(15).toString('base64url');
 }
 
+/**
+ * Remove the generated initial password (`webui user add` without --password-stdin) once
+ * the user it belongs to has chosen another: the file names the user first. One unlink
+ * (atomic); no other file is touched. True when it was removed.
+ */
+export async function removeInitialPassword(paths: Paths, name: string): Promise<boolean> {
+  const file = paths.resolve(INITIAL_PASSWORD_FILE);
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new UecError('ACCOUNT_FAILED', `the password was changed, but ${INITIAL_PASSWORD_FILE} cannot be read: ${describeError(err)}; remove it by hand`, { cause: err });
+  }
+  if (text.split(/\s/, 1)[0] !== name) return false;
+  try {
+    await fs.promises.unlink(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new UecError('ACCOUNT_FAILED', `the password was changed, but ${INITIAL_PASSWORD_FILE} cannot be removed: ${describeError(err)}; remove it by hand`, { cause: err });
+  }
+  return true;
+}
+
 const digestOf = (secret: string): string => createHash('sha256').update(secret).digest('base64url');
 
 export interface AccountStore {
@@ -89,7 +113,10 @@ export interface AccountStore {
   find(name: string): Promise<User | undefined>;
   /** Create a user; ACCOUNT_FAILED when it exists. */
   create(name: string, role: UserRole, password: string): Promise<User>;
-  /** Set a password: generation + 1, every session of the user ends, API tokens stay. */
+  /**
+   * Set a password: generation + 1, every session of the user ends, API tokens stay; the
+   * generated initial password file goes when it was this user's.
+   */
   setPassword(name: string, password: string): Promise<User>;
   /** The user when name and password match, else undefined (same work either way). */
   authenticate(name: string, password: string): Promise<User | undefined>;
@@ -175,14 +202,17 @@ export function createAccountStore(paths: Paths, now: () => Date = () => new Dat
     async setPassword(name, password) {
       checkPassword(password);
       const hash = await hashPassword(password);
-      return update((data) => {
-        const user = data.users.find((u) => u.name === name);
-        if (!user) throw new UecError('ACCOUNT_FAILED', `no user ${JSON.stringify(name)}`);
-        user.hash = hash;
-        user.generation += 1;
-        user.changedAt = now().toISOString();
-        return structuredClone(user);
+      const user = await update((data) => {
+        const found = data.users.find((u) => u.name === name);
+        if (!found) throw new UecError('ACCOUNT_FAILED', `no user ${JSON.stringify(name)}`);
+        found.hash = hash;
+        found.generation += 1;
+        found.changedAt = now().toISOString();
+        return structuredClone(found);
       });
+      // Only once the new password is on disk: a failed change keeps the initial one readable.
+      await removeInitialPassword(paths, name);
+      return user;
     },
     async authenticate(name, password) {
       const user = (await read()).users.find((u) => u.name === name);
