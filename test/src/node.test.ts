@@ -5,6 +5,7 @@ import {
   NODE_STATUSES,
   TRANSITIONS,
   addEvent,
+  checkNode,
   createNode,
   findConflict,
   maskToken,
@@ -12,7 +13,9 @@ import {
   newToken,
   parseHostname,
   parseMac,
+  isInstalling,
   publicNode,
+  startInstall,
   tokenMatches,
   transition,
   type Node,
@@ -184,4 +187,24 @@ t.test('findConflict: duplicate id, hostname, MAC or address', async (t) => {
   t.equal(findConflict([a, { ...b, macs: ['52:54:00:00:00:01'] }]), 'MAC 52:54:00:00:00:01 is already used by web1 (node-aaaaaa)');
   t.equal(findConflict([a, { ...b, systemId: a.systemId }]), 'id node-aaaaaa is already used by web1 (node-aaaaaa)');
   t.equal(findConflict([{ ...a, ipv4: '10.0.0.2' }, b]), 'address 10.0.0.2 is already used by web1 (node-aaaaaa)');
+});
+
+t.test('startInstall: the transition, a new token, the binding cleared; a refused transition changes nothing', async (t) => {
+  const node = createNode({ hostname: 'web1', macs: ['52:54:00:00:00:01'] }, new Date('2026-03-01T10:00:00Z'), { systemId: 'node-abc123', token: 'old-token-old-token-old-token-xx' });
+  node.boundAddress = '10.0.0.5';
+  startInstall(node, 'deploying', new Date('2026-03-01T10:01:00Z'), 'deploy', 'new-token-new-token-new-token-yy');
+  t.same([node.status, node.token, node.boundAddress], ['deploying', 'new-token-new-token-new-token-yy', undefined]);
+  const before = structuredClone(node);
+  t.throws(() => startInstall(node, 'commissioning', new Date(), 'again', 'third-token-third-token-third-zz'), { code: 'NODE_STATE' });
+  t.same(node, before, 'unchanged');
+  t.same(NODE_STATUSES.filter(isInstalling), ['commissioning', 'deploying'], 'a token is a credential only while deploying or commissioning');
+});
+
+t.test('checkNode: a bound address must be an IPv4 host address (or absent / empty)', async (t) => {
+  const node = createNode({ hostname: 'web1', macs: ['52:54:00:00:00:01'] }, new Date(), { systemId: 'node-abc123', token: 'x'.repeat(32) });
+  t.equal(checkNode(node), null);
+  t.equal(checkNode({ ...node, boundAddress: '' }), null);
+  t.equal(checkNode({ ...node, boundAddress: '10.0.0.5' }), null);
+  t.match(checkNode({ ...node, boundAddress: '127.0.0.1' }), { field: 'bound address', reason: /loopback/ });
+  t.match(checkNode({ ...node, boundAddress: 5 as unknown as string }), { field: 'bound address', reason: /not a string/ });
 });
