@@ -232,7 +232,9 @@ const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> 
   const what = route.access === 'node' ? 'first-boot script' : 'preseed';
   let context: NodeContext | null;
   try {
-    context = await options.region.fetchContext({ kind: 'node', systemId });
+    // Fresh, not from the context cache: right after a new deploy the cached context would
+    // still hold the last install's status and token. (One fetch of each per install.)
+    context = await options.region.fetchContext({ kind: 'node', systemId }, { fresh: true });
   } catch (err) {
     return { refuse: unavailable(options, err, `${what} for ${systemId}`) };
   }

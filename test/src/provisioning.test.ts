@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
 import { UecError } from '../../src/errors';
-import { addNode, deployNode, disableNetboot } from '../../src/node-ops';
+import { addNode, deployNode, disableNetboot, releaseNode } from '../../src/node-ops';
 import { validateContent } from '../../src/validators';
 import { listen, startFixture } from '../helpers/region-fixture';
 
@@ -67,6 +67,23 @@ t.test('the install script and preseed only to the node: another MAC, loopback, 
   await addNode(f.store, { hostname: 'web2', macs: ['52:54:00:00:00:02'] }, f.clock);
   t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:02`, f.lan.from('10.0.0.66'))).body, /boots from its local disk/);
   t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:03`, f.lan.from('127.0.0.1'))).body, /imgfetch --name enlisted/);
+});
+
+t.test('with the context cache on, a new deploy\'s preseed has the new token and the last deploy\'s token gets no first-boot script', async (t) => {
+  const f = await startFixture(t, { cacheMs: 60_000 });
+  const roles = await f.region.loadRoles();
+  const added = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
+  const first = await deployNode(f.store, added.systemId, roles, {}, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  const from = f.lan.from('10.0.0.5');
+  t.ok((await get(`${f.provisioningUrl}/preseed/${first.systemId}`, from)).body.includes(`token=${first.token}`));
+  t.equal((await get(`${f.provisioningUrl}/preseed/${first.systemId}/firstboot?token=${first.token}`, from)).status, 200);
+  await releaseNode(f.store, first.systemId, f.clock);
+  const second = await deployNode(f.store, first.systemId, roles, {}, f.clock);
+  const preseed = (await get(`${f.provisioningUrl}/preseed/${first.systemId}`, from)).body;
+  t.ok(preseed.includes(`token=${second.token}`) && !preseed.includes(first.token), 'the new token, not a cached one');
+  t.equal((await get(`${f.provisioningUrl}/preseed/${first.systemId}/firstboot?token=${first.token}`, from)).status, 403, 'the last deploy\'s token');
+  t.equal((await get(`${f.provisioningUrl}/preseed/${first.systemId}/firstboot?token=${second.token}`, from)).status, 200);
 });
 
 t.test('a routed node with a reservation: its script and preseed from that address only', async (t) => {
