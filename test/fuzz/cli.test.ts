@@ -15,13 +15,14 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
 import { allCommands } from '../../src/cli';
-import { loadComponents } from '../../src/component';
+import { loadComponents, mergeSchemas } from '../../src/component';
 import { createFileNodeStore } from '../../src/node-store';
 import { NODES } from '../packages/tftpd/nodes';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 import { assertProperty, fuzzParameters, hashTree, hostileString, isOneLine, looksLikeCrash, newTally, reportTally, show, writeBaseSettings } from './lib';
 
 const RUNS = 30;
+const CONFIG_RUNS = 10;
 const UNSAFE_WORDS = new Set(['serve', 'probe', 'set-mode', 'sync', 'import', 'loaders', 'power', 'api']);
 /** Exit statuses of docs/errors.md other than 1 (internal error). */
 const EXIT_STATUSES = new Set([0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
@@ -114,4 +115,49 @@ t.test('arbitrary argument vectors to the built CLI', async (t) => {
   t.equal(tally.crashes, 0, 'no crash');
   t.equal(tally.stateChanged, 0, 'no failed command changed anything');
   t.comment(`cli: ${JSON.stringify(tally)}`);
+});
+
+t.test('config set KEY=VALUE through the built CLI: refused in one line naming the key, or read back by config get', async (t) => {
+  ensureBuilt();
+  const paths = scratchRoot(t);
+  await writeBaseSettings(paths);
+  const managed = paths.resolve('/etc/uec-provisioning/conf.d/50-managed.conf');
+  const base = fs.readFileSync(managed);
+  const tally = newTally('config values (config set)');
+  const keys = Object.entries(mergeSchemas(loadComponents())).flatMap(([section, s]) => Object.keys(s.keys).map((k) => `${section}.${k}`));
+  await assertProperty(
+    t,
+    'config set',
+    fc.asyncProperty(fc.constantFrom(...keys), value, async (key, v) => {
+      fs.writeFileSync(managed, base);
+      const before = hashTree(paths.root);
+      tally.tried++;
+      const r = await run(paths.root, ['config', 'set', `${key}=${v}`]);
+      if (r.timedOut || r.code === 1 || r.code === null || looksLikeCrash(r.stderr)) {
+        tally.crashes++;
+        throw new Error(`${key}=${show(v)} → exit ${r.code}: ${show(r.stderr)}`);
+      }
+      if (r.code !== 0) {
+        if (hashTree(paths.root) !== before) {
+          tally.stateChanged++;
+          throw new Error(`${key}=${show(v)} refused but the root changed`);
+        }
+        if (!isOneLine(r.stderr) || !r.stderr.includes(key)) throw new Error(`${key}=${show(v)} refused without one line naming the key: ${show(r.stderr)}`);
+        return;
+      }
+      tally.accepted++;
+      const got = await run(paths.root, ['config', 'get', '--json', key]);
+      const read = (JSON.parse(got.stdout) as { value: unknown }).value;
+      if (got.code !== 0 || String(read) !== v.trim() && typeof read === 'string') {
+        tally.wronglyAccepted++;
+        throw new Error(`${key}=${show(v)} accepted, reads back as ${show(got.stdout)}: ${show(got.stderr)}`);
+      }
+    }),
+    fuzzParameters('cli:config-set', CONFIG_RUNS),
+  );
+  reportTally(tally);
+  t.equal(tally.crashes, 0, 'no crash');
+  t.equal(tally.wronglyAccepted, 0, 'what is accepted reads back');
+  t.equal(tally.stateChanged, 0, 'no refused value changed anything');
+  t.comment(`cli config set: ${JSON.stringify(tally)}`);
 });
