@@ -38,6 +38,19 @@ async function curl(net: TestNetwork, ns: string, url: string, from?: string): P
   return { status, body: lines.join('\n') };
 }
 
+/** `uec-provisioning serve` (the build, else ts-node) inside `ns`, on SERVER:5248. */
+async function startServe(net: TestNetwork, ns: string, root: string) {
+  const cli = fs.existsSync(DIST_CLI) ? [DIST_CLI] : ['-r', require.resolve('ts-node/register/transpile-only'), path.join(REPO_ROOT, 'src/cli.ts')];
+  const serve = net.spawn(ns, [process.execPath, ...cli, 'serve', '--root', root, '--port', '5248', '--listen', SERVER, '--json', '--no-apply'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: SHIPPED_TEMPLATES },
+  });
+  await serve.waitForOutput(/"port":5248/, 60_000);
+  return serve;
+}
+
+const LOCAL_CONF = `[server]\ninterface = br0\naddress = ${SERVER}\n\n[provisioning]\ncontext_cache_seconds = 0\n`;
+
 t.test('a bystander on the LAN cannot act as the deploying node; the node can', { skip: netnsUnavailableReason() }, async (t) => {
   const net = createTestNetwork(t, { name: 'creds' });
   const [srv, nodeNs, byNs] = [await net.ns('srv'), await net.ns('node'), await net.ns('by')];
@@ -51,18 +64,13 @@ t.test('a bystander on the LAN cannot act as the deploying node; the node can', 
   await net.addr(nodeNs, 'eth0', `${NODE_IP2}/24`);
 
   const paths = scratchRoot(t);
-  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', `[server]\ninterface = br0\naddress = ${SERVER}\n\n[provisioning]\ncontext_cache_seconds = 0\n`);
+  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', LOCAL_CONF);
   const store = createFileNodeStore(paths);
   const roles = await loadRoles(paths, path.join(SHIPPED_TEMPLATES, 'roles'));
   await addNode(store, { hostname: 'web1', macs: [NODE_MAC] });
   const node = await deployNode(store, 'web1', roles);
 
-  const cli = fs.existsSync(DIST_CLI) ? [DIST_CLI] : ['-r', require.resolve('ts-node/register/transpile-only'), path.join(REPO_ROOT, 'src/cli.ts')];
-  const serve = net.spawn(srv, [process.execPath, ...cli, 'serve', '--root', paths.root, '--port', '5248', '--listen', SERVER, '--json', '--no-apply'], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: SHIPPED_TEMPLATES },
-  });
-  await serve.waitForOutput(/"port":5248/, 60_000);
+  const serve = await startServe(net, srv, paths.root);
 
   const nodesFile = paths.resolve(NODES_FILE);
   const hash = () => crypto.createHash('sha256').update(fs.readFileSync(nodesFile)).digest('hex');
@@ -121,5 +129,49 @@ t.test('a bystander on the LAN cannot act as the deploying node; the node can', 
   t.equal((await curl(net, nodeNs, `${BASE}/metadata/latest/${id}/status/installing?token=${node.token}`)).status, 403, 'the old token → 403');
   t.equal((await curl(net, byNs, `${BASE}/metadata/latest/${id}/status/installing?token=${again.token}`)).status, 403, 'the new token from the bystander → 403');
   t.equal((await curl(net, nodeNs, `${BASE}/metadata/latest/${id}/status/installing?token=${again.token}`)).status, 200, 'the new token from the node → 200');
+  await serve.stop();
+});
+
+t.test('routed nodes (behind a router, no neighbour entry): the reservation, or the address of the first request', { skip: netnsUnavailableReason() }, async (t) => {
+  const net = createTestNetwork(t, { name: 'routed' });
+  const [srv, rtr, far] = [await net.ns('srv'), await net.ns('rtr'), await net.ns('far')];
+  await net.bridge(srv, 'br0');
+  await net.addr(srv, 'br0', `${SERVER}/24`);
+  await net.up(srv, 'br0');
+  // The router: one leg on the server's LAN, one on the far subnet; forwarding only inside its namespace.
+  await net.link({ ns: srv, ifname: 'v-rtr' }, { ns: rtr, ifname: 'lan', mac: '02:00:00:77:00:fe', cidr: '10.77.0.254/24' });
+  await net.attach(srv, 'v-rtr', 'br0');
+  await net.link({ ns: rtr, ifname: 'far' }, { ns: far, ifname: 'eth0', mac: '52:54:00:78:00:11', cidr: '10.78.0.11/24' });
+  await net.exec(rtr, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  await net.addr(far, 'eth0', '10.78.0.12/24');
+  await net.addr(far, 'eth0', '10.78.0.20/24');
+  await net.ip(far, ['route', 'add', 'default', 'via', '10.78.0.1']);
+  await net.addr(rtr, 'far', '10.78.0.1/24');
+  await net.ip(srv, ['route', 'add', '10.78.0.0/24', 'via', '10.77.0.254']);
+
+  const paths = scratchRoot(t);
+  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', LOCAL_CONF);
+  const store = createFileNodeStore(paths);
+  const roles = await loadRoles(paths, path.join(SHIPPED_TEMPLATES, 'roles'));
+  await addNode(store, { hostname: 'far1', macs: ['52:54:00:78:00:11'] });
+  await addNode(store, { hostname: 'far2', macs: ['52:54:00:78:00:22'], ipv4: '10.78.0.20' });
+  const far1 = await deployNode(store, 'far1', roles);
+  const far2 = await deployNode(store, 'far2', roles);
+  const serve = await startServe(net, srv, paths.root);
+
+  const status = async (url: string, from: string) => (await curl(net, far, url, from)).status;
+  // far1, no reservation: the first request binds its address for this deploy.
+  t.equal(await status(`${BASE}/preseed/${far1.systemId}`, '10.78.0.11'), 200, 'far1: the first request (its preseed) is served');
+  t.equal((await store.find('far1'))!.boundAddress, '10.78.0.11', 'and binds its address');
+  t.equal(await status(`${BASE}/preseed/${far1.systemId}`, '10.78.0.12'), 403, 'far1: another routed address → 403');
+  t.equal(await status(`${BASE}/metadata/latest/${far1.systemId}/status/failed?token=${far1.token}`, '10.78.0.12'), 403, 'far1: a call-back with the real token from another routed address → 403');
+  t.equal(await status(`${BASE}/metadata/latest/${far1.systemId}/status/installing?token=${far1.token}`, '10.78.0.11'), 200, 'far1: its call-back from the bound address');
+  // far2, reserved 10.78.0.20: nothing from another address, even as the first request.
+  t.equal(await status(`${BASE}/preseed/${far2.systemId}`, '10.78.0.12'), 403, 'far2: not its reservation → 403, nothing bound');
+  t.equal((await store.find('far2'))!.boundAddress, undefined);
+  t.equal(await status(`${BASE}/preseed/${far2.systemId}`, '10.78.0.20'), 200, 'far2: from its reservation');
+  t.equal(await status(`${BASE}/metadata/latest/${far2.systemId}/status/installing?token=${far2.token}`, '10.78.0.20'), 200);
+  t.equal((await store.find('far1'))!.status, 'deploying', 'the refused failed call-back changed nothing');
+  t.ok(serve.stderr().split('\n').some((l) => l.includes('from 10.78.0.12 (no neighbour entry)') && l.includes('this deploy is bound to 10.78.0.11')), 'the refusal says the client was routed and what the deploy is bound to');
   await serve.stop();
 });
