@@ -1,7 +1,8 @@
 /**
  * `npm run fuzz`: the fuzz suite (test/fuzz) with many more inputs than CI and a random seed,
  * then one table of what each surface saw. FUZZ_RUNS (default 20) multiplies every property's
- * CI count; FUZZ_SEED replays a run (the seed is printed first). Extra arguments are test
+ * CI count; FUZZ_SEED replays a run (the seed is printed first), FUZZ_SEED=fixed uses CI's
+ * constant seeds (FUZZ_RUNS=1 FUZZ_SEED=fixed gives CI's counts). Extra arguments are test
  * files to run instead of the whole folder. Exit status: tap's.
  */
 import { spawnSync } from 'node:child_process';

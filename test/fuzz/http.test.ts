@@ -27,12 +27,13 @@ import { REGION_ROUTES } from '../../src/region';
 import { startService } from '../../src/serve';
 import { loadServerAddress } from '../../src/server-address';
 import { createAccountStore } from '../../packages/webui/accounts';
+import { BMC_FILE } from '../../packages/webui/power';
 import { NODES } from '../packages/tftpd/nodes';
 import { memoryLog } from '../helpers/region-fixture';
 import { scratchRoot } from '../helpers/scratch';
 import { ADMIN, login, startHarness } from '../packages/webui/harness';
 import { HOSTILE_PIECES, NETWORK, anyString, assertProperty, fuzzParameters, hashTree, hostileString, isOneLine, newTally, reportTally, show, type Tally } from './lib';
-import { sendRaw, type RawRequest } from './raw-request';
+import { sendRaw, type RawReply, type RawRequest } from './raw-request';
 
 const RUNS = 250;
 const KEY_FILE = '/var/lib/uec-provisioning/secrets/provisioning.key';
@@ -239,44 +240,55 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * The property over one service. `healthy` is a normal request that must keep working;
  * `allowed5xx` the statuses of 500 and more the routes document.
  */
-async function fuzzService(t: Test, o: { name: string; port: number; root: string; requests: fc.Arbitrary<RawRequest & { route: string }>; healthy: () => Promise<boolean>; allowed5xx: number[]; tally: Tally }): Promise<void> {
+async function fuzzService(
+  t: Test,
+  o: { name: string; port: number; root: string; requests: fc.Arbitrary<RawRequest & { route: string }>; healthy: () => Promise<boolean>; allowed5xx: number[]; tally: Tally; afterEach?: () => void },
+): Promise<void> {
   const { tally } = o;
+  let before = '';
   await assertProperty(
     t,
     o.name,
     fc.asyncProperty(o.requests, async (request) => {
-      const before = hashTree(o.root);
+      before = hashTree(o.root);
       tally.tried++;
       const reply = await sendRaw(o.port, request);
-      const what = `${request.route} as ${show(`${request.method} ${request.target}`)} ${show(request.headers)} body ${request.body.length} bytes`;
-      if (reply.timedOut) {
-        tally.crashes++;
-        throw new Error(`${what}: no answer and the connection left open`);
-      }
-      if (reply.status !== undefined && reply.status >= 500 && !o.allowed5xx.includes(reply.status)) {
-        tally.crashes++;
-        throw new Error(`${what}: ${reply.status} ${show(reply.body)}`);
-      }
-      if (!(await o.healthy())) {
-        tally.crashes++;
-        throw new Error(`${what}: the service no longer answers a normal request`);
-      }
-      if (reply.status !== undefined && reply.status < 400) {
-        tally.accepted++;
-        await sleep(30); // background work of an accepted request (reports to the region, Wake-on-LAN events)
-        return;
-      }
-      if (hashTree(o.root) !== before) {
-        tally.stateChanged++;
-        throw new Error(`${what}: answered ${reply.status ?? 'nothing'} but the state changed`);
-      }
-      const html = /^\s*<(!doctype|html)/i.test(reply.body);
-      if (reply.status !== undefined && reply.status < 500 && !html && request.method !== 'HEAD' && reply.body !== '' && !isOneLine(reply.body)) {
-        throw new Error(`${what}: ${reply.status} with an answer that is not one line: ${show(reply.body)}`);
+      try {
+        await check(request, reply);
+      } finally {
+        o.afterEach?.();
       }
     }),
     fuzzParameters(`http:${o.name}`, RUNS),
   );
+  async function check(request: RawRequest & { route: string }, reply: RawReply): Promise<void> {
+    const what = `${request.route} as ${show(`${request.method} ${request.target}`)} ${show(request.headers)} body ${request.body.length} bytes`;
+    if (reply.timedOut) {
+      tally.crashes++;
+      throw new Error(`${what}: no answer and the connection left open`);
+    }
+    if (reply.status !== undefined && reply.status >= 500 && !o.allowed5xx.includes(reply.status)) {
+      tally.crashes++;
+      throw new Error(`${what}: ${reply.status} ${show(reply.body)}`);
+    }
+    if (!(await o.healthy())) {
+      tally.crashes++;
+      throw new Error(`${what}: the service no longer answers a normal request`);
+    }
+    if (reply.status !== undefined && reply.status < 400) {
+      tally.accepted++;
+      await sleep(30); // background work of an accepted request (reports to the region, Wake-on-LAN events)
+      return;
+    }
+    if (hashTree(o.root) !== before) {
+      tally.stateChanged++;
+      throw new Error(`${what}: answered ${reply.status ?? 'nothing'} but the state changed`);
+    }
+    const html = /^\s*<(!doctype|html)/i.test(reply.body);
+    if (reply.status !== undefined && reply.status < 500 && !html && request.method !== 'HEAD' && reply.body !== '' && !isOneLine(reply.body)) {
+      throw new Error(`${what}: ${reply.status} with an answer that is not one line: ${show(reply.body)}`);
+    }
+  }
   reportTally(tally);
   t.equal(tally.crashes, 0, 'always answered, no 5xx, still answering');
   t.equal(tally.stateChanged, 0, 'no refused request changed anything');
@@ -318,14 +330,31 @@ t.test('the web UI: every route, anonymous, with an admin API token and an admin
   const { routes, fromTable } = await webuiRoutes();
   t.comment(fromTable ? `routes from the web UI's table (${routes.length})` : `routes from the fuzz suite's own list (${routes.length}): packages/webui/app.ts exports no table`);
   const creds: Credentials = { authorizations: [`Bearer ${secret}`, ''], cookies: [admin.cookie, ''], csrf: [admin.csrf, ''] };
+  const bmcFile = h.paths.resolve(BMC_FILE);
+  let bmcsRemoved = 0;
   await fuzzService(t, {
     name: 'web UI',
     port: h.port,
     root: h.paths.root,
-    requests: requestArb(routes, WEBUI_BASE, creds, 1024 * 1024 + 1),
+    // Network safety: no request that could store BMC details (a power request would then run
+    // ipmitool towards that address), and any that got stored anyway is removed at once.
+    requests: requestArb(routes, WEBUI_BASE, creds, 1024 * 1024 + 1).filter((r) => !(mayChangeBmc(r) && !['GET', 'HEAD'].includes(r.method.toUpperCase()))),
+    afterEach: () => {
+      if (fs.existsSync(bmcFile)) {
+        fs.rmSync(bmcFile);
+        bmcsRemoved++;
+      }
+    },
     healthy: async () => (await fetch(`${h.base}/login`)).status === 200,
     // 502: `images import` failed (the one route documented so; left out above).
     allowed5xx: [502],
     tally: newTally('HTTP: web UI'),
   });
+  t.equal(bmcsRemoved, 0, 'no BMC details were ever stored');
 });
+
+/** The target names the BMC route in any spelling the router might decode (case, percent-encoding). */
+function mayChangeBmc(r: RawRequest): boolean {
+  const loose = r.target.replace(/%([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16))).toLowerCase();
+  return loose.includes('bmc');
+}

@@ -4,7 +4,7 @@
  * ask the real tools" check used for every accepted input.
  *
  * CI runs each property with a constant seed and a small count. FUZZ_RUNS=N multiplies every
- * count by N and FUZZ_SEED=S replaces every seed (scripts/fuzz.ts draws one at random and
+ * count by N and FUZZ_SEED=S replaces every seed (FUZZ_SEED=fixed keeps CI's) (scripts/fuzz.ts draws one at random and
  * prints it, so a failure found there is replayed with the same FUZZ_RUNS and FUZZ_SEED).
  */
 import { spawnSync } from 'node:child_process';
@@ -34,7 +34,8 @@ export function runFactor(): number {
 
 /** fast-check parameters of one property: CI count × FUZZ_RUNS, the constant seed unless FUZZ_SEED. */
 export function fuzzParameters(name: string, ciRuns: number): { seed: number; numRuns: number; endOnFailure: boolean } {
-  const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : seedOf(name);
+  const given = process.env.FUZZ_SEED;
+  const seed = given !== undefined && given !== 'fixed' ? Number(given) : seedOf(name);
   return { seed, numRuns: ciRuns * runFactor(), endOnFailure: true };
 }
 
