@@ -94,3 +94,37 @@ t.test('events: the same event for a node is sent once per eventRepeatMs; a new 
   await client.reportEvent('node-a', 'preseed', 'install preseed fetched');
   t.equal(posted.length, 4, 'after the window the same event is sent again');
 });
+
+t.test('claimAddress: POSTs the address and neighbour entry with the key, every time; 200 owned, 403/404/409 refused with the reason, anything else UPSTREAM_FAILED', async (t) => {
+  const seen: string[] = [];
+  const answers = [
+    [200, '{"rule":"neighbour"}'],
+    [200, '{"rule":"binding"}'],
+    [403, 'on-link client 10.0.0.9 has MAC 52:54:00:00:00:99, not one of the node\'s'],
+    [404, 'no such node'],
+    [409, 'node web1 is ready'],
+    [500, 'internal error'],
+  ] as const;
+  let i = 0;
+  const url = await listen(t, (req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization} ${body}`);
+      const [status, text] = answers[i++]!;
+      res.writeHead(status);
+      res.end(text);
+    });
+  });
+  const client = createRegionClient({ regionUrl: url, key: 'sekrit', cacheMs: 5000, timeoutMs: 2000 });
+  t.same(await client.claimAddress('node-abc123', '10.0.0.5', { mac: '52:54:00:00:00:01', router: false }), { owned: true, rule: 'neighbour' });
+  t.same(await client.claimAddress('node-abc123', '10.2.0.5', null), { owned: true, rule: 'binding' });
+  t.same(seen, [
+    'POST /api/v1/nodes/node-abc123/claim Bearer sekrit {"address":"10.0.0.5","mac":"52:54:00:00:00:01","router":false}',
+    'POST /api/v1/nodes/node-abc123/claim Bearer sekrit {"address":"10.2.0.5","mac":"","router":false}',
+  ], 'never from a cache');
+  t.same(await client.claimAddress('node-abc123', '10.0.0.9', { mac: '52:54:00:00:00:99', router: false }), { owned: false, status: 403, reason: 'on-link client 10.0.0.9 has MAC 52:54:00:00:00:99, not one of the node\'s' });
+  t.match(await client.claimAddress('node-zzzzzz', '10.0.0.9', null), { owned: false, status: 404 });
+  t.match(await client.claimAddress('node-abc123', '10.0.0.9', null), { owned: false, status: 409 });
+  await t.rejects(client.claimAddress('node-abc123', '10.0.0.9', null), { code: 'UPSTREAM_FAILED', message: /answered 500 to a claim for node-abc123/ });
+});
