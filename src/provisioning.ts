@@ -239,12 +239,13 @@ const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> 
     return { refuse: unavailable(options, err, `${what} for ${systemId}`) };
   }
   if (route.access === 'node') {
+    const client = (options.addressing ?? SYSTEM_ADDRESSING).clientAddress(request.req);
     if (!context || !contextTokenMatches(context, presentedToken(request.req, request.url))) {
-      options.log.warn(`refused the ${what} of ${systemId}: unknown node or wrong token`);
+      options.log.warn(`refused the ${what} of ${systemId} to ${client}: unknown node or wrong token`);
       return { refuse: FORBIDDEN };
     }
     if (!isInstalling(context.status)) {
-      options.log.warn(`refused the ${what} of ${context.hostname} (${systemId}): its token expired, the node is ${context.status}`);
+      options.log.warn(`refused the ${what} of ${context.hostname} (${systemId}) to ${client}: its token expired, the node is ${context.status}`);
       return { refuse: FORBIDDEN };
     }
   } else {

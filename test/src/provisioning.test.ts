@@ -83,6 +83,7 @@ t.test('with the context cache on, a new deploy\'s preseed has the new token and
   const preseed = (await get(`${f.provisioningUrl}/preseed/${first.systemId}`, from)).body;
   t.ok(preseed.includes(`token=${second.token}`) && !preseed.includes(first.token), 'the new token, not a cached one');
   t.equal((await get(`${f.provisioningUrl}/preseed/${first.systemId}/firstboot?token=${first.token}`, from)).status, 403, 'the last deploy\'s token');
+  t.ok(f.lines.some((l) => l.includes(`refused the first-boot script of ${first.systemId} to 10.0.0.5: unknown node or wrong token`)), 'logged with the address');
   t.equal((await get(`${f.provisioningUrl}/preseed/${first.systemId}/firstboot?token=${second.token}`, from)).status, 200);
 });
 
