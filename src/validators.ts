@@ -64,6 +64,7 @@ const APACHE_CHECK_MODULES: ReadonlyArray<[string, string]> = [
   ['autoindex_module', 'mod_autoindex.so'],
   ['proxy_module', 'mod_proxy.so'],
   ['proxy_http_module', 'mod_proxy_http.so'],
+  ['headers_module', 'mod_headers.so'],
 ];
 
 const APACHE_MPMS = ['mpm_event_module', 'mpm_worker_module', 'mpm_prefork_module'];
