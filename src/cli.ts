@@ -9,6 +9,7 @@ import { NODE_COMMANDS } from './cli-nodes';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
 import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
+import { escapeLineBreaks, quoteValue } from './formats';
 import { createLogger, type Level } from './log';
 import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
 import { createPaths, rootFrom } from './paths';
@@ -290,8 +291,8 @@ export async function main(
     const command = selectCommand(commands, words);
     if (!command) {
       const group = commands.filter((c) => c.words[0] === words[0]);
-      if (group.length > 0 && words.length === 1) throw usageError(`${JSON.stringify(words[0])} needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
-      throw usageError(`unknown command ${JSON.stringify(words.join(' '))}`);
+      if (group.length > 0 && words.length === 1) throw usageError(`${quoteValue(words[0] ?? '')} needs a subcommand: ${group.map((c) => c.words[1]).join(', ')}`);
+      throw usageError(`unknown command ${quoteValue(words.join(' '))}`);
     }
     if (loose.values.help) {
       io.stdout(commandUsage(command));
@@ -321,11 +322,12 @@ export async function main(
     };
     return await command.run(session, parsed.positionals.slice(command.words.length), values);
   } catch (err) {
+    // One line whatever the message holds (a value quoted with JSON.stringify keeps U+2028 raw).
     if (err instanceof UecError) {
-      log.error(err.message, { code: err.code });
+      log.error(escapeLineBreaks(err.message), { code: err.code });
       return err.exitCode;
     }
-    log.error(`internal error: ${describeError(err)}`, { code: 'INTERNAL' });
+    log.error(`internal error: ${escapeLineBreaks(describeError(err))}`, { code: 'INTERNAL' });
     if (err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
     return ERROR_CODES.INTERNAL.exit;
   }

@@ -40,6 +40,15 @@ export function quoteValue(value: string): string {
   return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * A message made one line for a terminal or a log: line feeds, carriage returns, NEL and the
+ * Unicode line and paragraph separators written as escapes. The CLI's last guard, whatever
+ * quoted (or did not quote) the values in the message.
+ */
+export function escapeLineBreaks(message: string): string {
+  return message.replace(/[\r\n\u0085\u2028\u2029]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
 export function checkLine(value: string): string | null {
   if (CONTROL.test(value)) return 'contains a newline or control character';
   if (value.length > 4096) return 'is longer than 4096 characters';
@@ -70,8 +79,12 @@ export function checkIPv4(value: string): string | null {
   return isIPv4(value) ? null : 'is not an IPv4 address';
 }
 
-/** http(s) URL without spaces, quotes or control characters. */
+/**
+ * http(s) URL without spaces, quotes or control characters, at most 2048 characters: URLs go
+ * on preseed, apache and mirror lines with a suffix, and those lines stop at 4096.
+ */
 export function checkUrl(value: string): string | null {
+  if (value.length > 2048) return 'is longer than 2048 characters';
   if (/[\s"'`\\<>]/.test(value) || CONTROL.test(value)) return 'contains a space, quote, backslash or control character';
   let url: URL;
   try {
@@ -92,8 +105,10 @@ export function checkInterface(value: string): string | null {
   return null;
 }
 
+/** An absolute path of at most 1024 characters (it goes on config lines with more around it). */
 export function checkPath(value: string): string | null {
   if (!value.startsWith('/')) return 'must be an absolute path';
+  if (value.length > 1024) return 'is longer than 1024 characters';
   if (CONTROL.test(value) || /["'\s\\]/.test(value)) return 'contains a space, quote, backslash or control character';
   if (value.split('/').includes('..')) return 'must not contain ".."';
   return null;

@@ -1,4 +1,15 @@
+import { isIPv4 } from 'node:net';
 import type { ConfigSchema } from '../../src/config';
+import { quoteValue } from '../../src/formats';
+
+/**
+ * [dhcp] dns_servers: IPv4 addresses separated by commas or blanks, as the model reads them
+ * (parseDnsServers), so `config set` refuses what apply would refuse later.
+ */
+export function checkDnsServers(value: string): string | null {
+  const bad = value.split(/[\s,]+/).filter(Boolean).find((item) => !isIPv4(item));
+  return bad === undefined ? null : `${quoteValue(bad)} is not an IPv4 address`;
+}
 
 export const DHCP_MODES = ['off', 'proxy', 'full'] as const;
 export type DhcpMode = (typeof DHCP_MODES)[number];
@@ -55,6 +66,7 @@ export const DHCP_SCHEMA: ConfigSchema = {
         format: 'line',
         allowEmpty: true,
         default: '',
+        check: checkDnsServers,
         description:
           'Name servers given in full mode, comma-separated IPv4 addresses. Empty means this machine\'s own upstream name servers (from /run/systemd/resolve/resolv.conf or /etc/resolv.conf, loopback ones skipped). The Debian installer stops without one.',
       },

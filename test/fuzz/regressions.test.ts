@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import t from 'tap';
 import { loadComponents, mergeSchemas } from '../../src/component';
 import { loadConfig, writeManagedSettings } from '../../src/config';
+import { NODES } from '../packages/tftpd/nodes';
 import { scratchRoot } from '../helpers/scratch';
 import { addNode } from '../../src/node-ops';
 import { createFileNodeStore } from '../../src/node-store';
@@ -29,7 +30,7 @@ t.test('a value holding a lone UTF-16 surrogate is refused by config set and the
   t.equal(hashTree(paths.root), before, 'nothing written');
   t.equal((await loadConfig(paths, SCHEMA)).get('log.level'), 'debug');
   // A character outside the BMP (a proper surrogate pair) is still a character.
-  t.equal((await cli(paths, ['config', 'set', 'dhcp.dns_servers=10.20.0.1 \u{1F600}'])).code, 0, 'a surrogate pair is fine');
+  t.equal((await cli(paths, ['config', 'set', 'boot.kernel_args=quiet \u{1F600}'])).code, 0, 'a surrogate pair is fine');
   t.match(fs.readFileSync(paths.resolve(MANAGED), 'utf8'), '\u{1F600}');
 });
 
@@ -51,4 +52,44 @@ t.test('a role, os or release word longer than 64 characters is refused before i
   const applied = await cli(paths, ['apply', 'tftpd']);
   t.equal(applied.code, 0, applied.stderr);
   t.match(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/boot/pxelinux.cfg/01-52-54-00-00-00-01'), 'utf8'), `images/${'p'.repeat(64)}/${'r'.repeat(64)}/amd64/linux`);
+});
+
+// Found by config.test.ts (FUZZ_RUNS=20 FUZZ_SEED=227148686): a 9,000-character region.url and
+// mirror.upstream were accepted, then the preseed and the mirror's apache drop-in refused them
+// (lines over 4096 characters). dhcp.dns_servers took any text and only apply refused it.
+t.test('URLs over 2048 characters, paths over 1024 and dns_servers that are not IPv4 addresses are refused by config set', async (t) => {
+  const paths = scratchRoot(t);
+  await createFileNodeStore(paths).update((nodes) => void nodes.push(...NODES));
+  await writeBaseSettings(paths);
+  const before = hashTree(paths.root);
+  for (const [key, value] of [
+    ['region.url', `http://[::1]/${'x'.repeat(2100)}`],
+    ['mirror.upstream', `http://deb.example.org/${'x'.repeat(2100)}`],
+    ['mirror.base_dir', `/srv/${'m'.repeat(1100)}`],
+    ['dhcp.dns_servers', '10.20.0.1, resolver.example.org'],
+    ['dhcp.dns_servers', '10.20.0.1;9.9.9.9'],
+  ] as const) {
+    const r = await cli(paths, ['config', 'set', `${key}=${value}`]);
+    t.equal(r.code, 3, `${key} refused: ${r.stderr.slice(0, 200)}`);
+    t.ok(r.stderr.includes(key) && r.stderr.indexOf('\n') === r.stderr.length - 1, 'one line naming the key');
+  }
+  t.equal(hashTree(paths.root), before, 'nothing written');
+  const url = `http://[::1]/${'x'.repeat(2030)}`;
+  t.equal((await cli(paths, ['config', 'set', `region.url=${url}`, 'dhcp.dns_servers=10.20.0.1, 9.9.9.9 1.1.1.1'])).code, 0, 'a 2044-character URL and a list of addresses are accepted');
+  const applied = await cli(paths, ['apply']);
+  t.equal(applied.code, 0, applied.stderr);
+  const preseed = await cli(paths, ['preseed', 'deploy-me']);
+  t.equal(preseed.code, 0, `the preseed carrying it passes debconf-set-selections -c: ${preseed.stderr}`);
+});
+
+// Found by cli.test.ts (FUZZ_RUNS=20 FUZZ_SEED=227148686): `uec-provisioning 'bo\u2028rm'` said
+// `unknown command "bo<U+2028>rm"`, the separator raw (JSON.stringify leaves it).
+t.test('every CLI error is one line: U+2028, U+2029 and NEL in the culprit are escaped', async (t) => {
+  const paths = scratchRoot(t);
+  for (const args of [['bo\u2028rm'], ['nodes\u2029'], ['nodes', 'add', 'web1', '--mac', '52:54:00:00:00:01', '--role', 'a\u2028b'], ['nodes', 'add', 'web\u00851', '--mac', '52:54:00:00:00:01'], ['config', 'get', 'x\u2028']]) {
+    const r = await cli(paths, args);
+    t.not(r.code, 0, JSON.stringify(args));
+    t.notMatch(r.stderr, /[\u0085\u2028\u2029]/, 'no raw separator');
+    t.equal(r.stderr.indexOf('\n'), r.stderr.length - 1, `one line: ${JSON.stringify(r.stderr)}`);
+  }
 });
