@@ -94,10 +94,11 @@ export function isOneLine(text: string): boolean {
 
 /**
  * KNOWN BUG, not in the files of the fuzz suite's owner: src/node.ts `invalid()` (and so every
- * node field refusal: addNode, `nodes add`, the CSV import, the web API) quotes the value with
+ * node field refusal: addNode, the CSV import and the web API's answers) quotes the value with
  * JSON.stringify, which leaves U+0085, U+2028 and U+2029 raw, so `hostname "a\u2028b"` is
  * refused with a message that some readers split into two lines. The fix is to quote with
- * quoteValue (src/formats.ts) there. Until it lands, such a refusal is counted in the
+ * quoteValue (src/formats.ts) there. (The CLI escapes them in whatever it prints since the
+ * fuzz suite found `unknown command "bo<U+2028>rm"`.) Until it lands, such a refusal is counted in the
  * rawSeparators column (printed by scripts/fuzz.ts and in each test's comment) instead of
  * failing the node properties; set this to false once src/node.ts is fixed.
  */
