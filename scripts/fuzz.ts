@@ -20,6 +20,7 @@ interface Tally {
   validated: number;
   refusedByApply: number;
   rawSeparators: number;
+  partialMultiNode: number;
 }
 
 const COLUMNS: [keyof Tally, string][] = [
@@ -32,6 +33,7 @@ const COLUMNS: [keyof Tally, string][] = [
   ['validated', 'accepted inputs checked by the real tools'],
   ['refusedByApply', 'accepted, then refused by apply (nothing written)'],
   ['rawSeparators', 'refusals with a raw U+2028/U+2029/U+0085 (known)'],
+  ['partialMultiNode', 'failed multi-node commands that changed earlier nodes (known)'],
 ];
 
 /** Tallies of the same surface (several properties, several files) added up, in first-seen order. */

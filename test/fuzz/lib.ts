@@ -53,10 +53,12 @@ export interface Tally {
   refusedByApply: number;
   /** Refusals that were one line except for a raw U+0085/U+2028/U+2029 (KNOWN_RAW_SEPARATORS). */
   rawSeparators: number;
+  /** Failed multi-node commands that had changed the nodes before the failing one (cli.test.ts, KNOWN_PARTIAL_MULTI_NODE). */
+  partialMultiNode: number;
 }
 
 export function newTally(surface: string): Tally {
-  return { surface, tried: 0, accepted: 0, crashes: 0, wronglyAccepted: 0, stateChanged: 0, validated: 0, refusedByApply: 0, rawSeparators: 0 };
+  return { surface, tried: 0, accepted: 0, crashes: 0, wronglyAccepted: 0, stateChanged: 0, validated: 0, refusedByApply: 0, rawSeparators: 0, partialMultiNode: 0 };
 }
 
 /** Appends the tally as a JSON line to FUZZ_REPORT (set by scripts/fuzz.ts), and prints it. */
