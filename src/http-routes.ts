@@ -48,6 +48,8 @@ export interface Route<C, G> {
   /** Bytes; 0 for a route that takes no body. */
   bodyLimit: number;
   handler: (options: C, request: RouteRequest, grant: G) => Promise<Reply>;
+  /** A provisioning-key route that a client on loopback may also call without the key (/metrics). */
+  loopback?: boolean;
 }
 
 /** Checks the caller of a route: a grant for the handler, or the refusal to send. */
@@ -69,6 +71,14 @@ export function selectRoute<R extends { methods: readonly Method[]; pattern: Reg
   return matched ? { allow: [...allow] } : null;
 }
 
+/** The route table pattern each dispatched request matched, for the request metrics (metrics.ts). */
+const matchedRoutes = new WeakMap<IncomingMessage, string>();
+
+/** The `path` of the route that answered `req`, if a route table matched it (bounded: never the raw path). */
+export function selectMatchedRoute(req: IncomingMessage): string | undefined {
+  return matchedRoutes.get(req);
+}
+
 export async function dispatchRoutes<C, G>(
   routes: readonly Route<C, G>[],
   options: C,
@@ -82,6 +92,7 @@ export async function dispatchRoutes<C, G>(
   if (found === null) return null;
   if ('allow' in found) return text(405, 'method not allowed', { Allow: found.allow.join(', ') });
   const { route, params } = found;
+  matchedRoutes.set(req, route.path);
   let body: string;
   try {
     body = await readBody(req, route.bodyLimit);

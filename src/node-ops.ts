@@ -25,6 +25,7 @@ import {
   type NewNodeInput,
   type Node,
 } from './node';
+import { recordDeployEnded, recordDeploysStarted } from './metrics';
 import { selectAddressOwnership, type Ownership } from './node-address';
 import type { NeighbourEntry } from './neighbours';
 import { selectNode, type NodeStore } from './node-store';
@@ -117,11 +118,13 @@ export async function deployNode(
   options: { role?: string; release?: string } = {},
   clock: Clock = SYSTEM_CLOCK,
 ): Promise<Node> {
-  return store.update((nodes) => {
+  const node = await store.update((nodes) => {
     const node = requireNode(nodes, ref);
     startDeployment(node, roles, options, clock);
     return structuredClone(node);
   });
+  recordDeploysStarted(1);
+  return node;
 }
 
 /** One node to deploying (in place, inside a store update); throws before changing it when it cannot. */
@@ -155,9 +158,11 @@ export type StatusEvent = (typeof STATUS_EVENTS)[number];
  * deploying node; deployed (first boot) finishes the deployment; failed ends it with the reason.
  */
 export async function recordStatusEvent(store: NodeStore, systemId: string, event: StatusEvent, message: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
-  return store.update((nodes) => {
+  let deployStartedAt: string | undefined;
+  const updated = await store.update((nodes) => {
     const node = nodes.find((n) => n.systemId === systemId);
     if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+    deployStartedAt = node.status === 'deploying' ? node.statusChangedAt : undefined;
     const note = parseNote(message);
     if (event === 'deployed') {
       if (node.status !== 'deployed') transition(node, 'deployed', clock.now(), note || 'first boot reported');
@@ -171,6 +176,9 @@ export async function recordStatusEvent(store: NodeStore, systemId: string, even
     }
     return structuredClone(node);
   });
+  // A deploy ended here: deploying → deployed or failed (metrics.ts).
+  if (deployStartedAt !== undefined && (updated.status === 'deployed' || updated.status === 'failed')) recordDeployEnded(updated.status, deployStartedAt, new Date(updated.statusChangedAt));
+  return updated;
 }
 
 export async function disableNetboot(store: NodeStore, systemId: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
@@ -251,16 +259,20 @@ export async function failStuckDeployments(store: NodeStore, timeoutSeconds: num
   const now = clock.now();
   const stuck = (await store.list()).filter((n) => n.status === 'deploying' && now.getTime() - Date.parse(n.statusChangedAt) > timeoutSeconds * 1000);
   if (stuck.length === 0) return [];
-  return store.update((nodes) => {
+  const started: string[] = [];
+  const failed = await store.update((nodes) => {
     const failed: Node[] = [];
     for (const node of nodes) {
       if (node.status === 'deploying' && now.getTime() - Date.parse(node.statusChangedAt) > timeoutSeconds * 1000) {
+        started.push(node.statusChangedAt);
         transition(node, 'failed', now, `no deployed report within ${timeoutSeconds} s of the deploy`);
         failed.push(structuredClone(node));
       }
     }
     return failed;
   });
+  for (const at of started) recordDeployEnded('failed', at, now, 'timeout');
+  return failed;
 }
 
 /**
@@ -286,6 +298,9 @@ export async function deployNodes(
       startDeployment(node, roles, options, clock);
       deployed.push(structuredClone(node));
     }
+    return deployed;
+  }).then((deployed) => {
+    recordDeploysStarted(deployed.length);
     return deployed;
   });
 }

@@ -42,6 +42,7 @@ import {
   type PreseedType,
   type ProvisioningUrls,
 } from './preseed';
+import { selectOwnershipKey, type OwnershipCache } from './ownership-cache';
 import type { RegionClient } from './region-client';
 import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from './template';
 
@@ -61,6 +62,8 @@ export interface ProvisioningOptions {
   log: Logger;
   /** Where a request comes from; default SYSTEM_ADDRESSING (the socket and /proc/net/arp). */
   addressing?: ClientAddressing;
+  /** Accepted claims remembered for a short while (ownership-cache.ts); none: the region is asked every time. */
+  ownership?: OwnershipCache;
 }
 
 /** Directories, and single files: Debian's ipxe links /usr/lib/ipxe/ipxe.efi and ipxe.lkrn to /boot/ (never all of /boot). */
@@ -114,7 +117,13 @@ export async function renderNodeScript(options: ProvisioningOptions, context: No
 const TEMPLATE_CACHE_MS = 1000;
 const templateCache = new Map<string, { at: number; template: Template }>();
 /** Rendered preseeds per (cached) context object and template: the same inputs render the same bytes. */
-const renderCache = new WeakMap<object, WeakMap<Template, string>>();
+const renderCache = new WeakMap<object, WeakMap<Template, RenderedPreseed>>();
+
+interface RenderedPreseed {
+  text: string;
+  /** The answer's body, made once. */
+  body: Buffer;
+}
 
 async function selectCachedTemplate(options: ProvisioningOptions, candidates: string[]): Promise<Template> {
   const key = `${options.preseeds.admin}|${options.preseeds.shipped}|${candidates.join('|')}`;
@@ -128,7 +137,7 @@ async function selectCachedTemplate(options: ProvisioningOptions, candidates: st
 }
 
 /** A node's preseed as the machine receives it (token included). */
-export async function renderNodePreseed(options: ProvisioningOptions, context: NodeContext | null, type: PreseedType): Promise<{ text: string; template: string }> {
+export async function renderNodePreseed(options: ProvisioningOptions, context: NodeContext | null, type: PreseedType): Promise<{ text: string; body: Buffer; template: string }> {
   const candidates = selectPreseedCandidates(
     context
       ? { type, os: context.os, arch: context.architecture, subarch: context.subarchitecture, release: context.release, hostname: context.hostname, role: context.role.name }
@@ -138,12 +147,13 @@ export async function renderNodePreseed(options: ProvisioningOptions, context: N
   const key = context ?? options;
   let byTemplate = renderCache.get(key);
   const cached = byTemplate?.get(template);
-  if (cached !== undefined) return { text: cached, template: template.file };
+  if (cached !== undefined) return { ...cached, template: template.file };
   const view = buildPreseedView(context, options.urls, enlistUrl(options.urls));
   const rendered = renderPreseed(template, view);
+  const entry = { text: rendered, body: Buffer.from(text(200, rendered).body) };
   if (!byTemplate) renderCache.set(key, (byTemplate = new WeakMap()));
-  byTemplate.set(template, rendered);
-  return { text: rendered, template: template.file };
+  byTemplate.set(template, entry);
+  return { ...entry, template: template.file };
 }
 
 async function serveBootFile(options: ProvisioningOptions, relative: string): Promise<Reply> {
@@ -196,13 +206,18 @@ async function refuseUnlessOwner(options: ProvisioningOptions, req: IncomingMess
   const addressing = options.addressing ?? SYSTEM_ADDRESSING;
   const client = addressing.clientAddress(req);
   const neighbour = await addressing.neighbour(client);
+  const key = selectOwnershipKey(context.system_id, context.token, client, neighbour);
+  if (options.ownership?.owns(key)) return null;
   let answer;
   try {
     answer = await options.region.claimAddress(context.system_id, client, neighbour);
   } catch (err) {
     return unavailable(options, err, what);
   }
-  if (answer.owned) return null;
+  if (answer.owned) {
+    options.ownership?.remember(key);
+    return null;
+  }
   const seen = neighbour ? `neighbour MAC ${neighbour.mac}${neighbour.router ? ', a router' : ''}` : 'no neighbour entry';
   options.log.warn(`refused ${what} of ${context.hostname} (${context.system_id}) to ${client} (${seen}): ${answer.reason}`);
   if (answer.status === 404) return text(404, 'no such node');
@@ -293,7 +308,7 @@ async function nodePreseed(options: ProvisioningOptions, { url }: RouteRequest, 
   const rendered = await renderNodePreseed(options, context, type);
   options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
   reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
-  return text(200, rendered.text);
+  return { status: 200, body: rendered.body, type: 'text/plain; charset=utf-8', headers: {} };
 }
 
 async function firstbootScript(options: ProvisioningOptions, _request: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {

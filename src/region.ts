@@ -27,6 +27,7 @@ import { checkLine } from './formats';
 import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
 import { json, parseJsonObject, presentedToken, text, type Reply } from './http-util';
 import type { Logger } from './log';
+import { isLoopbackAddress, scrapeMetrics } from './metrics';
 import { SYSTEM_ADDRESSING, type ClientAddressing, type NeighbourEntry } from './neighbours';
 import { DEFAULT_RELEASE, isInstalling, parseMac, publicNode, tokenMatches, type Node } from './node';
 import {
@@ -120,6 +121,7 @@ const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (options, 
   if (route.access === 'open') return { grant: {} };
   const presented = presentedToken(req, url);
   if (route.access === 'provisioning-key') {
+    if (route.loopback && isLoopbackAddress((options.addressing ?? SYSTEM_ADDRESSING).clientAddress(req))) return { grant: {} };
     if (presented === null) {
       log.warn(`refused ${what}: no provisioning key`);
       return { refuse: text(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer' }) };
@@ -198,14 +200,37 @@ async function claimAddress(options: RegionOptions, { params, body }: RouteReque
       return text(400, describeError(err));
     }
   }
-  const { node, ownership } = await claimNodeAddress(options.store, params[0]!, claim.address, neighbour, options.clock);
+  const answer = await judgeClaim(options, params[0]!, claim.address, neighbour);
+  if (answer.status === 200) return json(200, { rule: answer.rule });
+  return text(answer.status, answer.reason);
+}
+
+/** The region's answer to a claim (the route's, and an in-process edge's): 200 with the rule, or 403/404/409 with the reason. */
+export type ClaimDecision = { status: 200; rule: string } | { status: 403 | 404 | 409; reason: string };
+
+/**
+ * May this client (address, and the MAC a provisioning server's neighbour table has for it)
+ * act for the node now? A first accepted claim binds the address; a refusal is logged here.
+ */
+export async function judgeClaim(options: RegionOptions, systemId: string, address: string, neighbour: NeighbourEntry | null): Promise<ClaimDecision> {
+  let claimed;
+  try {
+    claimed = await claimNodeAddress(options.store, systemId, address, neighbour, options.clock);
+  } catch (err) {
+    if (err instanceof UecError && (err.code === 'NODE_UNKNOWN' || err.code === 'NODE_STATE')) {
+      options.log.warn(`claim for ${systemId}: ${err.message}`, { code: err.code });
+      return { status: err.code === 'NODE_UNKNOWN' ? 404 : 409, reason: err.message };
+    }
+    throw err;
+  }
+  const { node, ownership } = claimed;
   const named = `node ${node.hostname} (${node.systemId})`;
   if (!ownership.owned) {
-    options.log.warn(`refused the install material of ${named} to ${JSON.stringify(claim.address)} (${describeNeighbour(neighbour)}), asked by a provisioning server: ${ownership.reason}`);
-    return text(403, ownership.reason);
+    options.log.warn(`refused the install material of ${named} to ${JSON.stringify(address)} (${describeNeighbour(neighbour)}), asked by a provisioning server: ${ownership.reason}`);
+    return { status: 403, reason: ownership.reason };
   }
-  if (ownership.bind) options.log.info(`${named}: this install is bound to ${claim.address} (${ownership.rule})`);
-  return json(200, { rule: ownership.rule });
+  if (ownership.bind) options.log.info(`${named}: this install is bound to ${address} (${ownership.rule})`);
+  return { status: 200, rule: ownership.rule };
 }
 
 async function nodeContext(options: RegionOptions, { params, url }: RouteRequest): Promise<Reply> {
@@ -287,6 +312,8 @@ export const REGION_ROUTES: readonly RegionRoute[] = [
     },
   },
   { methods: ['GET', 'POST'], path: '/metadata/enlist', pattern: /^\/metadata\/enlist$/, access: 'open', bodyLimit: SMALL_BODY, handler: enlist },
+  // Prometheus (docs/metrics.md): a scraper on this host, or one elsewhere with the provisioning key.
+  { methods: ['GET'], path: '/metrics', pattern: /^\/metrics$/, access: 'provisioning-key', loopback: true, bodyLimit: 0, handler: scrapeMetrics },
 ];
 
 /** Route one request; null when the path is not the region's. */

@@ -16,6 +16,7 @@ import type { EffectiveConfig } from './config';
 import { UecError, describeError } from './errors';
 import { clientAddress, loggablePath, send, text, type Reply } from './http-util';
 import type { Logger } from './log';
+import { DHCPD_BUS_NAME, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from './metrics';
 import type { ClientAddressing } from './neighbours';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
 import type { NodeStore } from './node-store';
@@ -182,6 +183,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       reply ??= text(404, 'not found');
       send(res, reply, req.method);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      recordServedRequest(req, reply.status, ms / 1000);
       log.debug(`${req.method} ${loggablePath(url)} ${reply.status} ${ms.toFixed(1)} ms`, { client });
     },
   };
@@ -277,6 +279,13 @@ export async function startService(
     throw err;
   }
   const server = servers[0]!;
+  useMetricsSources({
+    listNodes: services.region ? () => settings.store.list() : undefined,
+    dnsmasqBusName: DHCPD_BUS_NAME,
+    mirrorStateFile: () => selectMirrorStateFile(settings.paths, settings.config),
+    lastRegionAnswer: watchRegionAnswers(services.provisioning.region),
+    regionName: settings.config.getString('provisioning.region_url') || 'local',
+  });
   const timeout = settings.config.getNumber('region.deploy_timeout');
   const sweep = async () => {
     try {

@@ -12,6 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UecError, describeError, type ErrorCode } from '../../src/errors';
+import { recordRequest, useMetricsSources } from '../../src/metrics';
 import { BodyTooLargeError, clientAddress, loggablePath, parseJsonObject, readBody, tooLargeHeaders } from '../../src/http-util';
 import { selectClient, DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './client-address';
 import * as pages from './pages';
@@ -118,6 +119,9 @@ export function createWebui(options: WebuiOptions): Webui {
   const { accounts, sessions, log } = options;
   const services = createWebuiServices(options);
   const trusted = options.trustedProxies ?? parseTrustedProxies(DEFAULT_TRUSTED_PROXIES) ?? [];
+  // Metrics (src/metrics.ts): nodes by status from this store; each request by its route's pattern.
+  useMetricsSources({ listNodes: () => options.store.list() });
+  const matchedRoutes = new WeakMap<IncomingMessage, string>();
 
   async function authenticate(req: IncomingMessage): Promise<Auth | undefined> {
     const header = req.headers.authorization;
@@ -201,6 +205,7 @@ export function createWebui(options: WebuiOptions): Webui {
     if (overrides.length > 0 && OVERRIDES.includes(override)) match = overrides.find((m) => m.route.method === override) ?? match;
     if (!match) throw new HttpError(405, `method ${method} not allowed here`, { Allow: allowedMethods(matches).join(', ') });
     const { route, params } = match;
+    matchedRoutes.set(req, route.path);
     if (Buffer.byteLength(text) > route.bodyLimit) throw new HttpError(413, `request body over ${route.bodyLimit} bytes`, tooLargeHeaders);
 
     const ctx: RouteContext = { options, services, req, res, url, params, body, bodyText: text, form, client: client.address, secure: client.secure, auth };
@@ -256,6 +261,7 @@ export function createWebui(options: WebuiOptions): Webui {
       else reply(res, status, 'text/html; charset=utf-8', pages.errorPage(status, message), headers);
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      recordRequest('webui', matchedRoutes.get(req) ?? 'unmatched', method, status);
       log.debug(`${method} ${loggablePath(url)} ${status} ${ms.toFixed(1)} ms`, { client: client.address });
     }
   }

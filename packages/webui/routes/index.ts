@@ -7,6 +7,7 @@ import { accountRoutes } from './account';
 import { configRoutes } from './config';
 import { deployRoutes } from './deploy';
 import { imageRoutes } from './images';
+import { metricsRoutes } from './metrics';
 import { nodeRoutes } from './nodes';
 import { overviewRoutes } from './overview';
 import { pageRoutes } from './pages';
@@ -25,6 +26,7 @@ export const ROUTES: readonly Route[] = [
   ...accountRoutes,
   ...userRoutes,
   ...tokenRoutes,
+  ...metricsRoutes,
   ...pageRoutes,
 ];
 

@@ -1,0 +1,227 @@
+/**
+ * /metrics of `uec-provisioning serve` (src/metrics.ts), scraped in-process: checked by
+ * Debian's promtool, who may read it (loopback, or the provisioning key), and that the
+ * numbers move with what happens (a request, a deploy to deployed, the node store, dnsmasq
+ * over D-Bus, the mirror's state file).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t, { type Test } from 'tap';
+import { loadComponents, mergeSchemas } from '../../src/component';
+import { loadConfig } from '../../src/config';
+import { DHCPD_BUS_NAME, parseMirrorState, readDnsmasqMetrics, selectStatusCounts } from '../../src/metrics';
+import { staticNetworkFacts } from '../../src/network-facts';
+import { addNode, deployNode, recordStatusEvent } from '../../src/node-ops';
+import { createFileNodeStore } from '../../src/node-store';
+import type { Paths } from '../../src/paths';
+import { loadRoles } from '../../src/roles';
+import { startService } from '../../src/serve';
+import { loadServerAddress } from '../../src/server-address';
+import { startDbusDaemon, stopChild, useSystemBusAddress, waitFor } from '../helpers/dbus-daemon';
+import { checkWithPromtool, metricNames, sampleValue } from '../helpers/metrics';
+import { createFakeLan, memoryLog } from '../helpers/region-fixture';
+import { put, scratchRoot, REPO_ROOT } from '../helpers/scratch';
+
+process.env.UEC_PROVISIONING_TEMPLATES ??= path.join(REPO_ROOT, 'templates');
+const KEY_FILE = '/var/lib/uec-provisioning/secrets/provisioning.key';
+const network = staticNetworkFacts([{ name: 'eth0', mac: '52:54:00:00:00:01', up: true, loopback: false, virtual: false, ipv4: [{ address: '192.0.2.77', prefix: 24 }], ipv6: [] }], {
+  interface: 'eth0',
+  gateway: '192.0.2.1',
+});
+
+async function start(t: Test, paths: Paths) {
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  const server = await loadServerAddress(config, network);
+  const store = createFileNodeStore(paths);
+  const { log, lines } = memoryLog();
+  const lan = createFakeLan();
+  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', addressing: lan.addressing });
+  t.teardown(() => running.close());
+  const base = `http://127.0.0.1:${running.port}`;
+  const scrape = async () => {
+    const res = await fetch(`${base}/metrics`);
+    if (res.status !== 200) throw new Error(`scrape: ${res.status}`);
+    return res.text();
+  };
+  return { running, store, lines, lan, base, scrape, key: () => fs.readFileSync(paths.resolve(KEY_FILE), 'utf8').trim() };
+}
+
+/** No dnsmasq on the bus this test talks to: a socket path nobody listens on. */
+function noBus(t: Test): void {
+  t.teardown(useSystemBusAddress(`unix:path=${path.join(fs.mkdtempSync('/tmp/uec-nobus-'), 'none.sock')}`));
+}
+
+t.test('the scrape passes promtool check metrics; loopback reads it, others need the provisioning key', async (t) => {
+  noBus(t);
+  const paths = scratchRoot(t);
+  const { base, lan, scrape, key } = await start(t, paths);
+  const text = await scrape();
+  const checked = checkWithPromtool(text);
+  t.equal(checked.status, 0, `promtool check metrics: ${checked.output || 'clean'}`);
+  t.equal(checked.output, '', 'no lint problems');
+  const res = await fetch(`${base}/metrics`);
+  t.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const from = lan.from('10.0.0.66');
+  t.equal((await fetch(`${base}/metrics`, from)).status, 401, 'another machine without the key → 401');
+  t.equal((await fetch(`${base}/metrics`, lan.from('10.0.0.66', { Authorization: 'Bearer wrong-key-wrong-key-wrong' }))).status, 403, 'a wrong key → 403');
+  t.equal((await fetch(`${base}/metrics`, lan.from('10.0.0.66', { Authorization: `Bearer ${key()}` }))).status, 200, 'with the provisioning key → 200');
+  t.equal(sampleValue(text, 'uecp_dnsmasq_up'), 0, 'dnsmasq not reachable: uecp_dnsmasq_up 0');
+  t.equal(sampleValue(text, 'uecp_dnsmasq_dhcp_messages_total', { dnsmasq: 'dhcpd', type: 'offer' }), undefined, '… and its counters are absent, the scrape still succeeds');
+  t.equal(sampleValue(text, 'uecp_mirror_last_sync_success'), undefined, 'no mirror state: no mirror metrics');
+  t.equal(sampleValue(text, 'uecp_dnsmasq_leases_allocated_total'), undefined, 'no lease counter either');
+});
+
+t.test('a request increments its route/status counter (the route pattern, never the raw path)', async (t) => {
+  noBus(t);
+  const paths = scratchRoot(t);
+  const { base, scrape, lan } = await start(t, paths);
+  const before = await scrape();
+  const label = { service: 'provisioning', route: '/preseed/<id>', method: 'GET', status: '404' };
+  const unmatched = { service: 'provisioning', route: 'unmatched', method: 'GET', status: '404' };
+  const was = sampleValue(before, 'uecp_http_requests_total', label) ?? 0;
+  const wasUnmatched = sampleValue(before, 'uecp_http_requests_total', unmatched) ?? 0;
+  t.equal((await fetch(`${base}/preseed/no-such-node-1`, lan.from('10.0.0.5'))).status, 404);
+  t.equal((await fetch(`${base}/preseed/no-such-node-2`, lan.from('10.0.0.5'))).status, 404);
+  t.equal((await fetch(`${base}/nowhere/${'x'.repeat(20)}`)).status, 404);
+  const after = await scrape();
+  t.equal(sampleValue(after, 'uecp_http_requests_total', label), was + 2, 'two preseed 404s, one series');
+  t.equal(sampleValue(after, 'uecp_http_requests_total', unmatched), wasUnmatched + 1, 'a path no route matches is "unmatched"');
+  t.notOk(after.includes('no-such-node') || after.includes('xxxxxxxx'), 'no raw path in any label');
+});
+
+t.test('deploy → deployed moves the counters and the duration histogram; nodes by status match the store', async (t) => {
+  noBus(t);
+  const paths = scratchRoot(t);
+  put(paths, '/etc/uec-provisioning/conf.d/90-local.conf', '[provisioning]\ncontext_cache_seconds = 0\n');
+  const { base, scrape, lan, store } = await start(t, paths);
+  lan.neighbour('10.0.0.11', '52:54:00:00:00:11');
+  const from = lan.from('10.0.0.11');
+  const before = await scrape();
+  const started = sampleValue(before, 'uecp_deploys_started_total') ?? 0;
+  const finished = sampleValue(before, 'uecp_deploys_finished_total') ?? 0;
+  const durations = sampleValue(before, 'uecp_deploy_duration_seconds_count', { outcome: 'deployed' }) ?? 0;
+  const callbackRoute = { route: '/metadata/latest/<id>/status/<event>', status: '200' };
+  const callbacks = sampleValue(before, 'uecp_callback_duration_seconds_count', callbackRoute) ?? 0;
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:11'] });
+  await addNode(store, { hostname: 'web2', macs: ['52:54:00:00:00:12'] });
+  const node = await deployNode(store, 'web1', await loadRoles(paths));
+  const middle = await scrape();
+  t.equal(sampleValue(middle, 'uecp_deploys_started_total'), started + 1, 'deploy started');
+  t.equal(sampleValue(middle, 'uecp_nodes', { status: 'deploying' }), 1);
+  t.equal(sampleValue(middle, 'uecp_nodes', { status: 'ready' }), 1);
+  t.equal(sampleValue(middle, 'uecp_nodes', { status: 'failed' }), 0, 'every status is present, zeros included');
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/installing?token=${node.token}`, from)).status, 200);
+  t.equal((await fetch(`${base}/metadata/latest/${node.systemId}/status/deployed?token=${node.token}`, from)).status, 200);
+  const after = await scrape();
+  t.equal(sampleValue(after, 'uecp_deploys_finished_total'), finished + 1, 'deploy finished');
+  t.equal(sampleValue(after, 'uecp_deploy_duration_seconds_count', { outcome: 'deployed' }), durations + 1, 'one more duration observed');
+  t.equal(sampleValue(after, 'uecp_callback_duration_seconds_count', callbackRoute), callbacks + 2, 'both call-backs timed');
+  const counts = selectStatusCounts(await store.list());
+  for (const [status, n] of Object.entries(counts)) t.equal(sampleValue(after, 'uecp_nodes', { status }), n, `uecp_nodes{status="${status}"} is the store's count`);
+  t.equal(counts.deployed, 1);
+  // A second deployed report changes nothing (the node is already deployed).
+  await recordStatusEvent(store, node.systemId, 'deployed', 'again');
+  t.equal(sampleValue(await scrape(), 'uecp_deploys_finished_total'), finished + 1, 'a repeated deployed report is not a second deploy');
+});
+
+t.test('a deploy the installer reports failed: failed{cause="reported"} and a failed duration', async (t) => {
+  const paths = scratchRoot(t);
+  const store = createFileNodeStore(paths);
+  const { renderMetrics } = await import('../../src/metrics');
+  const read = async () => (await renderMetrics()).body;
+  noBus(t);
+  const before = await read();
+  const failed = sampleValue(before, 'uecp_deploys_failed_total', { cause: 'reported' }) ?? 0;
+  const durations = sampleValue(before, 'uecp_deploy_duration_seconds_count', { outcome: 'failed' }) ?? 0;
+  await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:21'] });
+  const { loadRoles: load } = await import('../../src/roles');
+  const roles = await load(paths, path.join(REPO_ROOT, 'templates/roles'));
+  const t0 = new Date('2026-01-01T10:00:00Z');
+  const node = await deployNode(store, 'web1', roles, {}, { now: () => t0 });
+  await recordStatusEvent(store, node.systemId, 'failed', 'partman failed', { now: () => new Date('2026-01-01T10:05:00Z') });
+  const after = await read();
+  t.equal(sampleValue(after, 'uecp_deploys_failed_total', { cause: 'reported' }), failed + 1);
+  t.equal(sampleValue(after, 'uecp_deploy_duration_seconds_count', { outcome: 'failed' }), durations + 1);
+  const le300 = sampleValue(before, 'uecp_deploy_duration_seconds_bucket', { outcome: 'failed', le: '300' }) ?? 0;
+  t.equal(sampleValue(after, 'uecp_deploy_duration_seconds_bucket', { outcome: 'failed', le: '300' }), le300 + 1, '5 minutes falls in le="300"');
+});
+
+t.test('dnsmasq with enable-dbus on a private bus: uecp_dnsmasq_up 1 and its DHCP counters', async (t) => {
+  const template = fs.readFileSync(path.join(REPO_ROOT, 'templates/dhcpd/dnsmasq-dhcpd.conf.mustache'), 'utf8');
+  t.match(template, new RegExp(`^enable-dbus=${DHCPD_BUS_NAME.replace(/\./g, '\\.')}$`, 'm'), 'the DHCP instance enables D-Bus under the name the metrics read');
+  const policy = fs.readFileSync(path.join(REPO_ROOT, 'debian/dbus/uec-provisioning-dhcpd.conf'), 'utf8');
+  t.match(policy, `<allow own="${DHCPD_BUS_NAME}"/>`, 'the shipped D-Bus policy lets dnsmasq own that name');
+  t.match(policy, `<allow send_destination="${DHCPD_BUS_NAME}"/>`, '… and root ask it');
+  const bus = await startDbusDaemon();
+  t.teardown(() => bus.stop());
+  t.teardown(useSystemBusAddress(bus.address));
+  // Its own network namespace (no DHCP range anyway): nothing reaches a real network.
+  const dir = fs.mkdtempSync('/tmp/uec-dnsmasq-dbus-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const child = spawn('unshare', ['--net', '/usr/sbin/dnsmasq', '--keep-in-foreground', '--port=0', '--conf-file=/dev/null', `--pid-file=${dir}/pid`, `--enable-dbus=${DHCPD_BUS_NAME}`], {
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+    stdio: 'ignore',
+  });
+  t.teardown(() => stopChild(child));
+  const values = await waitFor('dnsmasq on the bus', () => readDnsmasqMetrics(DHCPD_BUS_NAME, 500).catch(() => undefined), 10_000, 100);
+  t.equal(values.get('dhcp_offer'), 0, 'GetMetrics read: no offers yet');
+  const { renderMetrics } = await import('../../src/metrics');
+  const { useMetricsSources } = await import('../../src/metrics');
+  useMetricsSources({ dnsmasqBusName: DHCPD_BUS_NAME });
+  const text = (await renderMetrics()).body;
+  t.equal(sampleValue(text, 'uecp_dnsmasq_up'), 1);
+  for (const type of ['discover', 'offer', 'request', 'ack', 'nak', 'pxe']) t.equal(sampleValue(text, 'uecp_dnsmasq_dhcp_messages_total', { type }), 0, `dhcp ${type} counter present`);
+  t.equal(sampleValue(text, 'uecp_dnsmasq_leases_allocated_total'), 0);
+  const checked = checkWithPromtool(text);
+  t.equal(checked.status, 0, `promtool: ${checked.output || 'clean'}`);
+  await stopChild(child);
+  t.equal(sampleValue((await renderMetrics()).body, 'uecp_dnsmasq_up'), 0, 'dnsmasq gone: up 0, the scrape still answers');
+});
+
+t.test("the mirror's state file: last result, when, and the served tree's time", async (t) => {
+  t.same(parseMirrorState('{"result":"ok","finished":"2026-12-06T09:30:00.000Z","generation":"20261206T092000123Z"}'), { mode: 'mirror', success: true, finished: Date.parse('2026-12-06T09:30:00Z') / 1000, served: Date.parse('2026-12-06T09:20:00.123Z') / 1000 });
+  t.same(parseMirrorState('{"result":"failed","finished":"2026-12-06T09:30:00.000Z","generation":null}'), { mode: 'mirror', success: false, finished: Date.parse('2026-12-06T09:30:00Z') / 1000 });
+  t.equal(parseMirrorState('not json'), null);
+  t.equal(parseMirrorState('{"result":"maybe"}'), null);
+  noBus(t);
+  const paths = scratchRoot(t);
+  put(paths, '/var/lib/uec-provisioning/mirror/state.json', '{"result":"failed","finished":"2026-12-06T09:30:00.000Z","generation":"20261205T010000000Z"}\n');
+  const { scrape } = await start(t, paths);
+  const text = await scrape();
+  t.equal(sampleValue(text, 'uecp_mirror_last_sync_success'), 0);
+  t.equal(sampleValue(text, 'uecp_mirror_last_sync_timestamp_seconds'), Date.parse('2026-12-06T09:30:00Z') / 1000);
+  t.equal(sampleValue(text, 'uecp_mirror_served_tree_timestamp_seconds'), Date.parse('2026-12-05T01:00:00Z') / 1000);
+});
+
+t.test('edge lag: the age of the last region answer appears once the region has answered', async (t) => {
+  noBus(t);
+  const paths = scratchRoot(t);
+  const { base, scrape } = await start(t, paths);
+  t.equal((await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:99`)).status, 200, 'an unknown MAC: the region was asked');
+  const age = sampleValue(await scrape(), 'uecp_region_last_answer_age_seconds');
+  t.ok(age !== undefined && age >= 0, `uecp_region_last_answer_age_seconds ${age}`);
+});
+
+t.test('docs: docs/metrics.md names every metric of a scrape; the Grafana dashboard queries only metrics that exist', async (t) => {
+  noBus(t);
+  const paths = scratchRoot(t);
+  put(paths, '/var/lib/uec-provisioning/mirror/state.json', '{"result":"ok","finished":"2026-12-06T09:30:00.000Z","generation":"20261206T092000123Z"}\n');
+  const { scrape, base } = await start(t, paths);
+  await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:99`);
+  const text = await scrape();
+  const names = new Set(metricNames(text));
+  // Families a scrape always has, plus dnsmasq's (absent here: no dnsmasq on the bus).
+  for (const n of ['uecp_dnsmasq_dhcp_messages_total', 'uecp_dnsmasq_leases_allocated_total', 'uecp_dnsmasq_leases_pruned_total']) names.add(n);
+  const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs/metrics.md'), 'utf8');
+  for (const name of names) t.ok(docs.includes(`\`${name}\``), `docs/metrics.md documents ${name}`);
+  const dashboard = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { title: string; targets?: { expr: string }[] }[] };
+  const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((x) => x.expr));
+  t.ok(exprs.length >= 8, `the dashboard has queries (${exprs.length})`);
+  const known = new Set([...names].flatMap((n) => [n, `${n}_total`, `${n}_bucket`, `${n}_sum`, `${n}_count`]));
+  for (const expr of exprs) {
+    const used = [...expr.matchAll(/\b(uecp_[a-z0-9_]+)/g)].map((m) => m[1]!);
+    t.ok(used.length > 0, `${expr}: names a uecp_ metric`);
+    for (const name of used) t.ok(known.has(name), `${name} (in ${expr}) is in a scrape`);
+  }
+});
