@@ -19,11 +19,14 @@ import type { Logger } from './log';
 import { DHCPD_BUS_NAME, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from './metrics';
 import type { ClientAddressing } from './neighbours';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
-import type { NodeStore } from './node-store';
 import type { Paths } from './paths';
 import { preseedDirs } from './preseed';
 import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from './provisioning';
 import { handleRegionRequest, type RegionOptions } from './region';
+import { createLocalRegionClient, readFileVersion } from './local-region-client';
+import { NODES_FILE, type NodeStore } from './node-store';
+import { OWNERSHIP_TTL_MS, createOwnershipCache } from './ownership-cache';
+import { SYNC_SYSTEM_ADDRESSING } from './read-neighbour-sync';
 import { createRegionClient, type RegionClient } from './region-client';
 import { loadRoles } from './roles';
 import type { ServerAddress } from './server-address';
@@ -151,13 +154,25 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const regionBase = config.getString('region.url') || server.httpBase;
   const region: RegionOptions | undefined = runRegion ? buildRegionOptions({ paths, config, store, base: regionBase, key, log: log.child({ side: 'region' }), clock, addressing: settings.addressing }) : undefined;
   const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
-  const regionClient = createRegionClient({
-    regionUrl,
-    key,
-    cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
-    timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
+  // The region in this process (and not pointed elsewhere): asked in-process, through the same
+  // client interface, with the context reused only while the node store is unchanged.
+  const nodesFile = paths.resolve(NODES_FILE);
+  let storeWrites = 0;
+  if (region) store.onChange(() => void storeWrites++);
+  const regionClient: RegionClient =
+    region && !config.getString('provisioning.region_url')
+      ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => `${storeWrites} ${readFileVersion(nodesFile)}` })
+      : createRegionClient({
+          regionUrl,
+          key,
+          cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
+          timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
+        });
+  const ownership = createOwnershipCache({ ttlMs: OWNERSHIP_TTL_MS });
+  const provisioningFor = (c: EffectiveConfig) => ({
+    ...buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing ?? SYNC_SYSTEM_ADDRESSING }),
+    ownership,
   });
-  const provisioningFor = (c: EffectiveConfig) => buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing });
   const services: Services = {
     region,
     provisioning: provisioningFor(config),
