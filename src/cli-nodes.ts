@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { loadProcessActor, recordNodeAudit } from './audit';
 import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from './command';
 import { buildNodeContext, type NodeContext } from './context';
 import { loadArchiveSettings } from './archive';
@@ -211,6 +212,7 @@ export const NODE_COMMANDS: Command[] = [
         ipv4: optional(values, 'ipv4'),
         status: status as 'new' | 'ready' | undefined,
       });
+      await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.add', null, node, session.log);
       if (!(await loadRoles(session.paths)).some((r) => r.name === node.role)) session.log.warn(`role ${node.role} does not exist yet; deploy will refuse until it does`);
       session.log.info(`added ${node.hostname} (${node.systemId})`);
       await applyNodeChanges(session, values);
@@ -249,7 +251,9 @@ export const NODE_COMMANDS: Command[] = [
         release: optional(values, 'release'),
         ipv4: optional(values, 'ipv4'),
       };
-      const node = await editNode(session.nodeStore(), positionals[0]!, edit);
+      const before = await getNode(session.nodeStore(), positionals[0]!);
+      const node = await editNode(session.nodeStore(), before.systemId, edit);
+      if (JSON.stringify(before) !== JSON.stringify(node)) await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.edit', before, node, session.log);
       await applyNodeChanges(session, values);
       printNode(session, node);
       return 0;
@@ -266,6 +270,7 @@ export const NODE_COMMANDS: Command[] = [
       const removed: Node[] = [];
       for (const ref of positionals) {
         const node = await removeNode(session.nodeStore(), ref);
+        await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.remove', node, null, session.log);
         session.log.info(`removed ${node.hostname} (${node.systemId})`);
         removed.push(node);
       }
@@ -289,7 +294,9 @@ export const NODE_COMMANDS: Command[] = [
       const roles = await loadRoles(session.paths);
       const deployed: Node[] = [];
       for (const ref of positionals) {
-        const node = await deployNode(session.nodeStore(), ref, roles, { role: optional(values, 'role'), release: optional(values, 'release') });
+        const before = await getNode(session.nodeStore(), ref);
+        const node = await deployNode(session.nodeStore(), before.systemId, roles, { role: optional(values, 'role'), release: optional(values, 'release') });
+        await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.deploy', before, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is deploying role ${node.role} (${node.os} ${node.release}); it installs on its next netboot`);
         deployed.push(node);
       }
@@ -308,7 +315,9 @@ export const NODE_COMMANDS: Command[] = [
       if (positionals.length === 0) throw usageError('nodes release needs a NODE');
       const released: Node[] = [];
       for (const ref of positionals) {
-        const node = await releaseNode(session.nodeStore(), ref);
+        const before = await getNode(session.nodeStore(), ref);
+        const node = await releaseNode(session.nodeStore(), before.systemId);
+        if (JSON.stringify(before) !== JSON.stringify(node)) await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.release', before, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is ready`);
         released.push(node);
       }

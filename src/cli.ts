@@ -5,7 +5,9 @@
  */
 import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './command';
+import { AUDIT_COMMANDS } from './cli-audit';
 import { NODE_COMMANDS } from './cli-nodes';
+import { loadProcessActor } from './audit';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
 import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
 import { ERROR_CODES, UecError, describeError } from './errors';
@@ -121,7 +123,8 @@ export const COMMANDS: Command[] = [
     optionHelp: [['--allow-overridden', 'warn instead of failing when a later drop-in sets the same key']],
     async run(session, positionals, values) {
       const changes = parseAssignments(positionals);
-      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: Boolean(values['allow-overridden']) });
+      const audit = { actor: loadProcessActor(session.io.env), log: session.log };
+      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: Boolean(values['allow-overridden']), audit });
       for (const note of result.overridden) session.log.warn(`set, but overridden by a later drop-in: ${note}`);
       session.log.info(result.changed ? `set ${[...changes.keys()].join(', ')}` : 'unchanged');
       return 0;
@@ -136,7 +139,7 @@ export const COMMANDS: Command[] = [
     async run(session, positionals) {
       if (positionals.length === 0) throw usageError('config unset needs at least one KEY');
       const changes = new Map<string, string | null>(positionals.map((k) => [k, null]));
-      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: true });
+      const result = await writeManagedSettings(session.paths, session.schema, changes, { allowOverridden: true, audit: { actor: loadProcessActor(session.io.env), log: session.log } });
       session.log.info(result.changed ? `unset ${positionals.join(', ')}` : 'unchanged');
       for (const problem of result.problems) session.log.warn(`the configuration still does not load: ${problem}`);
       return 0;
@@ -254,7 +257,7 @@ function commandUsage(command: Command): string {
 
 /** The core commands and those the installed components add. */
 export function allCommands(components: Component[]): Command[] {
-  return [...COMMANDS, ...NODE_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
+  return [...COMMANDS, ...NODE_COMMANDS, ...AUDIT_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
 }
 
 export function mainUsage(commands: Command[] = COMMANDS): string {

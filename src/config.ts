@@ -5,10 +5,12 @@
  */
 import * as path from 'node:path';
 import * as ini from 'ini';
+import { loadProcessActor, recordAudit, selectChanges, type AuditActor } from './audit';
 import { UecError, describeError } from './errors';
 import { createFileLock } from './file-lock';
 import { FORMAT_CHECKS, checkNoLineBreaks, checkWellFormed, quoteValue, type FormatName } from './formats';
 import { fsOps, readFileIfExists } from './fs-ops';
+import type { Logger } from './log';
 import { SYSTEM, type Paths } from './paths';
 import { atomicWrite } from './atomic-write';
 
@@ -425,7 +427,7 @@ export async function writeManagedSettings(
   paths: Paths,
   schema: ConfigSchema,
   changes: Map<string, string | null>,
-  options: { allowOverridden?: boolean } = {},
+  options: { allowOverridden?: boolean; audit?: SettingsAudit } = {},
 ): Promise<{ changed: boolean; overridden: string[]; problems: string[] }> {
   // `config set`, debconf's configurators and the web UI may write at once: each
   // read-modify-write holds one cross-process lock (and this process queues its own writers).
@@ -446,7 +448,7 @@ async function writeManagedSettingsLocked(
   paths: Paths,
   schema: ConfigSchema,
   changes: Map<string, string | null>,
-  options: { allowOverridden?: boolean },
+  options: { allowOverridden?: boolean; audit?: SettingsAudit },
 ): Promise<{ changed: boolean; overridden: string[]; problems: string[] }> {
   const managedFile = SYSTEM.managedDropIn;
   const before = await inspectConfig(paths, schema);
@@ -492,7 +494,25 @@ async function writeManagedSettingsLocked(
   const problems = after.problems.map((p) => p.error.message);
   if (text === managedText) return { changed: false, overridden, problems };
   await atomicWrite(paths.resolve(managedFile), text, { mode: 0o644 });
+  await recordSettingsAudit(paths, changes, before.config, after.config, options.audit);
   return { changed: true, overridden, problems };
+}
+
+/** Who changes settings, for the audit log (default: this process's unix user or maintainer script). */
+export interface SettingsAudit {
+  actor?: AuditActor;
+  log?: Logger;
+}
+
+/** One audit line per action (config.set, config.unset): each key's effective value before → after. */
+async function recordSettingsAudit(paths: Paths, changes: Map<string, string | null>, before: EffectiveConfig, after: EffectiveConfig, audit: SettingsAudit = {}): Promise<void> {
+  const actor = audit.actor ?? loadProcessActor();
+  for (const action of ['config.set', 'config.unset'] as const) {
+    const keys = [...changes].filter(([, v]) => (v === null) === (action === 'config.unset')).map(([k]) => k).sort();
+    if (keys.length === 0) continue;
+    const value = (config: EffectiveConfig) => Object.fromEntries(keys.map((k) => [k, config.settings.get(k)?.value ?? null]));
+    await recordAudit(paths, actor, action, { file: SYSTEM.managedDropIn, keys: keys.join(' ') }, selectChanges(value(before), value(after)), audit.log);
+  }
 }
 
 /** Wrap a description to comment lines of at most `width` characters. */

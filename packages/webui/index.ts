@@ -9,6 +9,8 @@ import { NODES_FILE } from '../../src/node-store';
 import { SYSTEM_CLOCK } from '../../src/node-ops';
 import { loadTemplate, templateDirs } from '../../src/template';
 import { atomicWrite } from '../../src/atomic-write';
+import { REDACTED, loadProcessActor, recordAudit } from '../../src/audit';
+import { getNode } from '../../src/node-store';
 import { createAccountStore, generatePassword, INITIAL_PASSWORD_FILE, type UserRole } from './accounts';
 import { createWebui } from './app';
 import { parseTrustedProxies } from './client-address';
@@ -133,6 +135,7 @@ const COMMANDS: Command[] = [
       const generated = !values['password-stdin'];
       const password = generated ? generatePassword() : await readStdin();
       const user = await accounts.create(positionals[0]!, (opt(values, 'role') ?? 'admin') as UserRole, password);
+      await recordAudit(session.paths, loadProcessActor(session.io.env), 'user.add', { user: user.name }, { role: { before: null, after: user.role }, password: { before: null, after: REDACTED } }, session.log);
       if (generated) {
         await atomicWrite(session.paths.resolve(INITIAL_PASSWORD_FILE), `${user.name} ${password}\n`, { mode: 0o600 });
         session.io.stderr(`uec-provisioning: web UI user ${user.name} created with password: ${password}\n(also in ${INITIAL_PASSWORD_FILE}, readable by root only; change it after logging in)\n`);
@@ -149,6 +152,7 @@ const COMMANDS: Command[] = [
     async run(session, positionals) {
       if (positionals.length !== 1) throw usageError('webui user passwd needs one NAME');
       const user = await createAccountStore(session.paths).setPassword(positionals[0]!, await readStdin());
+      await recordAudit(session.paths, loadProcessActor(session.io.env), 'user.passwd', { user: user.name }, { password: { before: REDACTED, after: REDACTED } }, session.log);
       session.log.info(`password of ${user.name} changed; their sessions end`);
       return 0;
     },
@@ -161,7 +165,8 @@ const COMMANDS: Command[] = [
     optionHelp: [],
     async run(session, positionals) {
       if (positionals.length !== 2) throw usageError('webui token create needs USER and NAME');
-      const { secret } = await createAccountStore(session.paths).createToken(positionals[0]!, positionals[1]!);
+      const { token, secret } = await createAccountStore(session.paths).createToken(positionals[0]!, positionals[1]!);
+      await recordAudit(session.paths, loadProcessActor(session.io.env), 'token.create', { user: token.user, token: token.id, name: token.name }, {}, session.log);
       session.io.stdout(`${secret}\n`);
       return 0;
     },
@@ -208,6 +213,8 @@ const COMMANDS: Command[] = [
       const running = await startWebui(session, { port: 0, host: '127.0.0.1' });
       try {
         session.io.stdout(`${await running.webui.power(ref, action as PowerAction, 'cli')}\n`);
+        const node = await getNode(session.nodeStore(), ref);
+        await recordAudit(session.paths, loadProcessActor(session.io.env), `power.${action as PowerAction}`, { systemId: node.systemId, hostname: node.hostname }, {}, session.log);
       } finally {
         await running.close();
       }

@@ -5,6 +5,7 @@
  * Narrow screens: one column, tables scroll inside their own box.
  */
 import { NODE_STATUSES, type Node } from '../../src/node';
+import type { AuditEntry } from '../../src/audit';
 import type { ApiToken } from './accounts';
 import type { HealthItem, ImageEntry, Lease } from './health';
 import { html, raw, type Html } from './html';
@@ -25,7 +26,10 @@ const NAV: [string, string][] = [
   ['/images', 'Images'],
   ['/settings', 'Settings'],
   ['/account', 'Account'],
+  ['/audit', 'Audit'],
 ];
+/** Pages only admins may open, left out of the others' navigation. */
+const ADMIN_PAGES = new Set(['/audit']);
 
 function layout(title: string, user: PageUser | null, flash: string, body: Html, active = ''): string {
   return html`<!doctype html>
@@ -45,7 +49,7 @@ ${user ? html`<meta name="uecp-csrf" content="${user.csrf}">` : ''}
 <span class="brand">uec-provisioning</span>
 ${
   user
-    ? html`<nav aria-label="Main"><ul>${NAV.map(([href, label]) => html`<li><a href="${B}${href}"${active === href ? raw(' aria-current="page"') : ''}>${label}</a></li>`)}</ul></nav>
+    ? html`<nav aria-label="Main"><ul>${NAV.filter(([href]) => !ADMIN_PAGES.has(href) || user.role === 'admin').map(([href, label]) => html`<li><a href="${B}${href}"${active === href ? raw(' aria-current="page"') : ''}>${label}</a></li>`)}</ul></nav>
 <form method="post" action="${B}/logout" class="logout"><input type="hidden" name="_csrf" value="${user.csrf}"><span>${user.name} (${user.role})</span> <button type="submit">Log out</button></form>`
     : ''
 }
@@ -368,5 +372,65 @@ export function tokenCreatedPage(user: PageUser, name: string, secret: string): 
     '',
     html`<p>Token <strong>${name}</strong>. Copy it now: it is shown only once.</p><pre class="secret" tabindex="0">${secret}</pre><p><a href="${B}/account">Back to the account page</a></p>`,
     '/account',
+  );
+}
+
+export interface AuditView {
+  entries: AuditEntry[];
+  /** Entries that matched the filter (all pages). */
+  matched: number;
+  page: number;
+  pages: number;
+  /** The log was larger than what was read: only its last readLimit bytes are shown. */
+  partial: boolean;
+  readLimit: number;
+}
+
+function actorText(actor: AuditEntry['actor']): string {
+  switch (actor.kind) {
+    case 'unix':
+      return `${actor.user} (unix)`;
+    case 'web':
+      return `${actor.user} (web)`;
+    case 'debconf':
+      return `${actor.package} (debconf)`;
+    case 'token':
+      return `${actor.user} (API token ${actor.name ? `${actor.name}, ` : ''}${actor.token})`;
+  }
+}
+
+function changeList(changes: AuditEntry['changes']): Html {
+  const entries = Object.entries(changes);
+  if (entries.length === 0) return html``;
+  return html`<ul class="changes">${entries.map(([k, c]) => html`<li><code>${k}</code>: ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)}</li>`)}</ul>`;
+}
+
+/** The audit log, newest first: filters, one page of entries, and what part of the file was read. */
+export function auditPage(user: PageUser, flash: string, view: AuditView, query: URLSearchParams): string {
+  const value = (k: string) => query.get(k) ?? '';
+  const link = (page: number) => {
+    const p = new URLSearchParams(query);
+    p.set('page', String(page));
+    return `${B}/audit?${p.toString()}`;
+  };
+  const mib = Math.round(view.readLimit / 1024 / 1024);
+  return layout(
+    'Audit',
+    user,
+    flash,
+    html`<p>Every change from the command line, package configuration (debconf), this web UI and its API, newest first. Secrets are never recorded. The page reads at most the last ${mib} MiB of <code>/var/log/uec-provisioning/audit.log</code>${view.partial ? html` (<strong>the log is larger: older entries are not shown here</strong>; read the file itself)` : ''}; rotated copies (audit.log.1, audit.log.2.gz…) are not shown.</p>
+<form method="get" action="${B}/audit" class="filters" role="search">
+<label for="f-actor">Actor</label><input id="f-actor" name="actor" value="${value('actor')}" placeholder="admin, web:admin, debconf">
+<label for="f-action">Action</label><input id="f-action" name="action" value="${value('action')}" placeholder="node.add, node, config">
+<label for="f-target">Target</label><input id="f-target" name="target" value="${value('target')}" placeholder="hostname, system id, key, user">
+<button type="submit">Apply</button>
+</form>
+<p><span data-count="matched">${view.matched}</span> matching entries${view.pages > 1 ? html`, page ${view.page} of ${view.pages}` : ''}.</p>
+<div class="scroll"><table id="audit-table"><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Actor</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Changes</th></tr></thead>
+<tbody>${view.entries.map(
+      (e) => html`<tr><td>${time(e.time)}</td><td>${actorText(e.actor)}</td><td><code>${e.action}</code></td><td>${Object.entries(e.target).map(([k, v]) => html`<span class="kv">${k}=${v}</span> `)}</td><td>${changeList(e.changes)}${e.truncated ? ' (shortened)' : ''}</td></tr>`,
+    )}</tbody></table></div>
+${view.pages > 1 ? html`<nav aria-label="Pages" class="pager">${view.page > 1 ? html`<a href="${link(view.page - 1)}">Newer</a>` : ''} ${view.page < view.pages ? html`<a href="${link(view.page + 1)}">Older</a>` : ''}</nav>` : ''}`,
+    '/audit',
   );
 }

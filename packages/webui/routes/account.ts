@@ -1,4 +1,6 @@
 /** The logged-in user's own password (any role). */
+import { REDACTED } from '../../../src/audit';
+import { auditRequest } from '../audit';
 import { HttpError, SMALL_BODY, field, json, type Route } from './route';
 
 export const accountRoutes: Route[] = [
@@ -8,13 +10,15 @@ export const accountRoutes: Route[] = [
     who: 'session',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, services, body, auth, secure }) {
+    async handler(ctx) {
+      const { options, services, body, auth, secure } = ctx;
       const who = auth.user.name;
       const { accounts, sessions, log } = options;
       if (!(await accounts.authenticate(who, field(body, 'current')))) throw new HttpError(403, 'the current password is wrong');
       const newPassword = field(body, 'new');
       if (field(body, 'confirm') && field(body, 'confirm') !== newPassword) throw new HttpError(400, 'the new password and its confirmation differ');
       const user = await accounts.setPassword(who, newPassword);
+      await auditRequest(ctx, 'user.passwd', { user: user.name }, { password: { before: REDACTED, after: REDACTED } });
       sessions.closeUser(who);
       services.endStreamsOf(who);
       const session = sessions.open(user.name, user.generation);

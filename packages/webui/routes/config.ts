@@ -1,5 +1,6 @@
 /** Settings: every key with its value and origin; admins set keys in the managed drop-in. */
 import { writeManagedSettings } from '../../../src/config';
+import { loadRequestActor } from '../audit';
 import { HttpError, NO_BODY, SMALL_BODY, field, json, type Route } from './route';
 
 const setConfig = (method: 'PUT' | 'POST'): Route => ({
@@ -8,12 +9,13 @@ const setConfig = (method: 'PUT' | 'POST'): Route => ({
   who: 'admin',
   csrf: true,
   bodyLimit: SMALL_BODY,
-  async handler({ options, body, auth }) {
+  async handler(ctx) {
+    const { options, body, auth } = ctx;
     const changes = new Map<string, string>();
     if (field(body, 'key')) changes.set(field(body, 'key'), field(body, 'value'));
     else for (const [k, v] of Object.entries(body)) if (!k.startsWith('_')) changes.set(k, Array.isArray(v) ? (v[0] ?? '') : v);
     if (changes.size === 0) throw new HttpError(400, 'no settings given');
-    const result = await writeManagedSettings(options.paths, options.schema, changes);
+    const result = await writeManagedSettings(options.paths, options.schema, changes, { audit: { actor: await loadRequestActor(ctx), log: options.log } });
     options.log.info(`${auth.user.name} set ${[...changes.keys()].join(', ')}${result.changed ? '' : ' (unchanged)'}`);
     return json({ changed: result.changed, set: Object.fromEntries(changes) });
   },

@@ -3,6 +3,7 @@ import { deployNodes } from '../../../src/node-ops';
 import { loadRoles } from '../../../src/roles';
 import { summariseNode, type NodeSummary } from '../live';
 import { nodeRef } from '../services';
+import { auditNodeRequest } from '../audit';
 import { BASE, SMALL_BODY, field, json, list, seeOther, type Route } from './route';
 
 export const deployRoutes: Route[] = [
@@ -12,11 +13,14 @@ export const deployRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, services, body, form, auth }) {
+    async handler(ctx) {
+      const { options, services, body, form, auth } = ctx;
       const who = auth.user.name;
       const refs = [...list(body, 'nodes'), ...list(body, 'node')].map(nodeRef);
       const roles = await loadRoles(options.paths);
+      const beforeAll = await options.store.list();
       const deployed = await deployNodes(options.store, refs, roles, { role: field(body, 'role') || undefined, release: field(body, 'release') || undefined }, options.clock);
+      for (const node of deployed) await auditNodeRequest(ctx, 'node.deploy', beforeAll.find((n) => n.systemId === node.systemId) ?? null, node);
       options.log.info(`${who} deployed ${deployed.map((n) => n.hostname).join(', ')}`);
       const powerOn = !['false', '0', 'off', 'no'].includes(field(body, 'power_on').toLowerCase()) && !(form && field(body, 'power_on') === '');
       if (powerOn) {

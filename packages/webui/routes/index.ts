@@ -4,6 +4,7 @@
  * dispatcher (app.ts) enforces the policy; test/packages/webui/routes.test.ts walks this table.
  */
 import { accountRoutes } from './account';
+import { auditRoutes } from './audit';
 import { configRoutes } from './config';
 import { deployRoutes } from './deploy';
 import { imageRoutes } from './images';
@@ -27,6 +28,7 @@ export const ROUTES: readonly Route[] = [
   ...userRoutes,
   ...tokenRoutes,
   ...metricsRoutes,
+  ...auditRoutes,
   ...pageRoutes,
 ];
 

@@ -1,4 +1,5 @@
 /** Nodes: list, add, import from CSV, show, remove, release, power, BMC details, preseed preview, DHCP lease. */
+import { selectChanges } from '../../../src/audit';
 import { publicNode } from '../../../src/node';
 import { addNode, recordNodeEvent, releaseNode, removeNode } from '../../../src/node-ops';
 import { getNode } from '../../../src/node-store';
@@ -6,6 +7,7 @@ import { loadLeases } from '../health';
 import { summariseNode } from '../live';
 import { POWER_ACTIONS, parseBmc, type PowerAction } from '../power';
 import { nodeRef } from '../services';
+import { auditNodeRequest, auditRequest } from '../audit';
 import { BASE, CSV_BODY, HttpError, NO_BODY, SMALL_BODY, field, json, list, seeOther, type Route } from './route';
 
 export const nodeRoutes: Route[] = [
@@ -23,7 +25,8 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, body, auth }) {
+    async handler(ctx) {
+      const { options, body, auth } = ctx;
       const macs = [...list(body, 'macs'), ...field(body, 'mac').split(/[\s,;]+/)].filter(Boolean);
       const node = await addNode(
         options.store,
@@ -38,6 +41,7 @@ export const nodeRoutes: Route[] = [
         options.clock,
       );
       options.log.info(`${auth.user.name} added node ${node.hostname} (${node.systemId})`);
+      await auditNodeRequest(ctx, 'node.add', null, node);
       return json(publicNode(node), 201);
     },
   },
@@ -47,10 +51,12 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: CSV_BODY,
-    async handler({ options, services, body, bodyText, req, auth }) {
+    async handler(ctx) {
+      const { options, services, body, bodyText, req, auth } = ctx;
       const csv = field(body, 'csv') || ((req.headers['content-type'] ?? '').startsWith('text/csv') ? bodyText : '');
       const created = await services.importCsv(csv);
       options.log.info(`${auth.user.name} imported ${created.length} node(s) from CSV`);
+      for (const node of created) await auditNodeRequest(ctx, 'nodes.import', null, node);
       return json({ imported: created.length, nodes: created.map(summariseNode) }, 201);
     },
   },
@@ -71,8 +77,10 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, params, auth }) {
+    async handler(ctx) {
+      const { options, params, auth } = ctx;
       const node = await removeNode(options.store, nodeRef(params.ref ?? ''));
+      await auditNodeRequest(ctx, 'node.remove', node, null);
       await options.bmcs.set(node.systemId, null);
       options.log.info(`${auth.user.name} removed node ${node.hostname} (${node.systemId})`);
       return json({ removed: node.systemId });
@@ -85,8 +93,11 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, params, auth }) {
-      const node = await releaseNode(options.store, nodeRef(params.ref ?? ''), options.clock);
+    async handler(ctx) {
+      const { options, params, auth } = ctx;
+      const before = await getNode(options.store, nodeRef(params.ref ?? ''));
+      const node = await releaseNode(options.store, before.systemId, options.clock);
+      if (JSON.stringify(before) !== JSON.stringify(node)) await auditNodeRequest(ctx, 'node.release', before, node);
       options.log.info(`${auth.user.name} released ${node.hostname}`);
       return json(summariseNode(node));
     },
@@ -97,11 +108,15 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ services, params, body, auth }) {
+    async handler(ctx) {
+      const { options, services, params, body, auth } = ctx;
       const ref = nodeRef(params.ref ?? '');
       const action = field(body, 'action');
       if (!(POWER_ACTIONS as readonly string[]).includes(action)) throw new HttpError(400, `action must be one of ${POWER_ACTIONS.join(', ')}`);
-      return json({ message: await services.power(ref, action as PowerAction, auth.user.name) });
+      const message = await services.power(ref, action as PowerAction, auth.user.name);
+      const node = await getNode(options.store, ref);
+      await auditRequest(ctx, `power.${action as PowerAction}`, { systemId: node.systemId, hostname: node.hostname });
+      return json({ message });
     },
   },
   {
@@ -123,11 +138,14 @@ export const nodeRoutes: Route[] = [
       who: 'admin',
       csrf: true,
       bodyLimit: SMALL_BODY,
-      async handler({ options, params, body, auth }) {
+      async handler(ctx) {
+        const { options, params, body, auth } = ctx;
         const ref = nodeRef(params.ref ?? '');
         const bmc = parseBmc({ address: field(body, 'address'), user: field(body, 'user'), password: field(body, 'password') });
         const node = await getNode(options.store, ref);
+        const before = await options.bmcs.get(node.systemId);
         await options.bmcs.set(node.systemId, bmc);
+        await auditRequest(ctx, 'bmc.set', { systemId: node.systemId, hostname: node.hostname }, selectChanges(before ? { ...before } : null, { ...bmc }));
         await recordNodeEvent(options.store, node.systemId, 'edited', `BMC details set (${bmc.address}) by ${auth.user.name}`, options.clock);
         return json({ address: bmc.address, user: bmc.user });
       },
@@ -139,9 +157,12 @@ export const nodeRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, params, auth }) {
+    async handler(ctx) {
+      const { options, params, auth } = ctx;
       const node = await getNode(options.store, nodeRef(params.ref ?? ''));
+      const before = await options.bmcs.get(node.systemId);
       await options.bmcs.set(node.systemId, null);
+      if (before) await auditRequest(ctx, 'bmc.remove', { systemId: node.systemId, hostname: node.hostname }, selectChanges({ ...before }, null));
       await recordNodeEvent(options.store, node.systemId, 'edited', `BMC details removed by ${auth.user.name}`, options.clock);
       return json({ removed: true });
     },

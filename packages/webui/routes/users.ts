@@ -1,5 +1,7 @@
 /** Web UI users: admins list and create them. */
+import { REDACTED } from '../../../src/audit';
 import type { UserRole } from '../accounts';
+import { auditRequest } from '../audit';
 import { NO_BODY, SMALL_BODY, field, json, type Route } from './route';
 
 export const userRoutes: Route[] = [
@@ -17,8 +19,10 @@ export const userRoutes: Route[] = [
     who: 'admin',
     csrf: true,
     bodyLimit: SMALL_BODY,
-    async handler({ options, body, auth }) {
+    async handler(ctx) {
+      const { options, body, auth } = ctx;
       const user = await options.accounts.create(field(body, 'name'), field(body, 'role') as UserRole, field(body, 'password'));
+      await auditRequest(ctx, 'user.add', { user: user.name }, { role: { before: null, after: user.role }, password: { before: null, after: REDACTED } });
       options.log.info(`${auth.user.name} created user ${user.name} (${user.role})`);
       return json({ name: user.name, role: user.role }, 201);
     },
