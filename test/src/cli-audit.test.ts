@@ -148,3 +148,14 @@ t.test('secrets used on the command line never reach the log', async (t) => {
     t.notOk(log.includes(s), 'a secret is not in the log');
   }
 });
+
+t.test('an audit line that cannot be written: one error line, the change stands, exit 0', async (t) => {
+  const { root } = scratchRoot(t);
+  fs.mkdirSync(path.join(root, AUDIT_LOG), { recursive: true }); // a directory where the file should be
+  const r = await cli(root, ['config', 'set', 'server.interface=eth0'], { SUDO_USER: 'alice' });
+  t.equal(r.code, 0);
+  const errors = r.stderr.split('\n').filter((l) => l.includes('error'));
+  t.equal(errors.length, 1, r.stderr);
+  t.match(errors[0], /^uec-provisioning: error: audit log \/var\/log\/uec-provisioning\/audit\.log: could not record config\.set by unix:alice \(the change itself was made\): EISDIR/);
+  t.equal((await cli(root, ['config', 'get', 'server.interface'])).stdout, 'eth0\n', 'the setting was made');
+});

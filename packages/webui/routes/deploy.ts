@@ -3,7 +3,7 @@ import { deployNodes } from '../../../src/node-ops';
 import { loadRoles } from '../../../src/roles';
 import { summariseNode, type NodeSummary } from '../live';
 import { nodeRef } from '../services';
-import { auditNodeRequest } from '../audit';
+import { auditNodeRequest, auditRequest } from '../audit';
 import { BASE, SMALL_BODY, field, json, list, seeOther, type Route } from './route';
 
 export const deployRoutes: Route[] = [
@@ -25,7 +25,12 @@ export const deployRoutes: Route[] = [
       const powerOn = !['false', '0', 'off', 'no'].includes(field(body, 'power_on').toLowerCase()) && !(form && field(body, 'power_on') === '');
       if (powerOn) {
         // In the background: the result of each power-on is an event on the node, seen live.
-        for (const node of deployed) void services.power(node.systemId, 'on', who).catch(() => undefined);
+        for (const node of deployed) {
+          void services
+            .power(node.systemId, 'on', who)
+            .then(() => auditRequest(ctx, 'power.on', { systemId: node.systemId, hostname: node.hostname }))
+            .catch(() => undefined);
+        }
       }
       return json({ deployed: deployed.map(summariseNode), powerOn });
     },

@@ -125,3 +125,14 @@ t.test('the Audit page and GET /api/audit: admins only, filtered, newest first, 
   t.match(escaped.text, /&lt;script&gt;x&lt;\/script&gt;/);
   t.notMatch(escaped.text, /<script>x<\/script>/, 'a target is escaped');
 });
+
+t.test('an audit line that cannot be written: the request succeeds, the error is logged', async (t) => {
+  const h = await startHarness(t);
+  fs.rmSync(h.paths.resolve(AUDIT_LOG));
+  fs.mkdirSync(h.paths.resolve(AUDIT_LOG)); // a directory where the file should be
+  const admin = await login(h, ADMIN);
+  const r = await admin.call('POST', '/api/nodes', { hostname: 'web2', mac: '52:54:00:aa:00:02' });
+  t.equal(r.status, 201, r.text);
+  t.ok((await h.store.list()).some((n) => n.hostname === 'web2'), 'the node was added');
+  t.match(h.logs.join(''), /error: audit log \/var\/log\/uec-provisioning\/audit\.log: could not record node\.add by web:admin \(the change itself was made\)/);
+});
