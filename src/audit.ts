@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describeError } from './errors';
+import { UecError, describeError } from './errors';
 import { fsOps } from './fs-ops';
 import type { Logger } from './log';
 import type { Node } from './node';
@@ -313,10 +313,11 @@ export function parseAuditText(text: string, fromMiddle: boolean): { entries: Au
 export async function loadAuditEntries(paths: Paths, maxBytes: number = AUDIT_READ_LIMIT): Promise<AuditRead> {
   let handle: fs.promises.FileHandle;
   try {
-    handle = await fs.promises.open(paths.resolve(AUDIT_LOG), 'r');
+    handle = await fsOps().open(paths.resolve(AUDIT_LOG), 'r', 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], partial: false, bytesRead: 0, malformed: 0 };
-    throw err;
+    // No dedicated code yet: CONFIG_UNREADABLE is the "cannot read a file of ours" exit 3.
+    throw new UecError('CONFIG_UNREADABLE', `cannot read ${AUDIT_LOG}: ${describeError(err)} (it is root:adm 0640: run as root or as a member of adm)`, { cause: err });
   }
   try {
     const { size } = await handle.stat();

@@ -11,6 +11,7 @@ import t from 'tap';
 import { AUDIT_LOG, type AuditEntry } from '../../src/audit';
 import { main, type Io } from '../../src/cli';
 import { staticNetworkFacts } from '../../src/network-facts';
+import { withFsFault } from '../../src/fs-ops';
 import { createFileNodeStore } from '../../src/node-store';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 
@@ -158,4 +159,15 @@ t.test('an audit line that cannot be written: one error line, the change stands,
   t.equal(errors.length, 1, r.stderr);
   t.match(errors[0], /^uec-provisioning: error: audit log \/var\/log\/uec-provisioning\/audit\.log: could not record config\.set by unix:alice \(the change itself was made\): EISDIR/);
   t.equal((await cli(root, ['config', 'get', 'server.interface'])).stdout, 'eth0\n', 'the setting was made');
+});
+
+t.test('audit: a log it may not read is one line naming the file, exit 3', async (t) => {
+  const { root } = scratchRoot(t);
+  t.equal((await cli(root, ['config', 'set', 'server.interface=eth0'])).code, 0);
+  const eacces = Object.assign(new Error('permission denied'), { code: 'EACCES' });
+  const r = await withFsFault({ open: () => Promise.reject(eacces) }, () => cli(root, ['audit']));
+  t.equal(r.code, 3);
+  t.equal(r.stdout, '');
+  t.equal(r.stderr.trim().split('\n').length, 1);
+  t.match(r.stderr, /^uec-provisioning: error: cannot read \/var\/log\/uec-provisioning\/audit\.log: EACCES: permission denied \(it is root:adm 0640: run as root or as a member of adm\)/);
 });
