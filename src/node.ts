@@ -6,7 +6,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { UecError } from './errors';
 import { isIPv4 } from 'node:net';
-import { checkHostname, checkIPv4, checkMac, checkWord, normaliseMac } from './formats';
+import { checkHostname, checkIPv4, checkMac, checkWord, normaliseMac, quoteValue } from './formats';
 
 /** new → (commissioning →) ready → deploying → deployed; failed from deploying or commissioning. */
 export const NODE_STATUSES = ['new', 'commissioning', 'ready', 'deploying', 'deployed', 'failed'] as const;
@@ -118,7 +118,7 @@ export function maskToken(token: string): string {
 }
 
 function invalid(what: string, value: string, reason: string): UecError {
-  return new UecError('INVALID_VALUE', `${what} ${JSON.stringify(value)} ${reason}`);
+  return new UecError('INVALID_VALUE', `${what} ${quoteValue(value)} ${reason}`);
 }
 
 /**
@@ -256,8 +256,8 @@ export function checkNode(node: Node): NodeProblem | null {
 
 /** One line naming the node and the field, every value escaped: node web1 (node-abc123): release ".." must not start with ".". */
 export function describeNodeProblem(node: Node, found: NodeProblem): string {
-  const safe = (v: unknown): string => (typeof v === 'string' && /^[A-Za-z0-9._-]+$/.test(v) ? v : JSON.stringify(v) ?? String(v));
-  return `node ${safe(node.hostname)} (${safe(node.systemId)}): ${found.field} ${JSON.stringify(found.value)} ${found.reason}`;
+  const safe = (v: unknown): string => (typeof v === 'string' ? (/^[A-Za-z0-9._-]+$/.test(v) ? v : quoteValue(v)) : (JSON.stringify(v) ?? String(v)));
+  return `node ${safe(node.hostname)} (${safe(node.systemId)}): ${found.field} ${quoteValue(found.value)} ${found.reason}`;
 }
 
 /** Free text that lands in logs and the event timeline: one line, bounded. */
@@ -281,7 +281,7 @@ export interface NewNodeInput {
 
 /** A validated new node; system id and token come from the given sources (tests pass fixed ones). */
 export function createNode(input: NewNodeInput, now: Date, ids: { systemId: string; token: string }): Node {
-  if (input.macs.length === 0) throw new UecError('INVALID_VALUE', `node ${JSON.stringify(input.hostname)} needs at least one MAC address`);
+  if (input.macs.length === 0) throw new UecError('INVALID_VALUE', `node ${quoteValue(input.hostname)} needs at least one MAC address`);
   const macs = input.macs.map(parseMac);
   const duplicate = macs.find((m, i) => macs.indexOf(m) !== i);
   if (duplicate) throw new UecError('INVALID_VALUE', `MAC ${duplicate} is given twice`);
