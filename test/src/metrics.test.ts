@@ -179,6 +179,58 @@ t.test('dnsmasq with enable-dbus on a private bus: uecp_dnsmasq_up 1 and its DHC
   t.equal(sampleValue((await renderMetrics()).body, 'uecp_dnsmasq_up'), 0, 'dnsmasq gone: up 0, the scrape still answers');
 });
 
+t.test('the shipped D-Bus policy on a bus that denies by default: dnsmasq may own the name, root may read its metrics', async (t) => {
+  const dir = fs.mkdtempSync('/tmp/uec-dbus-policy-');
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const socket = path.join(dir, 'bus.sock');
+  // The default policy of Debian's /usr/share/dbus-1/system.conf: nobody may own a name or call a method unless a policy allows it.
+  fs.writeFileSync(
+    path.join(dir, 'bus.conf'),
+    `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=${socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+  </policy>
+  <include>${path.join(REPO_ROOT, 'debian/dbus/uec-provisioning-dhcpd.conf')}</include>
+</busconfig>
+`,
+  );
+  const daemon = spawn('/usr/bin/dbus-daemon', [`--config-file=${path.join(dir, 'bus.conf')}`, '--nofork'], { stdio: 'ignore' });
+  t.teardown(() => stopChild(daemon));
+  await waitFor('the bus socket', () => fs.existsSync(socket));
+  const address = `unix:path=${socket}`;
+  t.teardown(useSystemBusAddress(address));
+  const child = spawn('unshare', ['--net', '/usr/sbin/dnsmasq', '--keep-in-foreground', '--port=0', '--conf-file=/dev/null', `--pid-file=${dir}/pid`, `--enable-dbus=${DHCPD_BUS_NAME}`], {
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
+    stdio: 'ignore',
+  });
+  t.teardown(() => stopChild(child));
+  const values = await waitFor('dnsmasq on the bus', () => readDnsmasqMetrics(DHCPD_BUS_NAME, 500).catch(() => undefined), 10_000, 100);
+  t.ok(values.has('dhcp_ack'), 'root read GetMetrics from the dnsmasq that owns the name under the policy');
+  // dnsmasq's default name is not ours: the policy does not let it be owned here.
+  const other = spawn('unshare', ['--net', '/usr/sbin/dnsmasq', '--keep-in-foreground', '--port=0', '--conf-file=/dev/null', `--pid-file=${dir}/pid2`, '--enable-dbus'], {
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address },
+    stdio: 'ignore',
+  });
+  t.teardown(() => stopChild(other));
+  await new Promise((r) => setTimeout(r, 500));
+  await t.rejects(readDnsmasqMetrics('uk.org.thekelleys.dnsmasq', 500), 'a name the policy does not grant is not served');
+});
+
 t.test("the mirror's state file: last result, when, and the served tree's time", async (t) => {
   t.same(parseMirrorState('{"result":"ok","finished":"2026-12-06T09:30:00.000Z","generation":"20261206T092000123Z"}'), { mode: 'mirror', success: true, finished: Date.parse('2026-12-06T09:30:00Z') / 1000, served: Date.parse('2026-12-06T09:20:00.123Z') / 1000 });
   t.same(parseMirrorState('{"result":"failed","finished":"2026-12-06T09:30:00.000Z","generation":null}'), { mode: 'mirror', success: false, finished: Date.parse('2026-12-06T09:30:00Z') / 1000 });
