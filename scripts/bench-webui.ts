@@ -1,6 +1,7 @@
 /**
- * Web UI benchmark (part of `npm run bench`): response time of the Dashboard and the Nodes
- * table (first page of 200, sorted) with 1,000 and 10,000 nodes; resident memory of the
+ * Web UI benchmark (part of `npm run bench`): response time (p50 over BENCH_SECONDS, default 5,
+ * of one wrk connection) of the Dashboard and the Nodes table (first page of 200, sorted) with
+ * 1,000 and 10,000 nodes; resident memory of the
  * service with 10,000 nodes; and the time from a status call-back (recorded by another
  * process, as `uec-provisioning serve` does) to an SSE client seeing it. The service is the
  * compiled one (`npm run build`), started as `uec-provisioning webui serve` on 127.0.0.1.
@@ -15,8 +16,10 @@ import { recordStatusEvent } from '../src/node-ops';
 import { createFileNodeStore } from '../src/node-store';
 import { createPaths } from '../src/paths';
 import { createAccountStore } from '../packages/webui/accounts';
+import { runWrk, wrkAvailable } from './wrk';
 
 const REPO = path.resolve(__dirname, '..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLI = path.join(REPO, 'dist/src/cli.js');
 
 function makeNodes(count: number): Node[] {
@@ -33,18 +36,14 @@ function makeNodes(count: number): Node[] {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function timeGet(url: string, cookie: string, runs: number): Promise<{ ms: number; bytes: number }> {
-  const times: number[] = [];
-  let bytes = 0;
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    const r = await fetch(url, { headers: { Cookie: cookie } });
-    const body = await r.arrayBuffer();
-    times.push(performance.now() - t0);
-    bytes = body.byteLength;
-    if (r.status !== 200) throw new Error(`${url}: ${r.status}`);
-  }
-  return { ms: median(times), bytes };
+/** One connection, wrk for `seconds` (a C client: the Node process does not share the work): p50 and the size. */
+async function timeGet(url: string, cookie: string, seconds: number): Promise<{ ms: number; bytes: number }> {
+  const r = await fetch(url, { headers: { Cookie: cookie } });
+  const bytes = (await r.arrayBuffer()).byteLength;
+  if (r.status !== 200) throw new Error(`${url}: ${r.status}`);
+  const load = await runWrk({ url, connections: 1, seconds, headers: [`Cookie: ${cookie}`] });
+  if (load.non2xx > 0 || load.socketErrors > 0) throw new Error(`${url}: ${load.non2xx} non-2xx answers, socket errors ${load.socketErrorDetail}`);
+  return { ms: load.p50, bytes };
 }
 
 async function run(count: number): Promise<void> {
@@ -72,10 +71,10 @@ async function run(count: number): Promise<void> {
       const base = `http://127.0.0.1:${port}/uec-provisioning`;
       const login = await fetch(`${base}/api/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'admin', password: 'bench-password' }) });
       const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
-      await timeGet(`${base}/`, cookie, 2); // warm up
-      const dash = await timeGet(`${base}/`, cookie, 15);
-      const table = await timeGet(`${base}/nodes?sort=last&dir=desc`, cookie, 15);
-      const api = await timeGet(`${base}/api/nodes?status=deploying&per=1000`, cookie, 15);
+      await timeGet(`${base}/`, cookie, 1); // warm up
+      const dash = await timeGet(`${base}/`, cookie, SECONDS);
+      const table = await timeGet(`${base}/nodes?sort=last&dir=desc`, cookie, SECONDS);
+      const api = await timeGet(`${base}/api/nodes?status=deploying&per=1000`, cookie, SECONDS);
       const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
       // Status call-back → SSE client.
       const controller = new AbortController();
@@ -107,6 +106,7 @@ async function run(count: number): Promise<void> {
 
 async function main(): Promise<void> {
   if (!fs.existsSync(CLI)) throw new Error('run npm run build first');
+  if (!wrkAvailable()) throw new Error('wrk is not installed (apt-get install wrk)');
   for (const count of [1000, 10000]) await run(count);
 }
 

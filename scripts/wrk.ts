@@ -16,6 +16,8 @@ export interface WrkResult {
   non2xx: number;
   /** connect + read + write + timeout socket errors. */
   socketErrors: number;
+  /** wrk's own line, e.g. "connect 0, read 12, write 0, timeout 0", or ''. */
+  socketErrorDetail: string;
 }
 
 /** Pure: "1.23ms", "456.00us", "2.01s" → milliseconds. */
@@ -45,6 +47,7 @@ export function parseWrkOutput(out: string): WrkResult {
     requests: num(/(\d+) requests in/),
     non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
     socketErrors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    socketErrorDetail: sock ? sock[0].replace('Socket errors: ', '') : '',
   };
 }
 
