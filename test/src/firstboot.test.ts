@@ -9,13 +9,13 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createPaths } from '../../src/paths';
 import { loadTemplate, renderTemplate, templateDirs } from '../../src/template';
 import { listen } from '../helpers/region-fixture';
 import { REPO_ROOT } from '../helpers/scratch';
 
-async function runReport(t: t.Test, answer: number): Promise<{ code: number | null; stderr: string; calls: string[]; requests: number }> {
+async function runReport(t: Test, answer: number): Promise<{ code: number | null; stderr: string; calls: string[]; requests: number }> {
   let requests = 0;
   const base = await listen(t, (req, res) => {
     requests++;
