@@ -67,7 +67,11 @@ export function reportTally(tally: Tally): void {
   if (file) fs.appendFileSync(file, `${JSON.stringify(tally)}\n`);
 }
 
-/** A hash of every file under a directory (path, mode, bytes): "nothing changed" in one string. */
+/**
+ * A hash of every file under a directory (path, mode, bytes): "nothing changed" in one string.
+ * Files only: an empty directory (the web UI's account lock makes its directory before it
+ * finds the user does not exist) holds no state.
+ */
 export function hashTree(dir: string, skip: (relative: string) => boolean = () => false): string {
   const hash = createHash('sha256');
   const walk = (d: string) => {
@@ -76,11 +80,10 @@ export function hashTree(dir: string, skip: (relative: string) => boolean = () =
       const p = path.join(d, entry.name);
       const rel = path.relative(dir, p);
       if (skip(rel)) continue;
-      if (entry.isDirectory()) {
-        hash.update(`d ${rel}\n`);
-        walk(p);
-      } else {
-        hash.update(`f ${rel} ${(fs.statSync(p).mode & 0o7777).toString(8)}\n`);
+      if (entry.isDirectory()) walk(p);
+      else {
+        const stat = fs.statSync(p);
+        hash.update(`f ${rel} ${(stat.mode & 0o7777).toString(8)} ${stat.size}\n`);
         hash.update(fs.readFileSync(p));
       }
     }

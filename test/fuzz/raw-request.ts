@@ -10,6 +10,11 @@ export interface RawRequest {
   target: string;
   headers: [string, string][];
   body: Buffer;
+  /**
+   * The framing promises more body than is sent (Content-Length too large): a server rightly
+   * waits for the rest, so no answer within the time limit is no fault.
+   */
+  incomplete?: boolean;
 }
 
 export interface RawReply {
@@ -23,7 +28,7 @@ export interface RawReply {
   timedOut: boolean;
 }
 
-export function sendRaw(port: number, request: RawRequest, timeoutMs = 5000): Promise<RawReply> {
+export function sendRaw(port: number, request: RawRequest, timeoutMs = request.incomplete ? 1000 : 5000): Promise<RawReply> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -48,8 +53,8 @@ export function sendRaw(port: number, request: RawRequest, timeoutMs = 5000): Pr
     socket.on('error', () => finish(false));
     socket.on('close', () => finish(false));
     const head = [`${request.method} ${request.target} HTTP/1.1`, 'Host: 127.0.0.1', ...request.headers.map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n');
+    // No half-close: Node's server ends a half-closed connection before an answer that takes a
+    // moment (an await) is written, which would look like no answer at all.
     socket.write(Buffer.concat([Buffer.from(head, 'utf8'), request.body]));
-    // Half-close: a body shorter than its Content-Length ends here instead of waiting forever.
-    socket.end();
   });
 }
