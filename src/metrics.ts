@@ -332,11 +332,15 @@ export function watchRegionAnswers(client: { fetchContext: (...a: never[]) => Pr
   let last: number | undefined;
   for (const method of ['fetchContext', 'claimAddress'] as const) {
     const original = client[method].bind(client) as (...a: unknown[]) => Promise<unknown>;
-    (client as Record<typeof method, (...a: unknown[]) => Promise<unknown>>)[method] = async (...args: unknown[]) => {
-      const value = await original(...args);
-      last = now();
-      return value;
-    };
+    try {
+      (client as Record<typeof method, (...a: unknown[]) => Promise<unknown>>)[method] = async (...args: unknown[]) => {
+        const value = await original(...args);
+        last = now();
+        return value;
+      };
+    } catch {
+      // A client that cannot be wrapped (frozen): no edge lag metric, never a failed start.
+    }
   }
   return () => last;
 }

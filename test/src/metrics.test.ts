@@ -250,8 +250,9 @@ t.test('edge lag: the age of the last region answer appears once the region has 
   noBus(t);
   const paths = scratchRoot(t);
   const { base, scrape } = await start(t, paths);
+  t.equal(sampleValue(await scrape(), 'uecp_region_last_answer_age_seconds'), undefined, 'absent before the region has answered');
   t.equal((await fetch(`${base}/boot/ipxe/node?mac=52:54:00:00:00:99`)).status, 200, 'an unknown MAC: the region was asked');
-  const age = sampleValue(await scrape(), 'uecp_region_last_answer_age_seconds');
+  const age = sampleValue(await scrape(), 'uecp_region_last_answer_age_seconds', { region: 'local' });
   t.ok(age !== undefined && age >= 0, `uecp_region_last_answer_age_seconds ${age}`);
 });
 
