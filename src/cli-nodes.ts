@@ -11,7 +11,7 @@ import { loadArchiveSettings } from './archive';
 import { loadConfig } from './config';
 import { UecError, describeError } from './errors';
 import { maskToken, parseStatus, publicNode, type Node } from './node';
-import { addNode, deployNode, editNode, releaseNode, removeNode, type NodeEdit } from './node-ops';
+import { addNode, deployNodes, editNode, releaseNodes, removeNodes, type NodeEdit } from './node-ops';
 import { getNode } from './node-store';
 import { maskTokenIn, preseedDirs, PRESEED_TYPES, buildPreseedView, type PreseedType } from './preseed';
 import { LOADER_LINK_TARGETS, renderNodePreseed, renderNodeScript, type ProvisioningOptions } from './provisioning';
@@ -267,12 +267,11 @@ export const NODE_COMMANDS: Command[] = [
     optionHelp: [['--no-apply', 'do not update DHCP reservations and boot files now']],
     async run(session, positionals, values) {
       if (positionals.length === 0) throw usageError('nodes remove needs a NODE');
-      const removed: Node[] = [];
-      for (const ref of positionals) {
-        const node = await removeNode(session.nodeStore(), ref);
+      // All or none: an unknown node among several refuses the lot, nothing removed.
+      const removed = await removeNodes(session.nodeStore(), positionals);
+      for (const node of removed) {
         await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.remove', node, null, session.log);
         session.log.info(`removed ${node.hostname} (${node.systemId})`);
-        removed.push(node);
       }
       await applyNodeChanges(session, values);
       if (session.json) session.io.stdout(`${JSON.stringify(removed.map(publicNode), null, 2)}\n`);
@@ -292,13 +291,12 @@ export const NODE_COMMANDS: Command[] = [
     async run(session, positionals, values) {
       if (positionals.length === 0) throw usageError('nodes deploy needs a NODE');
       const roles = await loadRoles(session.paths);
-      const deployed: Node[] = [];
-      for (const ref of positionals) {
-        const before = await getNode(session.nodeStore(), ref);
-        const node = await deployNode(session.nodeStore(), before.systemId, roles, { role: optional(values, 'role'), release: optional(values, 'release') });
-        await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.deploy', before, node, session.log);
+      // All or none: a node that is unknown or cannot deploy refuses the lot, nothing changed.
+      const befores = await Promise.all(positionals.map((ref) => getNode(session.nodeStore(), ref)));
+      const deployed = await deployNodes(session.nodeStore(), befores.map((b) => b.systemId), roles, { role: optional(values, 'role'), release: optional(values, 'release') });
+      for (const [i, node] of deployed.entries()) {
+        await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.deploy', befores[i]!, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is deploying role ${node.role} (${node.os} ${node.release}); it installs on its next netboot`);
-        deployed.push(node);
       }
       await applyNodeChanges(session, values);
       if (session.json) session.io.stdout(`${JSON.stringify(deployed.map(publicNode), null, 2)}\n`);
@@ -313,13 +311,12 @@ export const NODE_COMMANDS: Command[] = [
     optionHelp: [['--no-apply', 'do not update boot files now']],
     async run(session, positionals, values) {
       if (positionals.length === 0) throw usageError('nodes release needs a NODE');
-      const released: Node[] = [];
-      for (const ref of positionals) {
-        const before = await getNode(session.nodeStore(), ref);
-        const node = await releaseNode(session.nodeStore(), before.systemId);
+      // All or none: an unknown node among several refuses the lot, nothing changed.
+      const changes = await releaseNodes(session.nodeStore(), positionals);
+      const released = changes.map((c) => c.after);
+      for (const { before, after: node } of changes) {
         if (JSON.stringify(before) !== JSON.stringify(node)) await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.release', before, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is ready`);
-        released.push(node);
       }
       await applyNodeChanges(session, values);
       if (session.json) session.io.stdout(`${JSON.stringify(released.map(publicNode), null, 2)}\n`);

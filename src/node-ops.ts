@@ -98,6 +98,47 @@ export async function editNode(store: NodeStore, ref: string, edit: NodeEdit, cl
   });
 }
 
+/**
+ * Several nodes changed in ONE store update, all or none: an unknown node, one named twice or
+ * a change that throws refuses the lot, so a command naming several nodes never fails half-way
+ * with the first ones already changed. `change` edits the node in place, or answers 'remove'.
+ * Each node is returned as it was and as it is (null when removed).
+ */
+async function changeNodes(store: NodeStore, refs: readonly string[], change: (node: Node) => void | 'remove'): Promise<{ before: Node; after: Node | null }[]> {
+  if (refs.length === 0) throw new UecError('INVALID_VALUE', 'no node named');
+  return store.update((nodes) => {
+    const seen = new Set<string>();
+    const picked = refs.map((ref) => {
+      const node = requireNode(nodes, ref);
+      if (seen.has(node.systemId)) throw new UecError('INVALID_VALUE', `node ${node.hostname} (${node.systemId}) is named twice`);
+      seen.add(node.systemId);
+      return node;
+    });
+    const results = picked.map((node) => {
+      const before = structuredClone(node);
+      if (change(node) === 'remove') {
+        nodes.splice(nodes.indexOf(node), 1);
+        return { before, after: null };
+      }
+      return { before, after: structuredClone(node) };
+    });
+    return results;
+  });
+}
+
+/** Forget several nodes at once (all or none). */
+export function removeNodes(store: NodeStore, refs: readonly string[]): Promise<Node[]> {
+  return changeNodes(store, refs, () => 'remove').then((r) => r.map((x) => x.before));
+}
+
+/** Make several nodes ready again, netboot on (all or none); each as it was and as it is. */
+export function releaseNodes(store: NodeStore, refs: readonly string[], clock: Clock = SYSTEM_CLOCK): Promise<{ before: Node; after: Node }[]> {
+  return changeNodes(store, refs, (node) => {
+    if (node.status !== 'ready') transition(node, 'ready', clock.now(), 'released');
+    node.netboot = true;
+  }).then((r) => r.map((x) => ({ before: x.before, after: x.after! })));
+}
+
 export async function removeNode(store: NodeStore, ref: string): Promise<Node> {
   return store.update((nodes) => {
     const node = requireNode(nodes, ref);

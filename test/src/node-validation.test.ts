@@ -222,3 +222,26 @@ t.test('region.max_new_nodes sets the enlistment cap; 0 turns enlistment off', a
     t.same(statuses, [...Array<number>(created).fill(201), ...Array<number>(5 - created).fill(429)], `max_new_nodes = ${limit}`);
   }
 });
+
+t.test('nodes remove|release|deploy A B with B unknown (or named twice): refused, A unchanged', async (t) => {
+  const paths = scratchRoot(t);
+  t.equal((await cli(paths, 'nodes', 'add', 'web1', '--mac', '52:54:00:00:00:01', '--no-apply')).code, 0);
+  t.equal((await cli(paths, 'nodes', 'add', 'web2', '--mac', '52:54:00:00:00:02', '--no-apply')).code, 0);
+  const store = createFileNodeStore(paths);
+  const before = JSON.stringify(await store.list());
+  for (const args of [
+    ['remove', 'web1', 'nosuch'],
+    ['release', 'web1', 'nosuch'],
+    ['deploy', 'web1', 'nosuch'],
+    ['remove', 'web1', 'web1'],
+    ['deploy', 'web1', 'web2', '--role', 'nosuch-role'],
+  ]) {
+    const r = await cli(paths, 'nodes', ...args, '--no-apply');
+    t.not(r.code, 0, `nodes ${args.join(' ')} refused`);
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
+    t.equal(JSON.stringify(await store.list()), before, `nodes ${args.join(' ')}: no node changed`);
+  }
+  const ok = await cli(paths, 'nodes', 'remove', 'web1', 'web2', '--no-apply');
+  t.equal(ok.code, 0, ok.stderr);
+  t.same(await store.list(), [], 'both removed in one command');
+});
