@@ -12,7 +12,7 @@
  * the node exactly as it would a real installer. Nothing leaves the namespaces; they are torn
  * down in `finally`, and on exit or a signal by the helper.
  *
- * BENCH_SECONDS (default 5) per measurement; BENCH_CLI=PATH another build's dist/src/cli.js; BENCH_CPU_PROF=DIR runs the service with
+ * BENCH_SECONDS (default 5) per measurement; BENCH_CLI=PATH another build's dist/src/cli.js; BENCH_ONLY=serve measures the service alone (for a profile); BENCH_CPU_PROF=DIR runs the service with
  * `node --cpu-prof --cpu-prof-dir=DIR` (the profile is written when it stops).
  */
 import { spawnSync } from 'node:child_process';
@@ -159,6 +159,10 @@ export async function benchPreseed(): Promise<string[]> {
       const ours = await wrk(url, c, SECONDS);
       cpuUnderLoad += cpuSeconds(server.pid) - cpu0;
       secondsUnderLoad += SECONDS;
+      if (process.env.BENCH_ONLY === 'serve') {
+        rows.push(`| ${c} | ${describe(ours)} | | | | ${ours.non2xx} |`);
+        continue;
+      }
       await wrk(apacheUrl, c, 1);
       const theirs = await wrk(apacheUrl, c, SECONDS);
       await wrk(floorUrl, c, 1);

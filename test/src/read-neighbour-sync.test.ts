@@ -33,3 +33,10 @@ t.test('readNeighbourSync: the same answers as readNeighbour (host, router, inco
   fs.writeFileSync(path.join(dir, 'arp'), ARP.replace('52:54:00:AA:00:01', '52:54:00:AA:00:66'));
   t.same(readNeighbourSync('10.0.0.5', dir), { mac: '52:54:00:aa:00:66', router: false }, 'read again on every lookup');
 });
+
+t.test('readNeighbourSync on the real /proc/net: the same answer as readNeighbour, read again each time', async (t) => {
+  const arp = fs.readFileSync('/proc/net/arp', 'utf8');
+  const first = /^(\d+\.\d+\.\d+\.\d+)\s+\S+\s+0x[2-9a-f]/m.exec(arp.split('\n').slice(1).join('\n'))?.[1] ?? '192.0.2.1';
+  for (let i = 0; i < 3; i++) t.same(readNeighbourSync(first), await readNeighbour(first), `${first}, read ${i + 1}`);
+  t.equal(readNeighbourSync('192.0.2.254'), null, 'an address not in the table');
+});
