@@ -78,10 +78,11 @@ function run(root: string, args: string[]): Promise<{ code: number | null; signa
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    // Generous: CI runs this beside VM tests on 2 cores, where a start of node alone took over 30 s.
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
-    }, 30_000);
+    }, 120_000);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
     child.on('close', (code, signal) => {

@@ -205,8 +205,9 @@ export async function assertProperty<T>(t: Test, name: string, property: fc.IAsy
     await fc.assert(property, params);
     t.pass(`${name}: the property held`);
   } catch (err) {
-    const report = err instanceof Error ? err.message : String(err);
-    t.fail(`${name}: ${show(report.split('\n')[0])}`, { report: report.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) });
+    const cause = err instanceof Error && err.cause instanceof Error ? ` ${err.cause.message}` : '';
+    const report = `${err instanceof Error ? err.message : String(err)}${cause}`;
+    t.fail(`${name}: ${show(report.split('\n')[0])}${show(cause)}`, { report: report.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) });
   }
 }
 
