@@ -60,7 +60,7 @@ export function checkHostname(value: string): string | null {
   if (value.length === 0 || value.length > 253) return 'must be 1 to 253 characters';
   for (const label of value.replace(/\.$/, '').split('.')) {
     if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label)) {
-      return `label ${JSON.stringify(label)} is not a valid DNS label (letters, digits, inner hyphens, 1-63 characters)`;
+      return `label ${quoteValue(label)} is not a valid DNS label (letters, digits, inner hyphens, 1-63 characters)`;
     }
   }
   return null;

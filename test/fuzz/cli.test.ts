@@ -56,15 +56,12 @@ const argv = fc
   .filter((args) => !args.some((a) => UNSAFE_WORDS.has(a) || a.startsWith('--root') || a === 'help'));
 
 /**
- * KNOWN BUG, not in the files of the fuzz suite's owner: src/cli-nodes.ts `nodes remove`,
- * `nodes release` and `nodes deploy` take several NODE references and act on them one store
- * update at a time, so `nodes remove 52:54:00:00:00:01 amd64` removes the first node and then
- * exits 9 (no node "amd64") with that node gone (found with FUZZ_RUNS=20 FUZZ_SEED=1095405687).
- * The fix is to resolve every reference (and check every transition) in one store update
- * before changing any. Until then such a failure that changed the store is counted in the
- * partialMultiNode column instead of failing this property; set this to false once fixed.
+ * Was a known bug, fixed in 2bda926: src/cli-nodes.ts `nodes remove|release|deploy A B` acted on
+ * A before finding that B does not exist (`nodes remove 52:54:00:00:00:01 amd64` removed the node
+ * and exited 9; found with FUZZ_RUNS=20 FUZZ_SEED=1095405687). While it was open such a failure
+ * was counted in the partialMultiNode column; now it fails the property again.
  */
-const KNOWN_PARTIAL_MULTI_NODE = true;
+const KNOWN_PARTIAL_MULTI_NODE = false;
 
 function isMultiNodeCommand(args: string[]): boolean {
   const words = args.filter((a) => !a.startsWith('-'));

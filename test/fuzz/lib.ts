@@ -98,16 +98,12 @@ export function isOneLine(text: string): boolean {
 }
 
 /**
- * KNOWN BUG, not in the files of the fuzz suite's owner: src/node.ts `invalid()` (and so every
- * node field refusal: addNode, the CSV import and the web API's answers) quotes the value with
- * JSON.stringify, which leaves U+0085, U+2028 and U+2029 raw, so `hostname "a\u2028b"` is
- * refused with a message that some readers split into two lines. The fix is to quote with
- * quoteValue (src/formats.ts) there. (The CLI escapes them in whatever it prints since the
- * fuzz suite found `unknown command "bo<U+2028>rm"`.) Until it lands, such a refusal is counted in the
- * rawSeparators column (printed by scripts/fuzz.ts and in each test's comment) instead of
- * failing the node properties; set this to false once src/node.ts is fixed.
+ * Was a known bug, fixed in 655a766: src/node.ts `invalid()` (every node field refusal: addNode,
+ * the CSV import and the web UI's answers) quoted values with JSON.stringify, which leaves
+ * U+0085, U+2028 and U+2029 raw. While it was open such refusals were counted in the
+ * rawSeparators column instead of failing the node properties; now they fail them again.
  */
-export const KNOWN_RAW_SEPARATORS = true;
+export const KNOWN_RAW_SEPARATORS = false;
 
 /** One line but for raw U+0085/U+2028/U+2029: the KNOWN_RAW_SEPARATORS case. */
 export function isOneLineButRawSeparators(text: string): boolean {

@@ -93,3 +93,15 @@ t.test('every CLI error is one line: U+2028, U+2029 and NEL in the culprit are e
     t.equal(r.stderr.indexOf('\n'), r.stderr.length - 1, `one line: ${JSON.stringify(r.stderr)}`);
   }
 });
+
+// Found by nodes.test.ts (CSV import, CI seed) once node refusals quoted with quoteValue: the
+// reason of checkHostname still quoted the bad label with JSON.stringify, so a NEL stayed raw.
+t.test('a hostname refusal is one line: the bad label is quoted with its separators escaped', async (t) => {
+  const paths = scratchRoot(t);
+  const store = createFileNodeStore(paths);
+  for (const hostname of ['$  \u0085A', 'a\u2028b', 'web\u20291']) {
+    await t.rejects(addNode(store, { hostname, macs: ['52:54:00:00:00:01'] }), { code: 'INVALID_VALUE' }, JSON.stringify(hostname));
+    const err = await addNode(store, { hostname, macs: ['52:54:00:00:00:01'] }).catch((e: Error) => e);
+    t.notMatch((err as Error).message, /[\n\u0085\u2028\u2029]/, `no raw separator: ${JSON.stringify((err as Error).message)}`);
+  }
+});
