@@ -10,7 +10,7 @@ import { NODES } from '../packages/tftpd/nodes';
 import { scratchRoot } from '../helpers/scratch';
 import { addNode } from '../../src/node-ops';
 import { createFileNodeStore } from '../../src/node-store';
-import { cli, hashTree, writeBaseSettings } from './lib';
+import { cli, hashTree, show, writeBaseSettings } from './lib';
 
 const SCHEMA = mergeSchemas(loadComponents());
 const MANAGED = '/etc/uec-provisioning/conf.d/50-managed.conf';
@@ -88,9 +88,9 @@ t.test('every CLI error is one line: U+2028, U+2029 and NEL in the culprit are e
   const paths = scratchRoot(t);
   for (const args of [['bo\u2028rm'], ['nodes\u2029'], ['nodes', 'add', 'web1', '--mac', '52:54:00:00:00:01', '--role', 'a\u2028b'], ['nodes', 'add', 'web\u00851', '--mac', '52:54:00:00:00:01'], ['config', 'get', 'x\u2028']]) {
     const r = await cli(paths, args);
-    t.not(r.code, 0, JSON.stringify(args));
+    t.not(r.code, 0, show(args));
     t.notMatch(r.stderr, /[\u0085\u2028\u2029]/, 'no raw separator');
-    t.equal(r.stderr.indexOf('\n'), r.stderr.length - 1, `one line: ${JSON.stringify(r.stderr)}`);
+    t.equal(r.stderr.indexOf('\n'), r.stderr.length - 1, `one line: ${show(r.stderr)}`);
   }
 });
 
@@ -100,8 +100,8 @@ t.test('a hostname refusal is one line: the bad label is quoted with its separat
   const paths = scratchRoot(t);
   const store = createFileNodeStore(paths);
   for (const hostname of ['$  \u0085A', 'a\u2028b', 'web\u20291']) {
-    await t.rejects(addNode(store, { hostname, macs: ['52:54:00:00:00:01'] }), { code: 'INVALID_VALUE' }, JSON.stringify(hostname));
+    await t.rejects(addNode(store, { hostname, macs: ['52:54:00:00:00:01'] }), { code: 'INVALID_VALUE' }, show(hostname));
     const err = await addNode(store, { hostname, macs: ['52:54:00:00:00:01'] }).catch((e: Error) => e);
-    t.notMatch((err as Error).message, /[\n\u0085\u2028\u2029]/, `no raw separator: ${JSON.stringify((err as Error).message)}`);
+    t.notMatch((err as Error).message, /[\n\u0085\u2028\u2029]/, `no raw separator: ${show((err as Error).message)}`);
   }
 });
