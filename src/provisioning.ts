@@ -13,7 +13,9 @@
  *
  * "Owns the node" (node-address.ts): the client's MAC in this server's neighbour table is one
  * of the node's, or it is the node's reserved address, or the address bound to this deploy.
- * This server asks the region (POST /api/v1/nodes/<id>/claim), which keeps the binding.
+ * This server asks the region (POST /api/v1/nodes/<id>/claim, or in-process when the region
+ * runs in this process: local-region-client.ts), which keeps the binding; an accepted answer
+ * is remembered for a few seconds per node, token, address and MAC (ownership-cache.ts).
  *
  * It knows nodes only through the region (region-client.ts); when the region does not
  * answer it says 503 with Retry-After, and the machine's iPXE (or d-i's wget) retries.
