@@ -30,6 +30,7 @@ import { checkLine, checkUrl } from './formats';
 import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
 import { decodePathSegment, presentedToken, text, type Reply } from './http-util';
 import type { Logger } from './log';
+import { timeRender } from './metrics';
 import { SYSTEM_ADDRESSING, type ClientAddressing } from './neighbours';
 import { isInstalling, parseMac, type NodeStatus } from './node';
 import {
@@ -299,7 +300,7 @@ async function nodeBootScript(options: ProvisioningOptions, { req, url }: RouteR
   }
   options.log.info(`boot script for ${mac}: ${action}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
   if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
-  return text(200, await renderNodeScript(options, context));
+  return text(200, await timeRender('boot-script', () => renderNodeScript(options, context)));
 }
 
 async function nodePreseed(options: ProvisioningOptions, { url }: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
@@ -307,7 +308,7 @@ async function nodePreseed(options: ProvisioningOptions, { url }: RouteRequest, 
   const requested = url.searchParams.get('type');
   if (requested !== null && !(PRESEED_TYPES as readonly string[]).includes(requested)) return text(400, `type must be one of ${PRESEED_TYPES.join(', ')}`);
   const type = (requested as PreseedType | null) ?? selectPreseedType(context);
-  const rendered = await renderNodePreseed(options, context, type);
+  const rendered = await timeRender('preseed', () => renderNodePreseed(options, context, type));
   options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
   reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
   return { status: 200, body: rendered.body, type: 'text/plain; charset=utf-8', headers: {} };
@@ -354,7 +355,7 @@ export const PROVISIONING_ROUTES: readonly ProvisioningRoute[] = [
   // Open: enlist and local-disk scripts to anyone; the install script only to the node's owner (checked in the handler).
   { methods: GET, path: '/boot/ipxe/node?mac=<mac>', pattern: /^\/boot\/ipxe\/node$/, access: 'open', bodyLimit: 0, handler: nodeBootScript },
   { methods: GET, path: '/boot/<path>', pattern: /^\/boot\/(.+)$/, access: 'open', bodyLimit: 0, handler: bootTreeFile },
-  { methods: GET, path: '/preseed/enlist', pattern: /^\/preseed\/enlist$/, access: 'open', bodyLimit: 0, handler: async (o) => text(200, (await renderNodePreseed(o, null, 'enlist')).text) },
+  { methods: GET, path: '/preseed/enlist', pattern: /^\/preseed\/enlist$/, access: 'open', bodyLimit: 0, handler: async (o) => text(200, (await timeRender('preseed', () => renderNodePreseed(o, null, 'enlist'))).text) },
   { methods: GET, path: '/preseed/<id>/firstboot', pattern: new RegExp(`^/preseed/${ID}/firstboot$`), access: 'node', bodyLimit: 0, handler: firstbootScript },
   { methods: GET, path: '/preseed/<id>', pattern: new RegExp(`^/preseed/${ID}$`), access: 'node-address', bodyLimit: 0, handler: nodePreseed },
   { methods: GET, path: '/enlist?mac=<mac>', pattern: /^\/enlist$/, access: 'open', bodyLimit: 0, handler: passEnlistment },
