@@ -1,9 +1,10 @@
 /**
  * `uec-provisioning serve`: the HTTP service of uec-provisioning-common. On one machine it
  * runs both sides on one port: the region (node context, metadata, enlistment) and the
- * provisioning server (boot scripts, boot files, preseeds). The provisioning side still asks
- * the region over HTTP with the shared key, exactly as a provisioning server on another
- * machine would; `[provisioning] region_url` points it elsewhere.
+ * provisioning server (boot scripts, boot files, preseeds). The provisioning side asks the
+ * region only through the region client interface (the context view and claims): here an
+ * in-process client (local-region-client.ts); with `[provisioning] region_url` set, the HTTP
+ * client with the shared key, exactly as a provisioning server on another machine does.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';

@@ -34,7 +34,7 @@ async function start(t: Test, paths: Paths, extra: { region?: boolean; clock?: {
   return { running, store, lines, lan, base: `http://${extra.host ?? '127.0.0.1'}:${running.port}` };
 }
 
-t.test('one process, both sides: the provisioning side asks the region over HTTP with the created key', async (t) => {
+t.test('one process, both sides: the key is created, and the provisioning side serves from the region\'s context', async (t) => {
   const paths = scratchRoot(t);
   put(paths, '/etc/uec-provisioning/authorized_keys', '# admins\nssh-ed25519 AAAAC3Nza admin@example\n\n');
   // No context cache here, so each step sees the region's newest state (the cache is tested in region-client.test.ts).
