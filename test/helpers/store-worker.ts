@@ -31,7 +31,7 @@ async function churn(): Promise<void> {
         nodes.push(counter);
       }
       const next = nodes.filter((n) => n.hostname.startsWith('n-')).length;
-      nodes.push(createNode({ hostname: `n-${next}`, macs: [mac(0xfe, next)], role: 'x'.repeat(next % 200 + 1) }, new Date(), { systemId: `node-n${next}`, token: newToken() }));
+      nodes.push(createNode({ hostname: `n-${next}`, macs: [mac(0xfe, next)], role: 'x'.repeat(next % 64 + 1) }, new Date(), { systemId: `node-n${next}`, token: newToken() }));
       counter.release = `r${next}`;
       // Some writes shrink the file too, so a torn write could not pass by accident.
       if (next % 7 === 6) for (const n of nodes) if (n.hostname.startsWith('n-')) n.events = n.events.slice(-1);
