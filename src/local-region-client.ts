@@ -17,7 +17,7 @@ import type { NodeContext } from './context';
 import { UecError, describeError } from './errors';
 import { recordNodeEvent } from './node-ops';
 import { judgeClaim, selectNodeContext, type RegionOptions } from './region';
-import type { ClaimAnswer, ContextLookup, RegionClient } from './region-client';
+import { createEventRepeatFilter, type ClaimAnswer, type ContextLookup, type RegionClient } from './region-client';
 import { parseMac } from './node';
 
 export interface LocalRegionClientOptions {
@@ -35,10 +35,9 @@ export interface LocalRegionClientOptions {
 export function createLocalRegionClient(options: LocalRegionClientOptions): RegionClient {
   const now = options.now ?? Date.now;
   const settingsMs = options.settingsMs ?? 1000;
-  const eventRepeatMs = options.eventRepeatMs ?? 60_000;
+  const isNews = createEventRepeatFilter(options.eventRepeatMs ?? 60_000, now);
   const contexts = new Map<string, { version: string; at: number; value: NodeContext | null }>();
   const inFlight = new Map<string, Promise<NodeContext | null>>();
-  const lastSent = new Map<string, number>();
   const reporting = new Set<Promise<unknown>>();
 
   /** Like the region's context routes: UPSTREAM_FAILED for what would have been a 5xx. */
@@ -85,11 +84,7 @@ export function createLocalRegionClient(options: LocalRegionClientOptions): Regi
       return decision.status === 200 ? { owned: true, rule: decision.rule } : { owned: false, status: decision.status, reason: decision.reason };
     },
     async reportEvent(systemId, type, message) {
-      const key = `${systemId} ${type} ${message}`;
-      const sent = lastSent.get(key);
-      if (sent !== undefined && now() - sent < eventRepeatMs) return;
-      if (lastSent.size > 10_000) lastSent.clear();
-      lastSent.set(key, now());
+      if (!isNews(`${systemId} ${type} ${message}`)) return;
       const region = options.region();
       const recording = recordNodeEvent(region.store, systemId, type, message, region.clock);
       reporting.add(recording);

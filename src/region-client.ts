@@ -41,12 +41,27 @@ export interface RegionClient {
   settle(): Promise<void>;
 }
 
+/**
+ * Boot events are news once: the same (node, type, message) is reported at most once per
+ * `repeatMs` (a re-fetched preseed is not news, and each event is a write of the node store).
+ * Answers whether this one should be sent now, and remembers it if so.
+ */
+export function createEventRepeatFilter(repeatMs: number, now: () => number): (key: string) => boolean {
+  const lastSent = new Map<string, number>();
+  return (key) => {
+    const sent = lastSent.get(key);
+    if (sent !== undefined && now() - sent < repeatMs) return false;
+    if (lastSent.size > 10_000) lastSent.clear();
+    lastSent.set(key, now());
+    return true;
+  };
+}
+
 export function createRegionClient(options: RegionClientOptions): RegionClient {
   const now = options.now ?? Date.now;
   const cache = new Map<string, { at: number; value: NodeContext | null }>();
   const inFlight = new Map<string, Promise<NodeContext | null>>();
-  const eventRepeatMs = options.eventRepeatMs ?? 60_000;
-  const lastSent = new Map<string, number>();
+  const isNews = createEventRepeatFilter(options.eventRepeatMs ?? 60_000, now);
   const reporting = new Set<Promise<unknown>>();
 
   /** One call to the region with the key and the timeout; its status and body, or UPSTREAM_FAILED. */
@@ -82,11 +97,7 @@ export function createRegionClient(options: RegionClientOptions): RegionClient {
 
   return {
     async reportEvent(systemId, type, message) {
-      const key = `${systemId} ${type} ${message}`;
-      const sent = lastSent.get(key);
-      if (sent !== undefined && now() - sent < eventRepeatMs) return;
-      if (lastSent.size > 10_000) lastSent.clear();
-      lastSent.set(key, now());
+      if (!isNews(`${systemId} ${type} ${message}`)) return;
       const sending = request(`/api/v1/nodes/${encodeURIComponent(systemId)}/events`, { method: 'POST', json: { type, message } });
       reporting.add(sending);
       const response = await sending.finally(() => reporting.delete(sending));
