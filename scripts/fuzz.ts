@@ -9,19 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-interface Tally {
-  surface: string;
-  tried: number;
-  accepted: number;
-  crashes: number;
-  wronglyAccepted: number;
-  stateChanged: number;
-  validated: number;
-  refusedByApply: number;
-  rawSeparators: number;
-  partialMultiNode: number;
-}
+import type { Tally } from '../test/fuzz/lib';
 
 const COLUMNS: [keyof Tally, string][] = [
   ['surface', 'surface'],
