@@ -11,10 +11,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main, type Io } from '../src/cli';
-import { createNode } from '../src/node';
-import { createFileNodeStore } from '../src/node-store';
-import { staticNetworkFacts } from '../src/network-facts';
-import { createPaths } from '../src/paths';
+import { createNode } from '../src/contract/node';
+import { createFileNodeStore } from '../src/region/node-store';
+import { staticNetworkFacts } from '../src/core/network-facts';
+import { createPaths } from '../src/core/paths';
 import { createTestNetwork, netnsUnavailableReason, type NetnsProcess } from '../test/helpers/netns';
 import { DHCPD_PATHS } from '../packages/dhcpd/render';
 

@@ -9,10 +9,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildEffectiveConfig, type ConfigValue } from '../src/config';
-import { SILENT_LOGGER } from '../src/log';
-import { createPaths } from '../src/paths';
-import { loadTemplate, templateDirs } from '../src/template';
+import { buildEffectiveConfig, type ConfigValue } from '../src/core/config';
+import { SILENT_LOGGER } from '../src/core/log';
+import { createPaths } from '../src/core/paths';
+import { loadTemplate, templateDirs } from '../src/core/template';
 import { COMMON_SCHEMA } from '../packages/common/config-schema';
 import { MIRROR_SCHEMA } from '../packages/mirror/config-schema';
 import { parseMirrorSettings } from '../packages/mirror/model';

@@ -10,11 +10,11 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { atomicWrite } from '../src/atomic-write';
-import { createNode, type Node } from '../src/node';
-import { recordStatusEvent } from '../src/node-ops';
-import { createFileNodeStore } from '../src/node-store';
-import { createPaths } from '../src/paths';
+import { atomicWrite } from '../src/core/atomic-write';
+import { createNode, type Node } from '../src/contract/node';
+import { recordStatusEvent } from '../src/region/node-ops';
+import { createFileNodeStore } from '../src/region/node-store';
+import { createPaths } from '../src/core/paths';
 import { createAccountStore } from '../packages/webui/accounts';
 import { runWrk, wrkAvailable } from './wrk';
 

@@ -5,11 +5,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { applyPlans, type FilePlan } from '../src/apply';
-import { loadConfig, writeManagedSettings } from '../src/config';
-import { SILENT_LOGGER } from '../src/log';
-import { createPaths } from '../src/paths';
-import { NO_SERVICE_CONTROL } from '../src/services';
+import { applyPlans, type FilePlan } from '../src/core/apply';
+import { loadConfig, writeManagedSettings } from '../src/core/config';
+import { SILENT_LOGGER } from '../src/core/log';
+import { createPaths } from '../src/core/paths';
+import { NO_SERVICE_CONTROL } from '../src/core/services';
 import { COMMON_SCHEMA } from '../packages/common/config-schema';
 
 async function time(runs: number, body: () => Promise<unknown>): Promise<{ median: number; p99: number }> {

@@ -4,22 +4,22 @@
  * stderr, so maintainer scripts can send everything to stderr and keep stdout for debconf.
  */
 import { parseArgs } from 'node:util';
-import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './command';
-import { AUDIT_COMMANDS } from './cli-audit';
-import { NODE_COMMANDS } from './cli-nodes';
-import { loadProcessActor } from './audit';
-import { findComponent, loadComponents, mergeSchemas, type Component } from './component';
-import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './config';
-import { ERROR_CODES, UecError, describeError } from './errors';
-import { escapeLineBreaks, quoteValue } from './formats';
-import { createLogger, type Level } from './log';
-import { createSystemNetworkFacts, type NetworkFacts } from './network-facts';
-import { createPaths, rootFrom } from './paths';
-import { createFileNodeStore, type NodeStore } from './node-store';
+import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './configurator/command';
+import { AUDIT_COMMANDS } from './cli/audit';
+import { NODE_COMMANDS } from './cli/nodes';
+import { loadProcessActor } from './core/audit';
+import { findComponent, loadComponents, mergeSchemas, type Component } from './configurator/component';
+import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './core/config';
+import { ERROR_CODES, UecError, describeError } from './core/errors';
+import { escapeLineBreaks, quoteValue } from './core/formats';
+import { createLogger, type Level } from './core/log';
+import { createSystemNetworkFacts, type NetworkFacts } from './core/network-facts';
+import { createPaths, rootFrom } from './core/paths';
+import { createFileNodeStore, type NodeStore } from './region/node-store';
 
-import type { Io } from './command';
+import type { Io } from './configurator/command';
 
-export type { Io } from './command';
+export type { Io } from './configurator/command';
 
 export const VERSION = '0.1.0';
 

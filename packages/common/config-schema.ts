@@ -1,4 +1,4 @@
-import type { ConfigSchema } from '../../src/config';
+import type { ConfigSchema } from '../../src/core/config';
 
 /**
  * region.authorized_keys_file is served to every installing machine, and the web UI's admins

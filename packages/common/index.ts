@@ -1,4 +1,4 @@
-import type { Component } from '../../src/component';
+import type { Component } from '../../src/configurator/component';
 import { COMMON_SCHEMA } from './config-schema';
 
 /**

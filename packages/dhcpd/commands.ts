@@ -2,12 +2,12 @@
  * `uec-provisioning dhcp probe|set-mode|propose-range`: look for other DHCP servers, switch
  * modes safely (full mode is refused while another server answers), propose a range.
  */
-import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from '../../src/command';
-import { buildEffectiveConfig, loadConfig, parseValue, resolveKey, writeManagedSettings, type ConfigValue, type EffectiveConfig } from '../../src/config';
-import { UecError } from '../../src/errors';
-import { readFileIfExists } from '../../src/fs-ops';
-import { SYSTEM } from '../../src/paths';
-import { atomicWrite, removeFile } from '../../src/atomic-write';
+import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from '../../src/configurator/command';
+import { buildEffectiveConfig, loadConfig, parseValue, resolveKey, writeManagedSettings, type ConfigValue, type EffectiveConfig } from '../../src/core/config';
+import { UecError } from '../../src/core/errors';
+import { readFileIfExists } from '../../src/core/fs-ops';
+import { SYSTEM } from '../../src/core/paths';
+import { atomicWrite, removeFile } from '../../src/core/atomic-write';
 import { DHCP_MODES, type DhcpMode } from './config-schema';
 import { parseRange, proposeRange, subnetOf, inSubnet } from './ipv4';
 import { probeDhcp, type ProbeResult } from './probe';

@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
-import type { ConfigSchema } from '../../src/config';
-import { quoteValue } from '../../src/formats';
+import type { ConfigSchema } from '../../src/core/config';
+import { quoteValue } from '../../src/core/formats';
 
 /**
  * [dhcp] dns_servers: IPv4 addresses separated by commas or blanks, as the model reads them

@@ -1,16 +1,16 @@
 import * as fs from 'node:fs';
-import { BOOT_PATHS } from '../../src/boot';
-import type { Component, ComponentContext } from '../../src/component';
-import type { EffectiveConfig } from '../../src/config';
-import { readFileIfExists } from '../../src/fs-ops';
-import type { Paths } from '../../src/paths';
-import { loadTemplate, type TemplateDirs } from '../../src/template';
+import { BOOT_PATHS } from '../../src/edge/boot';
+import type { Component, ComponentContext } from '../../src/configurator/component';
+import type { EffectiveConfig } from '../../src/core/config';
+import { readFileIfExists } from '../../src/core/fs-ops';
+import type { Paths } from '../../src/core/paths';
+import { loadTemplate, type TemplateDirs } from '../../src/core/template';
 import { DHCP_COMMANDS } from './commands';
 import { DHCP_SCHEMA, type DhcpMode } from './config-schema';
 import { LOADER_FILES, parseResolvConf, selectDhcpModel, type DhcpLocations, type DhcpModel, type DhcpSettings } from './model';
 import { DHCPD_PATHS, TEMPLATE_NAMES, renderDhcpd, type DhcpTemplates } from './render';
-import type { Node } from '../../src/node';
-import type { NetworkFacts } from '../../src/network-facts';
+import type { Node } from '../../src/contract/node';
+import type { NetworkFacts } from '../../src/core/network-facts';
 
 export function readDhcpSettings(config: EffectiveConfig): DhcpSettings {
   return {

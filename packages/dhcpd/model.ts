@@ -4,12 +4,12 @@
  * a model or one UecError naming the culprit out.
  */
 import { isIPv4 } from 'node:net';
-import { ipxeBootstrapUrl } from '../../src/boot';
-import { UecError } from '../../src/errors';
-import { checkHostname, checkMac } from '../../src/formats';
-import type { InterfaceFact } from '../../src/network-facts';
-import type { Node } from '../../src/node';
-import { selectServerAddress } from '../../src/server-address';
+import { ipxeBootstrapUrl } from '../../src/edge/boot';
+import { UecError } from '../../src/core/errors';
+import { checkHostname, checkMac } from '../../src/core/formats';
+import type { InterfaceFact } from '../../src/core/network-facts';
+import type { Node } from '../../src/contract/node';
+import { selectServerAddress } from '../../src/core/server-address';
 import type { DhcpMode } from './config-schema';
 import { inRange, inSubnet, ipToNumber, isNetworkOrBroadcast, proposeRange, rangeSize, subnetOf, type Range, type Subnet } from './ipv4';
 

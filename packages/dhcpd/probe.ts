@@ -7,8 +7,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UecError, describeError } from '../../src/errors';
-import { runCommand } from '../../src/run-command';
+import { UecError, describeError } from '../../src/core/errors';
+import { runCommand } from '../../src/core/run-command';
 
 export interface ProbeAnswer {
   /** The answering server's identifier (option 54), usually its address. */

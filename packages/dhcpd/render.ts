@@ -3,9 +3,9 @@
  * bytes: reservations sorted by system id, one file per node.
  */
 import * as path from 'node:path';
-import type { FilePlan } from '../../src/apply';
-import type { ServiceSpec } from '../../src/services';
-import { refusingEscaper, renderTemplate, type Template } from '../../src/template';
+import type { FilePlan } from '../../src/core/apply';
+import type { ServiceSpec } from '../../src/core/services';
+import { refusingEscaper, renderTemplate, type Template } from '../../src/core/template';
 import { leaseMax, type DhcpModel } from './model';
 
 export const SERVICE_NAME = 'uec-provisioning-dhcpd';

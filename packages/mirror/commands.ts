@@ -3,9 +3,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Command, Session } from '../../src/command';
-import { loadConfig } from '../../src/config';
-import { loadTemplate, templateDirs } from '../../src/template';
+import type { Command, Session } from '../../src/configurator/command';
+import { loadConfig } from '../../src/core/config';
+import { loadTemplate, templateDirs } from '../../src/core/template';
 import { mirrorLayout, parseMirrorSettings, proxyUrl, servedArchiveUrl, upstreamTreePath, type MirrorSettings } from './model';
 import { createProgress, formatBytes } from './progress';
 import { MIRROR_TEMPLATES } from './render';
@@ -56,7 +56,7 @@ export const MIRROR_COMMANDS: Command[] = [
       let host = settings.host;
       if (!host && settings.mode !== 'upstream') {
         try {
-          const { loadServerAddress } = await import('../../src/server-address');
+          const { loadServerAddress } = await import('../../src/core/server-address');
           host = (await loadServerAddress(config, session.network())).address;
         } catch {
           host = '<server address>';

@@ -1,5 +1,5 @@
-import type { ConfigSchema } from '../../src/config';
-import { checkWord, quoteValue } from '../../src/formats';
+import type { ConfigSchema } from '../../src/core/config';
+import { checkWord, quoteValue } from '../../src/core/formats';
 
 export const MIRROR_MODES = ['upstream', 'proxy', 'mirror', 'iso'] as const;
 export type MirrorMode = (typeof MIRROR_MODES)[number];

@@ -5,9 +5,9 @@
  * configurator plans the daemons' drop-ins and the archive override file that the region
  * hands to preseeds; `mirror sync` and `mirror status` are its commands.
  */
-import type { Component, ComponentContext } from '../../src/component';
-import { loadServerAddress } from '../../src/server-address';
-import { loadTemplate } from '../../src/template';
+import type { Component, ComponentContext } from '../../src/configurator/component';
+import { loadServerAddress } from '../../src/core/server-address';
+import { loadTemplate } from '../../src/core/template';
 import { MIRROR_COMMANDS } from './commands';
 import { MIRROR_SCHEMA } from './config-schema';
 import { parseMirrorSettings } from './model';

@@ -2,9 +2,9 @@
  * The mirror's typed model: the [mirror] settings checked as a whole (lists split and each
  * word checked, the upstream URL resolved), plus the paths every part agrees on. Pure.
  */
-import type { EffectiveConfig } from '../../src/config';
-import { UecError } from '../../src/errors';
-import { checkUrl, quoteValue } from '../../src/formats';
+import type { EffectiveConfig } from '../../src/core/config';
+import { UecError } from '../../src/core/errors';
+import { checkUrl, quoteValue } from '../../src/core/formats';
 import { MIRROR_MODES, checkArchitectures, checkComponents, checkSuites, checkUpstream, type MirrorMode } from './config-schema';
 
 /** The generated apt-mirror configuration (fixed path: its presence enables the nightly sync). */

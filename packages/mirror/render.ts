@@ -2,12 +2,12 @@
  * Pure render: the mirror model and its loaded templates in, file plans out. Which files
  * exist depends on the mode; a file a mode does not plan is removed by the apply engine.
  */
-import type { FilePlan } from '../../src/apply';
-import { ARCHIVE_OVERRIDE_FILE, renderArchiveOverride, type ArchiveSettings } from '../../src/archive';
-import { checkLine } from '../../src/formats';
-import type { ServiceSpec } from '../../src/services';
-import { UecError } from '../../src/errors';
-import { refusingEscaper, renderTemplate, type Template } from '../../src/template';
+import type { FilePlan } from '../../src/core/apply';
+import { ARCHIVE_OVERRIDE_FILE, renderArchiveOverride, type ArchiveSettings } from '../../src/core/archive';
+import { checkLine } from '../../src/core/formats';
+import type { ServiceSpec } from '../../src/core/services';
+import { UecError } from '../../src/core/errors';
+import { refusingEscaper, renderTemplate, type Template } from '../../src/core/template';
 import {
   ACNG_CONF_FILE,
   APACHE_CONF_FILE,

@@ -1,4 +1,4 @@
-import type { ConfigSchema } from '../../src/config';
+import type { ConfigSchema } from '../../src/core/config';
 
 /** [tftpd]: the dedicated TFTP dnsmasq, the boot loaders it serves, and image import defaults. */
 export const TFTPD_SCHEMA: ConfigSchema = {

@@ -10,11 +10,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BOOT_PATHS, imagePath } from '../../src/boot';
-import { UecError, describeError } from '../../src/errors';
-import { checkWord } from '../../src/formats';
-import type { Paths } from '../../src/paths';
-import { runCommand } from '../../src/run-command';
+import { BOOT_PATHS, imagePath } from '../../src/edge/boot';
+import { UecError, describeError } from '../../src/core/errors';
+import { checkWord } from '../../src/core/formats';
+import type { Paths } from '../../src/core/paths';
+import { runCommand } from '../../src/core/run-command';
 
 export type ImageSource =
   | { kind: 'package'; name: string }

@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
-import type { FilePlan } from '../../src/apply';
-import { BOOT_PATHS, imagePath } from '../../src/boot';
-import { usageError, type Command, type Session, type Values } from '../../src/command';
-import type { Component, ComponentContext } from '../../src/component';
-import { loadConfig } from '../../src/config';
-import { loadServerAddress } from '../../src/server-address';
-import { loadTemplate, type TemplateDirs } from '../../src/template';
+import type { FilePlan } from '../../src/core/apply';
+import { BOOT_PATHS, imagePath } from '../../src/edge/boot';
+import { usageError, type Command, type Session, type Values } from '../../src/configurator/command';
+import type { Component, ComponentContext } from '../../src/configurator/component';
+import { loadConfig } from '../../src/core/config';
+import { loadServerAddress } from '../../src/core/server-address';
+import { loadTemplate, type TemplateDirs } from '../../src/core/template';
 import { TFTPD_SCHEMA } from './config-schema';
 import { importImage, listImages, parseImageName, removeImage, type ImageSource, type Progress } from './images';
 import { installLoaders } from './loaders';

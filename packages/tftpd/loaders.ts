@@ -5,11 +5,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { atomicWrite, removeFile } from '../../src/atomic-write';
-import { BOOT_PATHS } from '../../src/boot';
-import { UecError, describeError } from '../../src/errors';
-import { readFileIfExists } from '../../src/fs-ops';
-import type { Paths } from '../../src/paths';
+import { atomicWrite, removeFile } from '../../src/core/atomic-write';
+import { BOOT_PATHS } from '../../src/edge/boot';
+import { UecError, describeError } from '../../src/core/errors';
+import { readFileIfExists } from '../../src/core/fs-ops';
+import type { Paths } from '../../src/core/paths';
 
 export interface LoaderSpec {
   /** File name at the TFTP root (what DHCP hands out, what shim and pxelinux fetch). */

@@ -4,13 +4,13 @@
  * shared with the HTTP iPXE path). No fs, clock or network here: model and templates in,
  * sorted file plans out.
  */
-import type { FilePlan } from '../../src/apply';
-import { imagePath, renderKernelArgs, selectBootAction, BOOT_PATHS, ipxeBootstrapUrl } from '../../src/boot';
-import { UecError } from '../../src/errors';
-import { checkBootScriptChars, checkInterface, checkKernelArgs, checkLine, checkPath, checkWord } from '../../src/formats';
-import type { Node } from '../../src/node';
-import type { ServiceSpec } from '../../src/services';
-import { refusingEscaper, renderTemplate, type Template, type ValueEscaper } from '../../src/template';
+import type { FilePlan } from '../../src/core/apply';
+import { imagePath, renderKernelArgs, selectBootAction, BOOT_PATHS, ipxeBootstrapUrl } from '../../src/edge/boot';
+import { UecError } from '../../src/core/errors';
+import { checkBootScriptChars, checkInterface, checkKernelArgs, checkLine, checkPath, checkWord } from '../../src/core/formats';
+import type { Node } from '../../src/contract/node';
+import type { ServiceSpec } from '../../src/core/services';
+import { refusingEscaper, renderTemplate, type Template, type ValueEscaper } from '../../src/core/template';
 
 export const TFTPD_CONF = '/etc/uec-provisioning/dnsmasq-tftpd.conf';
 export const TFTPD_PID_FILE = '/run/uec-provisioning-tftpd/dnsmasq.pid';

@@ -4,15 +4,15 @@
  * file never holds a usable secret. Each user has a generation, raised by every password
  * change: a session remembers the generation it was opened with and stops working after a
  * change, also when the change came from another process (the CLI), since the file is read
- * again whenever it changed on disk. Writers in every process take one lock (src/file-lock.ts)
+ * again whenever it changed on disk. Writers in every process take one lock (src/core/file-lock.ts)
  * and read the file again under it, so no change of another process is lost.
  */
 import { createHash, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import * as fs from 'node:fs';
-import { atomicWrite } from '../../src/atomic-write';
-import { UecError, describeError } from '../../src/errors';
-import { createFileLock } from '../../src/file-lock';
-import type { Paths } from '../../src/paths';
+import { atomicWrite } from '../../src/core/atomic-write';
+import { UecError, describeError } from '../../src/core/errors';
+import { createFileLock } from '../../src/core/file-lock';
+import type { Paths } from '../../src/core/paths';
 
 export const ACCOUNTS_FILE = '/var/lib/uec-provisioning/webui/accounts.json';
 export const INITIAL_PASSWORD_FILE = '/var/lib/uec-provisioning/webui/initial-admin-password';

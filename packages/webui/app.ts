@@ -11,9 +11,9 @@
  * access log.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { UecError, describeError, type ErrorCode } from '../../src/errors';
-import { recordRequest, useMetricsSources } from '../../src/metrics';
-import { BodyTooLargeError, clientAddress, loggablePath, parseJsonObject, readBody, tooLargeHeaders } from '../../src/http-util';
+import { UecError, describeError, type ErrorCode } from '../../src/core/errors';
+import { recordRequest, useMetricsSources } from '../../src/core/metrics';
+import { BodyTooLargeError, clientAddress, loggablePath, parseJsonObject, readBody, tooLargeHeaders } from '../../src/core/http-util';
 import { selectClient, DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './client-address';
 import * as pages from './pages';
 import type { PowerAction } from './power';
@@ -21,6 +21,7 @@ import { ROUTES } from './routes';
 import { BASE, COOKIE, HttpError, allowedMethods, field, selectMethod, selectRoutes, type Auth, type Body, type Outcome, type RouteContext, type RouteMatch } from './routes/route';
 import { createWebuiServices, type WebuiOptions } from './services';
 import { csrfMatches } from './sessions';
+import { selectStatusCounts } from '../../src/contract/node';
 
 export { BASE, COOKIE } from './routes/route';
 export { ROUTES, listRoutes } from './routes';
@@ -119,8 +120,8 @@ export function createWebui(options: WebuiOptions): Webui {
   const { accounts, sessions, log } = options;
   const services = createWebuiServices(options);
   const trusted = options.trustedProxies ?? parseTrustedProxies(DEFAULT_TRUSTED_PROXIES) ?? [];
-  // Metrics (src/metrics.ts): nodes by status from this store; each request by its route's pattern.
-  useMetricsSources({ listNodes: () => options.store.list() });
+  // Metrics (src/core/metrics.ts): nodes by status from this store; each request by its route's pattern.
+  useMetricsSources({ countNodesByStatus: async () => selectStatusCounts(await options.store.list()) });
   const matchedRoutes = new WeakMap<IncomingMessage, string>();
 
   async function authenticate(req: IncomingMessage): Promise<Auth | undefined> {

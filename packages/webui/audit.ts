@@ -1,10 +1,11 @@
 /**
- * The web UI's side of the audit log (src/audit.ts): who a request acts for (a cookie session
+ * The web UI's side of the audit log (src/core/audit.ts): who a request acts for (a cookie session
  * is {kind: 'web'}, an API token {kind: 'token'} with the token's id and name, never its
  * secret), and one call for the route handlers to record a change.
  */
-import { recordAudit, recordNodeAudit, type AuditAction, type AuditActor, type AuditChange } from '../../src/audit';
-import type { Node } from '../../src/node';
+import { recordAudit, type AuditAction, type AuditActor, type AuditChange } from '../../src/core/audit';
+import { recordNodeAudit } from '../../src/region/node-audit';
+import type { Node } from '../../src/contract/node';
 import type { Auth, SignedInContext } from './routes/route';
 
 /** The id of a presented API token (uecp_<id>_<secret>): its public part only (pure). */

@@ -1,4 +1,4 @@
-import type { ConfigSchema } from '../../src/config';
+import type { ConfigSchema } from '../../src/core/config';
 import { DEFAULT_TRUSTED_PROXIES, checkTrustedProxies } from './client-address';
 
 /** The [webui] section: where the web front end listens and how it powers machines on. */

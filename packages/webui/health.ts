@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BOOT_PATHS } from '../../src/boot';
-import type { EffectiveConfig } from '../../src/config';
-import { formatValue } from '../../src/config';
-import type { Paths } from '../../src/paths';
+import { BOOT_PATHS } from '../../src/edge/boot';
+import type { EffectiveConfig } from '../../src/core/config';
+import { formatValue } from '../../src/core/config';
+import type { Paths } from '../../src/core/paths';
 
 export interface HealthItem {
   name: string;

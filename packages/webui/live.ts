@@ -8,10 +8,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Logger } from '../../src/log';
-import type { Node, NodeStatus } from '../../src/node';
-import type { NodeStore } from '../../src/node-store';
-import { describeError } from '../../src/errors';
+import type { Logger } from '../../src/core/log';
+import type { Node, NodeStatus } from '../../src/contract/node';
+import type { NodeStore } from '../../src/region/node-store';
+import { describeError } from '../../src/core/errors';
 
 /** Where a deploying node is: the stages the Deploy page shows. */
 export const DEPLOY_STAGES = ['waiting', 'netboot', 'preseed', 'installing', 'installed', 'deployed', 'failed'] as const;

@@ -4,8 +4,8 @@
  * Keyboard use: native links, buttons and form controls, a skip link, visible focus.
  * Narrow screens: one column, tables scroll inside their own box.
  */
-import { NODE_STATUSES, type Node } from '../../src/node';
-import type { AuditEntry } from '../../src/audit';
+import { NODE_STATUSES, type Node } from '../../src/contract/node';
+import type { AuditEntry } from '../../src/core/audit';
 import type { ApiToken } from './accounts';
 import type { HealthItem, ImageEntry, Lease } from './health';
 import { html, raw, type Html } from './html';

@@ -8,13 +8,13 @@
  */
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
-import { atomicWrite } from '../../src/atomic-write';
-import { createFileLock } from '../../src/file-lock';
-import { UecError, describeError } from '../../src/errors';
-import { checkHostname, checkIPv4 } from '../../src/formats';
-import { parseMac } from '../../src/node';
-import type { Paths } from '../../src/paths';
-import { runCommand } from '../../src/run-command';
+import { atomicWrite } from '../../src/core/atomic-write';
+import { createFileLock } from '../../src/core/file-lock';
+import { UecError, describeError } from '../../src/core/errors';
+import { checkHostname, checkIPv4 } from '../../src/core/formats';
+import { parseMac } from '../../src/contract/node';
+import type { Paths } from '../../src/core/paths';
+import { runCommand } from '../../src/core/run-command';
 
 export const BMC_FILE = '/var/lib/uec-provisioning/bmc.json';
 
@@ -129,7 +129,7 @@ export function createBmcStore(paths: Paths): BmcStore {
       return new Set(Object.keys((await read()).bmcs));
     },
     set(systemId, bmc) {
-      // The web UI and `webui bmc` commands write it: one cross-process lock (src/file-lock.ts).
+      // The web UI and `webui bmc` commands write it: one cross-process lock (src/core/file-lock.ts).
       const run = queue.then(() => fileLock.withLock(async () => {
         const data = await read();
         if (bmc) data.bmcs[systemId] = bmc;

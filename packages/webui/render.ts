@@ -1,5 +1,5 @@
-import type { FilePlan } from '../../src/apply';
-import { renderTemplate, type Template } from '../../src/template';
+import type { FilePlan } from '../../src/core/apply';
+import { renderTemplate, type Template } from '../../src/core/template';
 
 export const APACHE_CONF = '/etc/apache2/conf-available/uec-provisioning-webui.conf';
 export const APACHE_SERVICE = { name: 'apache2', unit: 'apache2.service', pidFile: '/run/apache2/apache2.pid', reloadSignal: 'SIGUSR1' as NodeJS.Signals };

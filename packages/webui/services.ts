@@ -4,22 +4,22 @@
  * query, CSV import, the live event streams).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Command } from '../../src/command';
-import type { ConfigSchema, EffectiveConfig } from '../../src/config';
-import { UecError, describeError } from '../../src/errors';
-import { decodePathSegment } from '../../src/http-util';
-import type { Logger } from '../../src/log';
-import type { NetworkFacts } from '../../src/network-facts';
-import { createNode, newSystemId, newToken, type Node } from '../../src/node';
-import { recordNodeEvent, type Clock } from '../../src/node-ops';
-import { getNode, type NodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
-import { maskTokenIn } from '../../src/preseed';
-import { renderNodePreseed } from '../../src/provisioning';
-import { selectNodeContext } from '../../src/region';
-import { createRegionClient } from '../../src/region-client';
-import { buildProvisioningOptions, buildRegionOptions } from '../../src/serve';
-import { loadServerAddress } from '../../src/server-address';
+import type { Command } from '../../src/configurator/command';
+import type { ConfigSchema, EffectiveConfig } from '../../src/core/config';
+import { UecError, describeError } from '../../src/core/errors';
+import { decodePathSegment } from '../../src/core/http-util';
+import type { Logger } from '../../src/core/log';
+import type { NetworkFacts } from '../../src/core/network-facts';
+import { createNode, newSystemId, newToken, type Node } from '../../src/contract/node';
+import { recordNodeEvent, type Clock } from '../../src/region/node-ops';
+import { getNode, type NodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
+import { maskTokenIn } from '../../src/edge/preseed';
+import { renderNodePreseed } from '../../src/edge/provisioning';
+import { selectNodeContext } from '../../src/region/region';
+import { createRegionClient } from '../../src/edge/region-client';
+import { buildProvisioningOptions, buildRegionOptions } from '../../src/cli/serve';
+import { loadServerAddress } from '../../src/core/server-address';
 import type { AccountStore } from './accounts';
 import type { LiveChange, LiveNodes } from './live';
 import { summariseNode, type NodeSummary } from './live';

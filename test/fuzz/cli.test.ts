@@ -15,8 +15,8 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
 import { allCommands } from '../../src/cli';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { createFileNodeStore } from '../../src/node-store';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { createFileNodeStore } from '../../src/region/node-store';
 import { NODES } from '../packages/tftpd/nodes';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 import { assertProperty, fuzzParameters, hashTree, hostileString, isOneLine, looksLikeCrash, newTally, reportTally, show, writeBaseSettings } from './lib';
@@ -56,7 +56,7 @@ const argv = fc
   .filter((args) => !args.some((a) => UNSAFE_WORDS.has(a) || a.startsWith('--root') || a === 'help'));
 
 /**
- * Was a known bug, fixed in 2bda926: src/cli-nodes.ts `nodes remove|release|deploy A B` acted on
+ * Was a known bug, fixed in 2bda926: src/cli/nodes.ts `nodes remove|release|deploy A B` acted on
  * A before finding that B does not exist (`nodes remove 52:54:00:00:00:01 amd64` removed the node
  * and exited 9; found with FUZZ_RUNS=20 FUZZ_SEED=1095405687). While it was open such a failure
  * was counted in the partialMultiNode column; now it fails the property again.

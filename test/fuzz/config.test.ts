@@ -8,9 +8,9 @@
 import * as fs from 'node:fs';
 import fc from 'fast-check';
 import t from 'tap';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import type { KeySpec } from '../../src/config';
-import { createFileNodeStore } from '../../src/node-store';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import type { KeySpec } from '../../src/core/config';
+import { createFileNodeStore } from '../../src/region/node-store';
 import { NODES } from '../packages/tftpd/nodes';
 import { scratchRoot } from '../helpers/scratch';
 import { assertProperty, checkRenders, cli, fuzzParameters, hashTree, hostileString, isOneLine, looksLikeCrash, newTally, reportTally, runFactor, show, writeBaseSettings } from './lib';

@@ -14,10 +14,10 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import type { Test } from 'tap';
 import { main, type Io } from '../../src/cli';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { createFileNodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
-import { validateContent } from '../../src/validators';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { createFileNodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
+import { validateContent } from '../../src/core/validators';
 import { REPO_ROOT } from '../helpers/scratch';
 
 process.env.UEC_PROVISIONING_TEMPLATES ??= path.join(REPO_ROOT, 'templates');
@@ -98,7 +98,7 @@ export function isOneLine(text: string): boolean {
 }
 
 /**
- * Was a known bug, fixed in 655a766: src/node.ts `invalid()` (every node field refusal: addNode,
+ * Was a known bug, fixed in 655a766: src/contract/node.ts `invalid()` (every node field refusal: addNode,
  * the CSV import and the web UI's answers) quoted values with JSON.stringify, which leaves
  * U+0085, U+2028 and U+2029 raw. While it was open such refusals were counted in the
  * rawSeparators column instead of failing the node properties; now they fail them again.

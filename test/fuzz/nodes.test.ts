@@ -8,12 +8,12 @@
 import * as fs from 'node:fs';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
-import { UecError } from '../../src/errors';
-import type { NewNodeInput } from '../../src/node';
-import { addNode, deployNode } from '../../src/node-ops';
-import { loadRoles } from '../../src/roles';
-import { NODES_FILE, createFileNodeStore, type NodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
+import { UecError } from '../../src/core/errors';
+import type { NewNodeInput } from '../../src/contract/node';
+import { addNode, deployNode } from '../../src/region/node-ops';
+import { loadRoles } from '../../src/contract/roles';
+import { NODES_FILE, createFileNodeStore, type NodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
 import { createAccountStore } from '../../packages/webui/accounts';
 import { NODES } from '../packages/tftpd/nodes';
 import { startHarness } from '../packages/webui/harness';

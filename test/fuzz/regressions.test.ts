@@ -4,12 +4,12 @@
  */
 import * as fs from 'node:fs';
 import t from 'tap';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { loadConfig, writeManagedSettings } from '../../src/config';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { loadConfig, writeManagedSettings } from '../../src/core/config';
 import { NODES } from '../packages/tftpd/nodes';
 import { scratchRoot } from '../helpers/scratch';
-import { addNode } from '../../src/node-ops';
-import { createFileNodeStore } from '../../src/node-store';
+import { addNode } from '../../src/region/node-ops';
+import { createFileNodeStore } from '../../src/region/node-store';
 import { cli, hashTree, show, writeBaseSettings } from './lib';
 
 const SCHEMA = mergeSchemas(loadComponents());

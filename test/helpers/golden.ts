@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Test } from 'tap';
-import { renderUnifiedDiff } from '../../src/unified-diff';
+import { renderUnifiedDiff } from '../../src/core/unified-diff';
 
 /** The planned files must be exactly the golden ones, byte for byte; a difference is shown as a diff. */
 export function checkGolden(t: Test, fixtures: string, caseName: string, plans: readonly { path: string; content: string }[]): void {

@@ -5,7 +5,7 @@
  *   ip netns exec NS node -r ts-node/register/transpile-only -e "require('./test/helpers/print-network-facts.ts')"
  */
 import * as si from 'systeminformation';
-import { createSystemNetworkFacts } from '../../src/network-facts';
+import { createSystemNetworkFacts } from '../../src/core/network-facts';
 
 async function main(): Promise<void> {
   const facts = createSystemNetworkFacts();

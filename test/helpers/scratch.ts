@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Test } from 'tap';
-import { createPaths, type Paths } from '../../src/paths';
+import { createPaths, type Paths } from '../../src/core/paths';
 
 /** A scratch root (world-readable, for daemons that drop privileges), removed after the test. */
 export function scratchRoot(t: Test): Paths {

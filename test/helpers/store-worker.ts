@@ -7,10 +7,10 @@
  *                                        applied update is visible; prints "wrote <i>" per write
  *   store-worker.ts ROOT add PREFIX N    adds N nodes PREFIX-<i>, one update each, then exits
  */
-import { createPaths } from '../../src/paths';
-import { createFileNodeStore } from '../../src/node-store';
-import { addNode } from '../../src/node-ops';
-import { createNode, newToken } from '../../src/node';
+import { createPaths } from '../../src/core/paths';
+import { createFileNodeStore } from '../../src/region/node-store';
+import { addNode } from '../../src/region/node-ops';
+import { createNode, newToken } from '../../src/contract/node';
 
 // Run as `node -e 'require(...)' -- ARGS` (argv[1] is ARGS[0]) or as a script (argv[2]).
 const args = process.argv.slice(process.argv[1]?.endsWith('store-worker.ts') ? 2 : 1);

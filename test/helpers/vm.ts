@@ -53,9 +53,23 @@ export function selectAccelerator(env: NodeJS.ProcessEnv = process.env): string[
   return ['-accel', 'tcg,thread=multi'];
 }
 
-export function startVm(net: TestNetwork, options: VmOptions): Vm {
-  const serialLog = path.join(options.workDir, `serial-${options.mac.replace(/:/g, '')}.log`);
-  fs.writeFileSync(serialLog, '');
+/** Extra qemu parts for machines outside a test: a blank disk and a BMC (scripts/lab). */
+export interface QemuExtras {
+  /** A raw disk image attached as virtio (blank: the firmware skips it and netboots). */
+  disk?: string;
+  /** An external BMC (ipmi_sim's VM serial port) reached over TCP: ipmi-bmc-extern + KCS. */
+  bmc?: { host: string; port: number };
+  /** qemu writes its pid here. */
+  pidFile?: string;
+  /** Keep an existing UEFI variable store (a machine's NVRAM across power cycles). */
+  keepVars?: boolean;
+}
+
+/**
+ * The qemu command line of a VM (pure but for the UEFI variable store, which it copies into
+ * workDir): the same for the tests (startVm) and the lab.
+ */
+export function buildQemuArgv(options: Omit<VmOptions, 'ns'>, serialLog: string, extras: QemuExtras = {}): string[] {
   const argv = [
     'qemu-system-x86_64',
     ...selectAccelerator(),
@@ -82,11 +96,30 @@ export function startVm(net: TestNetwork, options: VmOptions): Vm {
     const code = secure ? '/usr/share/OVMF/OVMF_CODE_4M.ms.fd' : '/usr/share/OVMF/OVMF_CODE_4M.fd';
     const varsTemplate = secure ? '/usr/share/OVMF/OVMF_VARS_4M.ms.fd' : '/usr/share/OVMF/OVMF_VARS_4M.fd';
     const vars = path.join(options.workDir, `OVMF_VARS-${options.mac.replace(/:/g, '')}.fd`);
-    fs.copyFileSync(varsTemplate, vars);
+    if (!extras.keepVars || !fs.existsSync(vars)) fs.copyFileSync(varsTemplate, vars);
     argv.push('-machine', secure ? 'q35,smm=on' : 'q35');
     if (secure) argv.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
     argv.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${code}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`);
   }
+  if (extras.disk) argv.push('-drive', `file=${extras.disk},if=virtio,format=raw`);
+  if (extras.bmc) {
+    argv.push(
+      '-chardev',
+      `socket,id=ipmi0,host=${extras.bmc.host},port=${extras.bmc.port},reconnect=2`,
+      '-device',
+      'ipmi-bmc-extern,chardev=ipmi0,id=bmc0',
+      '-device',
+      'isa-ipmi-kcs,bmc=bmc0',
+    );
+  }
+  if (extras.pidFile) argv.push('-pidfile', extras.pidFile);
+  return argv;
+}
+
+export function startVm(net: TestNetwork, options: VmOptions): Vm {
+  const serialLog = path.join(options.workDir, `serial-${options.mac.replace(/:/g, '')}.log`);
+  fs.writeFileSync(serialLog, '');
+  const argv = buildQemuArgv(options, serialLog);
   const proc = net.spawn(options.ns, argv);
   const serial = () => fs.readFileSync(serialLog, 'utf8');
   return {

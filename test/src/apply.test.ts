@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import t from 'tap';
-import { applyPlans, type FilePlan } from '../../src/apply';
-import { withFsFault } from '../../src/fs-ops';
-import { SILENT_LOGGER } from '../../src/log';
-import type { Paths } from '../../src/paths';
-import type { ServiceControl, ServiceSpec } from '../../src/services';
+import { applyPlans, type FilePlan } from '../../src/core/apply';
+import { withFsFault } from '../../src/core/fs-ops';
+import { SILENT_LOGGER } from '../../src/core/log';
+import type { Paths } from '../../src/core/paths';
+import type { ServiceControl, ServiceSpec } from '../../src/core/services';
 import { snapshotTree, scratchRoot, put } from '../helpers/scratch';
 
 /** A spy on the engine's service seam: records each reload and answers as told. */

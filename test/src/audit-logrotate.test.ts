@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { AUDIT_LOG, appendAuditEntry, createAuditEntry } from '../../src/audit';
+import { AUDIT_LOG, appendAuditEntry, createAuditEntry } from '../../src/core/audit';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 
 const SHIPPED = path.join(REPO_ROOT, 'debian/uec-provisioning-common.logrotate');

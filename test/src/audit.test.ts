@@ -22,9 +22,9 @@ import {
   selectPage,
   selectProcessActor,
   type AuditEntry,
-} from '../../src/audit';
-import { withFsFault } from '../../src/fs-ops';
-import { createLogger } from '../../src/log';
+} from '../../src/core/audit';
+import { withFsFault } from '../../src/core/fs-ops';
+import { createLogger } from '../../src/core/log';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 
 const T0 = new Date('2026-12-06T09:00:00.000Z');
@@ -133,7 +133,7 @@ t.test('a failed append is logged as an error and does not throw', async (t) => 
 });
 
 /**
- * The writer as plain JavaScript (src/audit.ts and what it needs at run time, transpiled once
+ * The writer as plain JavaScript (src/core/audit.ts and what it needs at run time, transpiled once
  * here) so that 20 node processes start fast; each appends long lines, which would mix if an
  * append were not one write.
  */

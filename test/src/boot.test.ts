@@ -1,7 +1,7 @@
 import t from 'tap';
-import { enlistUrl, imagePath, ipxeBootstrapUrl, preseedUrl, renderKernelArgs, selectBootAction } from '../../src/boot';
-import { createNode } from '../../src/node';
-import { selectContextBootAction } from '../../src/provisioning';
+import { enlistUrl, imagePath, ipxeBootstrapUrl, preseedUrl, renderKernelArgs, selectBootAction } from '../../src/edge/boot';
+import { createNode } from '../../src/contract/node';
+import { selectContextBootAction } from '../../src/edge/provisioning';
 import { sampleContext } from '../helpers/region-fixture';
 
 const node = createNode({ hostname: 'web1', macs: ['52:54:00:00:00:01'] }, new Date(0), { systemId: 'node-abc123', token: 't'.repeat(32) });

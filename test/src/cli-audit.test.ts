@@ -8,11 +8,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { AUDIT_LOG, type AuditEntry } from '../../src/audit';
+import { AUDIT_LOG, type AuditEntry } from '../../src/core/audit';
 import { main, type Io } from '../../src/cli';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { withFsFault } from '../../src/fs-ops';
-import { createFileNodeStore } from '../../src/node-store';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { withFsFault } from '../../src/core/fs-ops';
+import { createFileNodeStore } from '../../src/region/node-store';
 import { REPO_ROOT, scratchRoot } from '../helpers/scratch';
 
 process.env.UEC_PROVISIONING_TEMPLATES ??= path.join(REPO_ROOT, 'templates');

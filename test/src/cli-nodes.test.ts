@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { main, type Io } from '../../src/cli';
-import { staticNetworkFacts } from '../../src/network-facts';
-import type { Node } from '../../src/node';
-import type { Role } from '../../src/roles';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import type { Node } from '../../src/contract/node';
+import type { Role } from '../../src/contract/roles';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { put, scratchRoot, snapshotTree } from '../helpers/scratch';
 

@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { VERSION, allCommands, main, mainUsage, type Io } from '../../src/cli';
-import { loadComponents } from '../../src/component';
-import { staticNetworkFacts } from '../../src/network-facts';
+import { loadComponents } from '../../src/configurator/component';
+import { staticNetworkFacts } from '../../src/core/network-facts';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
 // Components that render templates (tftpd, dhcpd, webui) find the checkout's under a scratch root.

@@ -1,11 +1,11 @@
 /**
  * The managed drop-in (conf.d/50-managed.conf) is rewritten by `config set`, the debconf
  * configurators and the web UI's settings page: writers in different processes take one
- * cross-process lock (src/file-lock.ts), so none of their changes is lost (issue 13).
+ * cross-process lock (src/core/file-lock.ts), so none of their changes is lost (issue 13).
  */
 import * as fs from 'node:fs';
 import t from 'tap';
-import { loadConfig, type ConfigSchema } from '../../src/config';
+import { loadConfig, type ConfigSchema } from '../../src/core/config';
 import { moduleRequire, runChildScript } from '../helpers/child-script';
 import { scratchRoot } from '../helpers/scratch';
 
@@ -37,7 +37,7 @@ t.test(`${WRITERS} processes each setting its own key at once: every value kept`
 
 t.test(`${WRITERS} writers in one process: every value kept`, async (t) => {
   const paths = scratchRoot(t);
-  const { writeManagedSettings } = await import('../../src/config');
+  const { writeManagedSettings } = await import('../../src/core/config');
   await Promise.all(Array.from({ length: WRITERS }, (_, i) => writeManagedSettings(paths, schema, new Map([[`demo.k${i}`, String(i + 1)]]))));
   const config = await loadConfig(paths, schema);
   t.same(

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import { main, type Io } from '../../src/cli';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { createFileNodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { createFileNodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
 import { NODES } from '../packages/tftpd/nodes';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
@@ -154,7 +154,7 @@ t.test('values config set accepts render: apply tftpd (kernel_args) and apply mi
 });
 
 t.test('the managed drop-in reads back every value it writes, byte for byte', async (t) => {
-  const { parseConfigText, renderManagedDropIn } = await import('../../src/config');
+  const { parseConfigText, renderManagedDropIn } = await import('../../src/core/config');
   for (const value of ['a\\;b', 'a\\\\b', 'a\\#b', '\\', "'", '"', "'x'", '"x"', 'null', 'true', 'false', '[x', 'a=b', 'a;b#c', 'x "y" z', 'ü ß', '']) {
     const parsed = parseConfigText(renderManagedDropIn(new Map([['demo.x', value]])), 'f.conf');
     t.equal(parsed.values.get('demo.x')?.raw, value, escaped(value));

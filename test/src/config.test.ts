@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import t, { type Test } from 'tap';
-import { loadConfig, parseConfigText, renderManagedDropIn, writeManagedSettings, type ConfigSchema } from '../../src/config';
-import { UecError } from '../../src/errors';
-import { withFsFault } from '../../src/fs-ops';
+import { loadConfig, parseConfigText, renderManagedDropIn, writeManagedSettings, type ConfigSchema } from '../../src/core/config';
+import { UecError } from '../../src/core/errors';
+import { withFsFault } from '../../src/core/fs-ops';
 import { COMMON_SCHEMA } from '../../packages/common/config-schema';
 import { put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
@@ -169,7 +169,7 @@ t.test('unset with no managed drop-in creates no file', async (t) => {
 });
 
 t.test('a section of a known package that is not installed is a warning, not an error', async (t) => {
-  const { setConfigWarning } = await import('../../src/config');
+  const { setConfigWarning } = await import('../../src/core/config');
   const warnings: string[] = [];
   setConfigWarning((m) => warnings.push(m));
   t.teardown(() => setConfigWarning((m) => void process.stderr.write(`uec-provisioning: warning: ${m}\n`)));

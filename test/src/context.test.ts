@@ -1,9 +1,9 @@
 import t from 'tap';
-import { ARCHIVE_OVERRIDE_FILE, loadArchiveSettings, renderArchiveOverride } from '../../src/archive';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { loadConfig } from '../../src/config';
-import { buildNodeContext, metadataUrl } from '../../src/context';
-import { createNode } from '../../src/node';
+import { ARCHIVE_OVERRIDE_FILE, loadArchiveSettings, renderArchiveOverride } from '../../src/core/archive';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { loadConfig } from '../../src/core/config';
+import { buildNodeContext, metadataUrl } from '../../src/contract/context';
+import { createNode } from '../../src/contract/node';
 import { sampleContext } from '../helpers/region-fixture';
 import { put, scratchRoot } from '../helpers/scratch';
 

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { ERROR_CODES, UecError, describeError } from '../../src/errors';
+import { ERROR_CODES, UecError, describeError } from '../../src/core/errors';
 import { REPO_ROOT } from '../helpers/scratch';
 
 t.test('docs/errors.md lists every code with its exit status, and nothing else', async (t) => {

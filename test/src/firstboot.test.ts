@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { createPaths } from '../../src/paths';
-import { loadTemplate, renderTemplate, templateDirs } from '../../src/template';
+import { createPaths } from '../../src/core/paths';
+import { loadTemplate, renderTemplate, templateDirs } from '../../src/core/template';
 import { listen } from '../helpers/region-fixture';
 import { REPO_ROOT } from '../helpers/scratch';
 

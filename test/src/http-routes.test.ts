@@ -1,5 +1,5 @@
 import t from 'tap';
-import { selectRoute, type Method } from '../../src/http-routes';
+import { selectRoute, type Method } from '../../src/core/http-routes';
 
 const routes: { name: string; methods: readonly Method[]; pattern: RegExp }[] = [
   { name: 'bootstrap', methods: ['GET', 'HEAD'], pattern: /^\/boot\/ipxe$/ },

@@ -1,15 +1,15 @@
 /**
- * The in-process region client (src/local-region-client.ts): the same answers as the region's
+ * The in-process region client (src/region/local-region-client.ts): the same answers as the region's
  * HTTP routes through the HTTP client, a context reused only while the node store is the same
  * version (a new deploy's token and a status change are seen by the very next request), the
  * rest of a context read again after settingsMs, events once per window.
  */
 import * as fs from 'node:fs';
 import t from 'tap';
-import { createLocalRegionClient, readFileVersion } from '../../src/local-region-client';
-import { addNode, deployNode, recordStatusEvent, releaseNode } from '../../src/node-ops';
-import { NODES_FILE } from '../../src/node-store';
-import { createRegionClient } from '../../src/region-client';
+import { createLocalRegionClient, readFileVersion } from '../../src/region/local-region-client';
+import { addNode, deployNode, recordStatusEvent, releaseNode } from '../../src/region/node-ops';
+import { NODES_FILE } from '../../src/region/node-store';
+import { createRegionClient } from '../../src/edge/region-client';
 import { KEY, startFixture, type Fixture } from '../helpers/region-fixture';
 
 function clients(f: Fixture, settingsMs = 60_000) {

@@ -1,5 +1,5 @@
 /**
- * /metrics of `uec-provisioning serve` (src/metrics.ts), scraped in-process: checked by
+ * /metrics of `uec-provisioning serve` (src/core/metrics.ts), scraped in-process: checked by
  * Debian's promtool, who may read it (loopback, or the provisioning key), and that the
  * numbers move with what happens (a request, a deploy to deployed, the node store, dnsmasq
  * over D-Bus, the mirror's state file).
@@ -8,16 +8,17 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { loadConfig } from '../../src/config';
-import { DHCPD_BUS_NAME, parseMirrorState, readDnsmasqMetrics, selectStatusCounts } from '../../src/metrics';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { addNode, deployNode, recordStatusEvent } from '../../src/node-ops';
-import { createFileNodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
-import { loadRoles } from '../../src/roles';
-import { startService } from '../../src/serve';
-import { loadServerAddress } from '../../src/server-address';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { loadConfig } from '../../src/core/config';
+import { DHCPD_BUS_NAME, parseMirrorState, readDnsmasqMetrics } from '../../src/core/metrics';
+import { selectStatusCounts } from '../../src/contract/node';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { addNode, deployNode, recordStatusEvent } from '../../src/region/node-ops';
+import { createFileNodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
+import { loadRoles } from '../../src/contract/roles';
+import { startService } from '../../src/cli/serve';
+import { loadServerAddress } from '../../src/core/server-address';
 import { startDbusDaemon, stopChild, useSystemBusAddress, waitFor } from '../helpers/dbus-daemon';
 import { checkWithPromtool, metricNames, sampleValue } from '../helpers/metrics';
 import { createFakeLan, memoryLog } from '../helpers/region-fixture';
@@ -128,14 +129,14 @@ t.test('deploy → deployed moves the counters and the duration histogram; nodes
 t.test('a deploy the installer reports failed: failed{cause="reported"} and a failed duration', async (t) => {
   const paths = scratchRoot(t);
   const store = createFileNodeStore(paths);
-  const { renderMetrics } = await import('../../src/metrics');
+  const { renderMetrics } = await import('../../src/core/metrics');
   const read = async () => (await renderMetrics()).body;
   noBus(t);
   const before = await read();
   const failed = sampleValue(before, 'uecp_deploys_failed_total', { cause: 'reported' }) ?? 0;
   const durations = sampleValue(before, 'uecp_deploy_duration_seconds_count', { outcome: 'failed' }) ?? 0;
   await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:21'] });
-  const { loadRoles: load } = await import('../../src/roles');
+  const { loadRoles: load } = await import('../../src/contract/roles');
   const roles = await load(paths, path.join(REPO_ROOT, 'templates/roles'));
   const t0 = new Date('2026-01-01T10:00:00Z');
   const node = await deployNode(store, 'web1', roles, {}, { now: () => t0 });
@@ -166,8 +167,8 @@ t.test('dnsmasq with enable-dbus on a private bus: uecp_dnsmasq_up 1 and its DHC
   t.teardown(() => stopChild(child));
   const values = await waitFor('dnsmasq on the bus', () => readDnsmasqMetrics(DHCPD_BUS_NAME, 500).catch(() => undefined), 10_000, 100);
   t.equal(values.get('dhcp_offer'), 0, 'GetMetrics read: no offers yet');
-  const { renderMetrics } = await import('../../src/metrics');
-  const { useMetricsSources } = await import('../../src/metrics');
+  const { renderMetrics } = await import('../../src/core/metrics');
+  const { useMetricsSources } = await import('../../src/core/metrics');
   useMetricsSources({ dnsmasqBusName: DHCPD_BUS_NAME });
   const text = (await renderMetrics()).body;
   t.equal(sampleValue(text, 'uecp_dnsmasq_up'), 1);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { parseGateways, parseNeighbourTable, readNeighbour, readNeighbourTable, selectNeighbour } from '../../src/neighbours';
+import { parseGateways, parseNeighbourTable, readNeighbour, readNeighbourTable, selectNeighbour } from '../../src/core/neighbours';
 
 const ARP = `IP address       HW type     Flags       HW address            Mask     Device
 10.0.0.5         0x1         0x2         52:54:00:AA:00:01     *        br0

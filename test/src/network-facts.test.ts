@@ -9,7 +9,7 @@ import {
   type InterfaceFact,
   defaultRouteFromProcNetRoute,
   addressesFromIpJson,
-} from '../../src/network-facts';
+} from '../../src/core/network-facts';
 import { createTestNetwork, listNamespaces, netnsUnavailableReason } from '../helpers/netns';
 
 type SiRecord = Parameters<typeof interfacesFromSystemInformation>[0][number];
@@ -197,7 +197,7 @@ t.test('createSystemNetworkFacts inside a namespace', { skip: netnsUnavailableRe
   t.same(rootNamespaceLinks(), rootLinksBefore, "the root namespace's interfaces are unchanged");
 });
 
-// Two cases systeminformation alone gets wrong; src/network-facts.ts covers both.
+// Two cases systeminformation alone gets wrong; src/core/network-facts.ts covers both.
 t.test('createSystemNetworkFacts: an address-less NIC and a split default route', { skip: netnsUnavailableReason() }, async (t) => {
   const net = createTestNetwork(t, { name: 'gaps' });
   const host = await net.ns('host');

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { normaliseClientAddress, selectAddressOwnership, type OwnershipFacts } from '../../src/node-address';
+import { normaliseClientAddress } from '../../src/core/neighbours';
+import { selectAddressOwnership, type OwnershipFacts } from '../../src/contract/node-address';
 
 const NODE: OwnershipFacts = { hostname: 'web1', systemId: 'node-abc123', macs: ['52:54:00:00:00:01', '52:54:00:00:00:02'], ipv4: '' };
 const onLink = (mac: string) => ({ mac, router: false });

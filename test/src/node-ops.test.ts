@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { UecError } from '../../src/errors';
+import { UecError } from '../../src/core/errors';
 import {
   addNode,
   claimNodeAddress,
@@ -15,9 +15,9 @@ import {
   releaseNode,
   removeNode,
   selectArchitecture,
-} from '../../src/node-ops';
-import { NODES_FILE, createFileNodeStore } from '../../src/node-store';
-import { loadRoles } from '../../src/roles';
+} from '../../src/region/node-ops';
+import { NODES_FILE, createFileNodeStore } from '../../src/region/node-store';
+import { loadRoles } from '../../src/contract/roles';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { scratchRoot } from '../helpers/scratch';
 

@@ -2,12 +2,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { UecError } from '../../src/errors';
-import { withFsFault } from '../../src/fs-ops';
-import { findConflict, type Node } from '../../src/node';
-import { addNode, editNode } from '../../src/node-ops';
-import { NODES_FILE, createFileNodeStore, getNode, selectNode } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
+import { UecError } from '../../src/core/errors';
+import { withFsFault } from '../../src/core/fs-ops';
+import { findConflict, type Node } from '../../src/contract/node';
+import { addNode, editNode } from '../../src/region/node-ops';
+import { NODES_FILE, createFileNodeStore, getNode, selectNode } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
 import { REPO_ROOT, put, scratchRoot } from '../helpers/scratch';
 
 const WORKER = path.join(REPO_ROOT, 'test/helpers/store-worker.ts');

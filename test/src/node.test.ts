@@ -1,5 +1,5 @@
 import t from 'tap';
-import { UecError } from '../../src/errors';
+import { UecError } from '../../src/core/errors';
 import {
   MAX_EVENTS,
   NODE_STATUSES,
@@ -20,7 +20,7 @@ import {
   transition,
   type Node,
   type NodeStatus,
-} from '../../src/node';
+} from '../../src/contract/node';
 
 const NOW = new Date('2026-01-02T03:04:05.000Z');
 const ids = { systemId: 'node-aaaaaa', token: 'T'.repeat(32) };
@@ -147,7 +147,7 @@ t.test('constant-time compare: every comparison goes through crypto.timingSafeEq
   // first difference is, nor reveal the length by returning early without comparing.
   const calls: number[] = [];
   const crypto = await import('node:crypto');
-  const mocked = t.mockRequire<typeof import('../../src/node')>('../../src/node', {
+  const mocked = t.mockRequire<typeof import('../../src/contract/node')>('../../src/node', {
     'node:crypto': { ...crypto, timingSafeEqual: (x: Buffer, y: Buffer) => (calls.push(x.length), crypto.timingSafeEqual(x, y)) },
   });
   const token = 'k'.repeat(32);

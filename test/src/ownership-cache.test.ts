@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createOwnershipCache, selectOwnershipKey } from '../../src/ownership-cache';
+import { createOwnershipCache, selectOwnershipKey } from '../../src/edge/ownership-cache';
 
 t.test('selectOwnershipKey: node, token, address, MAC and router flag each change the key', async (t) => {
   const base = selectOwnershipKey('node-a', 'tok1', '10.0.0.5', { mac: '52:54:00:00:00:01', router: false });

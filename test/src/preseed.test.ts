@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { validateContent } from '../../src/validators';
+import { validateContent } from '../../src/core/validators';
 import {
   buildPreseedView,
   loadPreseedTemplate,
@@ -11,7 +11,7 @@ import {
   selectPreseedType,
   splitArchiveUrl,
   PRESEED_TYPES,
-} from '../../src/preseed';
+} from '../../src/edge/preseed';
 import { SHIPPED_TEMPLATES, sampleContext } from '../helpers/region-fixture';
 import { scratchRoot } from '../helpers/scratch';
 

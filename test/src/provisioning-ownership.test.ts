@@ -1,13 +1,13 @@
 /**
- * The provisioning server's memory of accepted claims (src/ownership-cache.ts) on the preseed
+ * The provisioning server's memory of accepted claims (src/edge/ownership-cache.ts) on the preseed
  * and install-script paths: an owner's repeated fetches within one deploy skip the region's
  * claim; a refusal is never remembered; a new deploy (new token), another MAC on the same
  * address, or another address each ask the region again.
  */
 import t, { type Test } from 'tap';
-import { addNode, deployNode, releaseNode } from '../../src/node-ops';
-import { createOwnershipCache } from '../../src/ownership-cache';
-import type { RegionClient } from '../../src/region-client';
+import { addNode, deployNode, releaseNode } from '../../src/region/node-ops';
+import { createOwnershipCache } from '../../src/edge/ownership-cache';
+import type { RegionClient } from '../../src/edge/region-client';
 import { startFixture, type Fixture } from '../helpers/region-fixture';
 
 /** The fixture with the cache on (clock injected) and the region's claims counted. */

@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
-import { UecError } from '../../src/errors';
-import { addNode, deployNode, disableNetboot, releaseNode } from '../../src/node-ops';
-import { validateContent } from '../../src/validators';
+import { UecError } from '../../src/core/errors';
+import { addNode, deployNode, disableNetboot, releaseNode } from '../../src/region/node-ops';
+import { validateContent } from '../../src/core/validators';
 import { listen, startFixture } from '../helpers/region-fixture';
 
 async function get(url: string, init?: RequestInit) {

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { readNeighbour } from '../../src/neighbours';
-import { readNeighbourSync } from '../../src/read-neighbour-sync';
+import { readNeighbour } from '../../src/core/neighbours';
+import { readNeighbourSync } from '../../src/core/read-neighbour-sync';
 
 const ARP = `IP address       HW type     Flags       HW address            Mask     Device
 10.0.0.5         0x1         0x2         52:54:00:AA:00:01     *        br0

@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import t from 'tap';
-import { createRegionClient } from '../../src/region-client';
+import { createRegionClient } from '../../src/edge/region-client';
 import { listen, sampleContext } from '../helpers/region-fixture';
 
 t.test('fetches with the key, caches for cacheMs (injected clock), shares concurrent calls', async (t) => {

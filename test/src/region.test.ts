@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import t from 'tap';
-import { ARCHIVE_OVERRIDE_FILE } from '../../src/archive';
-import type { NodeContext } from '../../src/context';
-import { addNode, deployNode, failStuckDeployments } from '../../src/node-ops';
-import { selectContextBootAction } from '../../src/provisioning';
+import { ARCHIVE_OVERRIDE_FILE } from '../../src/core/archive';
+import type { NodeContext } from '../../src/contract/context';
+import { addNode, deployNode, failStuckDeployments } from '../../src/region/node-ops';
+import { selectContextBootAction } from '../../src/edge/provisioning';
 import { KEY, startFixture } from '../helpers/region-fixture';
 import { put } from '../helpers/scratch';
 

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import t from 'tap';
-import { UecError } from '../../src/errors';
-import { loadRoles, parseRole, selectRole, selectRolePackages } from '../../src/roles';
+import { UecError } from '../../src/core/errors';
+import { loadRoles, parseRole, selectRole, selectRolePackages } from '../../src/contract/roles';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { put, scratchRoot } from '../helpers/scratch';
 

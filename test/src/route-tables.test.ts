@@ -8,11 +8,11 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import t from 'tap';
-import { ACCESS_KINDS } from '../../src/http-routes';
-import { addNode, deployNode } from '../../src/node-ops';
-import { NODES_FILE } from '../../src/node-store';
-import { PROVISIONING_ROUTES } from '../../src/provisioning';
-import { REGION_ROUTES } from '../../src/region';
+import { ACCESS_KINDS } from '../../src/core/http-routes';
+import { addNode, deployNode } from '../../src/region/node-ops';
+import { NODES_FILE } from '../../src/region/node-store';
+import { PROVISIONING_ROUTES } from '../../src/edge/provisioning';
+import { REGION_ROUTES } from '../../src/region/region';
 import { KEY, startFixture } from '../helpers/region-fixture';
 
 const NODE_MAC = '52:54:00:00:00:01';

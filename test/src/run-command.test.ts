@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import t from 'tap';
-import { runCommand } from '../../src/run-command';
+import { runCommand } from '../../src/core/run-command';
 
 t.test('output, status and input', async (t) => {
   const r = await runCommand('sh', ['-c', 'cat; echo err >&2; exit 3'], { input: 'hello' });
@@ -17,7 +17,7 @@ t.test('a program that cannot be started: ENOENT, and no timer keeps the process
   await t.rejects(runCommand('/nonexistent/uec-no-such-program', []), { code: 'ENOENT' });
   // In a process of its own: it ends as soon as the rejection is handled, long before the
   // 30 s timeout (spawn's own `timeout` option kept it alive until then).
-  const script = `require(${JSON.stringify(path.join(__dirname, '../../src/run-command.ts'))}).runCommand('/nonexistent/x', [], { timeoutMs: 30000 }).catch(() => { process.stdout.write('rejected'); })`;
+  const script = `require(${JSON.stringify(path.join(__dirname, '../../src/core/run-command.ts'))}).runCommand('/nonexistent/x', [], { timeoutMs: 30000 }).catch(() => { process.stdout.write('rejected'); })`;
   const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.stdout, 'rejected');
   t.equal(r.signal, null, 'the process ended on its own');

@@ -5,13 +5,13 @@
  */
 import * as fs from 'node:fs';
 import t, { type Test } from 'tap';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { loadConfig } from '../../src/config';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { addNode } from '../../src/node-ops';
-import { createFileNodeStore, NODES_FILE } from '../../src/node-store';
-import { startService } from '../../src/serve';
-import { loadServerAddress } from '../../src/server-address';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { loadConfig } from '../../src/core/config';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { addNode } from '../../src/region/node-ops';
+import { createFileNodeStore, NODES_FILE } from '../../src/region/node-store';
+import { startService } from '../../src/cli/serve';
+import { loadServerAddress } from '../../src/core/server-address';
 import { SHIPPED_TEMPLATES, memoryLog } from '../helpers/region-fixture';
 import { postRaw } from '../helpers/raw-http';
 import { scratchRoot } from '../helpers/scratch';
@@ -108,7 +108,7 @@ t.test('by default the service listens on the provisioning address and loopback 
 });
 
 t.test('selectListenAddresses: --listen names the one address; else the provisioning address and loopback, once each', async (t) => {
-  const { selectListenAddresses } = await import('../../src/serve');
+  const { selectListenAddresses } = await import('../../src/cli/serve');
   t.same(selectListenAddresses('10.0.0.5', { address: '192.0.2.1' }), ['10.0.0.5']);
   t.same(selectListenAddresses('0.0.0.0', { address: '192.0.2.1' }), ['0.0.0.0'], 'every address only when asked for');
   t.same(selectListenAddresses(undefined, { address: '192.0.2.1' }), ['192.0.2.1', '127.0.0.1']);

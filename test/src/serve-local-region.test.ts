@@ -1,20 +1,20 @@
 /**
  * `serve` with the region in its own process: the provisioning side asks it in-process
- * (src/local-region-client.ts), not over loopback HTTP, and stays exactly as strict: a
+ * (src/region/local-region-client.ts), not over loopback HTTP, and stays exactly as strict: a
  * bystander gets nothing, a new deploy's token is in the very next preseed even with a long
  * context cache configured, a node no longer deploying gets 409. With region_url set it asks
  * over HTTP as before.
  */
 import t, { type Test } from 'tap';
-import { loadComponents, mergeSchemas } from '../../src/component';
-import { loadConfig } from '../../src/config';
-import { staticNetworkFacts } from '../../src/network-facts';
-import { addNode, deployNode, recordStatusEvent, releaseNode } from '../../src/node-ops';
-import { createFileNodeStore } from '../../src/node-store';
-import type { Paths } from '../../src/paths';
-import { loadRoles } from '../../src/roles';
-import { startService } from '../../src/serve';
-import { loadServerAddress } from '../../src/server-address';
+import { loadComponents, mergeSchemas } from '../../src/configurator/component';
+import { loadConfig } from '../../src/core/config';
+import { staticNetworkFacts } from '../../src/core/network-facts';
+import { addNode, deployNode, recordStatusEvent, releaseNode } from '../../src/region/node-ops';
+import { createFileNodeStore } from '../../src/region/node-store';
+import type { Paths } from '../../src/core/paths';
+import { loadRoles } from '../../src/contract/roles';
+import { startService } from '../../src/cli/serve';
+import { loadServerAddress } from '../../src/core/server-address';
 import { SHIPPED_TEMPLATES, createFakeLan, memoryLog } from '../helpers/region-fixture';
 import { put, scratchRoot } from '../helpers/scratch';
 

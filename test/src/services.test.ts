@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
-import { UecError } from '../../src/errors';
-import type { Paths } from '../../src/paths';
-import { createServiceControl, createSysvControl, type ServiceSpec } from '../../src/services';
+import { UecError } from '../../src/core/errors';
+import type { Paths } from '../../src/core/paths';
+import { createServiceControl, createSysvControl, type ServiceSpec } from '../../src/core/services';
 import { stopChild, waitFor } from '../helpers/dbus-daemon';
 import { put, scratchRoot } from '../helpers/scratch';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { UecError } from '../../src/errors';
-import { checkLine, checkUrl } from '../../src/formats';
-import { checkTemplate, loadTemplate, refusingEscaper, renderTemplate, selectTemplateCandidates, templateDirs, type Template } from '../../src/template';
+import { UecError } from '../../src/core/errors';
+import { checkLine, checkUrl } from '../../src/core/formats';
+import { checkTemplate, loadTemplate, refusingEscaper, renderTemplate, selectTemplateCandidates, templateDirs, type Template } from '../../src/core/template';
 import { put, scratchRoot } from '../helpers/scratch';
 
 const tpl = (text: string): Template => ({ name: 'x', file: '/usr/share/uec-provisioning/templates/x.mustache', text });

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
-import { renderUnifiedDiff } from '../../src/unified-diff';
+import { renderUnifiedDiff } from '../../src/core/unified-diff';
 
 t.test('equal texts give no diff', async (t) => {
   t.equal(renderUnifiedDiff('/f', 'a\n', 'a\n'), '');

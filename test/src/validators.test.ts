@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { validateDebconf } from '../../src/validators';
+import { validateDebconf } from '../../src/core/validators';
 
 /** A debconf.conf pointing at a File database in dir. */
 function debconfRc(dir: string): string {

@@ -1,5 +1,5 @@
 /** The logged-in user's own password (any role). */
-import { REDACTED } from '../../../src/audit';
+import { REDACTED } from '../../../src/core/audit';
 import { auditRequest } from '../audit';
 import { HttpError, SMALL_BODY, field, json, type Route } from './route';
 

@@ -1,5 +1,5 @@
 /** The audit log (admins only): the page and the same as JSON, newest first, filtered, paginated. */
-import { AUDIT_READ_LIMIT, loadAuditEntries, parseSince, selectAuditEntries, selectPage } from '../../../src/audit';
+import { AUDIT_READ_LIMIT, loadAuditEntries, parseSince, selectAuditEntries, selectPage } from '../../../src/core/audit';
 import * as pages from '../pages';
 import { HttpError, NO_BODY, htmlPage, json, type Route, type SignedInContext } from './route';
 

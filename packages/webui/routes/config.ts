@@ -1,5 +1,5 @@
 /** Settings: every key with its value and origin; admins set keys in the managed drop-in. */
-import { writeManagedSettings } from '../../../src/config';
+import { writeManagedSettings } from '../../../src/core/config';
 import { loadRequestActor } from '../audit';
 import { HttpError, NO_BODY, SMALL_BODY, field, json, type Route } from './route';
 

@@ -1,6 +1,6 @@
 /** Deploying nodes: all or nothing, then (unless asked not to) power them on in the background. */
-import { deployNodes } from '../../../src/node-ops';
-import { loadRoles } from '../../../src/roles';
+import { deployNodes } from '../../../src/region/node-ops';
+import { loadRoles } from '../../../src/contract/roles';
 import { summariseNode, type NodeSummary } from '../live';
 import { nodeRef } from '../services';
 import { auditNodeRequest, auditRequest } from '../audit';

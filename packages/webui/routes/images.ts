@@ -1,5 +1,5 @@
 /** Boot images: the list, and `images import` when uec-provisioning-tftpd brings that command. */
-import { runCommand } from '../../../src/run-command';
+import { runCommand } from '../../../src/core/run-command';
 import { listImages } from '../health';
 import { auditRequest } from '../audit';
 import { HttpError, NO_BODY, SMALL_BODY, field, json, type Route } from './route';

@@ -2,7 +2,7 @@
  * Prometheus metrics of the web UI process (docs/metrics.md): an admin view, so an admin
  * session or an admin's API token (Authorization: Bearer, how a Prometheus scrape job calls it).
  */
-import { renderMetrics } from '../../../src/metrics';
+import { renderMetrics } from '../../../src/core/metrics';
 import { NO_BODY, written, type Route } from './route';
 
 export const metricsRoutes: Route[] = [

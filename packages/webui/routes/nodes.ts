@@ -1,8 +1,8 @@
 /** Nodes: list, add, import from CSV, show, remove, release, power, BMC details, preseed preview, DHCP lease. */
-import { selectChanges } from '../../../src/audit';
-import { publicNode } from '../../../src/node';
-import { addNode, recordNodeEvent, releaseNode, removeNode } from '../../../src/node-ops';
-import { getNode } from '../../../src/node-store';
+import { selectChanges } from '../../../src/core/audit';
+import { publicNode } from '../../../src/contract/node';
+import { addNode, recordNodeEvent, releaseNode, removeNode } from '../../../src/region/node-ops';
+import { getNode } from '../../../src/region/node-store';
 import { loadLeases } from '../health';
 import { summariseNode } from '../live';
 import { POWER_ACTIONS, parseBmc, type PowerAction } from '../power';

@@ -1,5 +1,5 @@
 /** The dashboard numbers, the live event stream and the roles: read by any logged-in user. */
-import { loadRoles } from '../../../src/roles';
+import { loadRoles } from '../../../src/contract/roles';
 import { loadHealth } from '../health';
 import { NO_BODY, json, written, type Route } from './route';
 

@@ -1,10 +1,10 @@
 /** The server-rendered pages (GET only; their forms post to the API routes) and the static files. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatValue } from '../../../src/config';
-import { describeError } from '../../../src/errors';
-import { getNode } from '../../../src/node-store';
-import { loadRoles } from '../../../src/roles';
+import { formatValue } from '../../../src/core/config';
+import { describeError } from '../../../src/core/errors';
+import { getNode } from '../../../src/region/node-store';
+import { loadRoles } from '../../../src/contract/roles';
 import { listImages, loadHealth, loadLeases } from '../health';
 import { summariseNode } from '../live';
 import * as pages from '../pages';

@@ -1,5 +1,5 @@
 /** Web UI users: admins list and create them. */
-import { REDACTED } from '../../../src/audit';
+import { REDACTED } from '../../../src/core/audit';
 import type { UserRole } from '../accounts';
 import { auditRequest } from '../audit';
 import { NO_BODY, SMALL_BODY, field, json, type Route } from './route';

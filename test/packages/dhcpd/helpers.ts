@@ -1,7 +1,7 @@
 /** Shared bits of the dhcpd tests: facts, nodes and settings. */
 import * as path from 'node:path';
-import { createNode, type Node } from '../../../src/node';
-import type { InterfaceFact } from '../../../src/network-facts';
+import { createNode, type Node } from '../../../src/contract/node';
+import type { InterfaceFact } from '../../../src/core/network-facts';
 import type { DhcpSettings } from '../../../packages/dhcpd/model';
 
 export const FIXTURES = path.join(__dirname, 'fixtures');

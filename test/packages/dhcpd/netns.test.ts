@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { main, type Io } from '../../../src/cli';
-import { staticNetworkFacts } from '../../../src/network-facts';
+import { staticNetworkFacts } from '../../../src/core/network-facts';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from '../../helpers/netns';
 import { REPO_ROOT, scratchRoot, snapshotTree } from '../../helpers/scratch';
 import { DHCPD_PATHS } from '../../../packages/dhcpd/render';

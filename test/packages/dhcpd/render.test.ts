@@ -4,10 +4,10 @@
  * one error naming the culprit.
  */
 import t from 'tap';
-import { UecError } from '../../../src/errors';
-import { templateDirs } from '../../../src/template';
-import { createPaths } from '../../../src/paths';
-import { validateContent } from '../../../src/validators';
+import { UecError } from '../../../src/core/errors';
+import { templateDirs } from '../../../src/core/template';
+import { createPaths } from '../../../src/core/paths';
+import { validateContent } from '../../../src/core/validators';
 import { loadDhcpTemplates, locations } from '../../../packages/dhcpd/index';
 import { parseRange, proposeRange, subnetOf } from '../../../packages/dhcpd/ipv4';
 import { parseResolvConf, selectDhcpModel, type ModelInput } from '../../../packages/dhcpd/model';

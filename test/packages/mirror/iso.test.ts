@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { main, type Io } from '../../../src/cli';
-import type { Paths } from '../../../src/paths';
+import type { Paths } from '../../../src/core/paths';
 import { component as common } from '../../../packages/common/index';
 import { component as mirror } from '../../../packages/mirror/index';
 import { REPO_ROOT, put, scratchRoot, snapshotTree } from '../../helpers/scratch';

@@ -1,9 +1,9 @@
 import * as path from 'node:path';
 import t from 'tap';
-import { buildEffectiveConfig, parseValue, type ConfigValue } from '../../../src/config';
-import { createPaths } from '../../../src/paths';
-import { templateDirs } from '../../../src/template';
-import { validateContent } from '../../../src/validators';
+import { buildEffectiveConfig, parseValue, type ConfigValue } from '../../../src/core/config';
+import { createPaths } from '../../../src/core/paths';
+import { templateDirs } from '../../../src/core/template';
+import { validateContent } from '../../../src/core/validators';
 import { checkGolden } from '../../helpers/golden';
 import { COMMON_SCHEMA } from '../../../packages/common/config-schema';
 import { loadMirrorTemplates } from '../../../packages/mirror/index';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
 import { main } from '../../../src/cli';
-import type { Paths } from '../../../src/paths';
+import type { Paths } from '../../../src/core/paths';
 import { importImage, listImages, parseChecksums, parseImageName, parseReleaseInfo, removeImage, selectChecksum, type ImageSource } from '../../../packages/tftpd/images';
 import { scratchRoot } from '../../helpers/scratch';
 

@@ -1,4 +1,4 @@
-import { createNode, type Node } from '../../../src/node';
+import { createNode, type Node } from '../../../src/contract/node';
 
 const NOW = new Date('2026-01-02T03:04:05Z');
 

@@ -6,12 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { applyPlans } from '../../../src/apply';
-import { loadConfig } from '../../../src/config';
-import { SILENT_LOGGER } from '../../../src/log';
-import { staticNetworkFacts } from '../../../src/network-facts';
-import { NO_SERVICE_CONTROL } from '../../../src/services';
-import { templateDirs } from '../../../src/template';
+import { applyPlans } from '../../../src/core/apply';
+import { loadConfig } from '../../../src/core/config';
+import { SILENT_LOGGER } from '../../../src/core/log';
+import { staticNetworkFacts } from '../../../src/core/network-facts';
+import { NO_SERVICE_CONTROL } from '../../../src/core/services';
+import { templateDirs } from '../../../src/core/template';
 import { COMMON_SCHEMA } from '../../../packages/common/config-schema';
 import { component } from '../../../packages/tftpd';
 import { TFTPD_SCHEMA } from '../../../packages/tftpd/config-schema';

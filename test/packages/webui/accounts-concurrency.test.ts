@@ -1,7 +1,7 @@
 /**
  * The accounts file is rewritten by the web UI and by every `uec-provisioning webui …`
  * command: writers in different processes take the same lock as the node store
- * (src/file-lock.ts), so none of their changes is lost.
+ * (src/core/file-lock.ts), so none of their changes is lost.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { recordStatusEvent } from '../../../src/node-ops';
-import { createFileNodeStore } from '../../../src/node-store';
+import { recordStatusEvent } from '../../../src/region/node-ops';
+import { createFileNodeStore } from '../../../src/region/node-store';
 import { createAccountStore } from '../../../packages/webui/accounts';
 import { ADMIN, VIEWER, login, startHarness, type Harness } from './harness';
 

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import t from 'tap';
-import { AUDIT_LOG, appendAuditEntry, createAuditEntry, type AuditEntry } from '../../../src/audit';
+import { AUDIT_LOG, appendAuditEntry, createAuditEntry, type AuditEntry } from '../../../src/core/audit';
 import { createAccountStore } from '../../../packages/webui/accounts';
 import { ADMIN, VIEWER, login, startHarness, type Harness } from './harness';
 

@@ -1,6 +1,6 @@
 /**
  * The BMC details file (/var/lib/uec-provisioning/bmc.json) is rewritten per node: writers in
- * different processes take one cross-process lock (src/file-lock.ts), so none is lost.
+ * different processes take one cross-process lock (src/core/file-lock.ts), so none is lost.
  */
 import t from 'tap';
 import { createBmcStore } from '../../../packages/webui/power';

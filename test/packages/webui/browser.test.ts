@@ -59,9 +59,9 @@ t.test('log in, add a node, deploy it, see its progress live', { skip }, async (
   // address the node owns, never loopback (that path is tested in test/src/node-credentials.test.ts
   // on a namespaced LAN); here the other process records the event in the same node store.
   const callback = async (event: string) => {
-    const script = `const { createPaths } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/paths.js'))});
-const { createFileNodeStore } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/node-store.js'))});
-const { recordStatusEvent } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/node-ops.js'))});
+    const script = `const { createPaths } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/core/paths.js'))});
+const { createFileNodeStore } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/region/node-store.js'))});
+const { recordStatusEvent } = require(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/region/node-ops.js'))});
 recordStatusEvent(createFileNodeStore(createPaths(process.argv[1])), process.argv[2], process.argv[3], process.argv[3] + ' from the test').then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1); });`;
     const child = spawn(process.execPath, ['-e', script, h.paths.root, node.systemId, event], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';

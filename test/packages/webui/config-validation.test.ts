@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import t from 'tap';
-import { loadConfig } from '../../../src/config';
+import { loadConfig } from '../../../src/core/config';
 import { ADMIN, login, startHarness } from './harness';
 
 const MANAGED = '/etc/uec-provisioning/conf.d/50-managed.conf';

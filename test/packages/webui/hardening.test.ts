@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import t, { type Test } from 'tap';
-import { NODES_FILE } from '../../../src/node-store';
+import { NODES_FILE } from '../../../src/region/node-store';
 import { postRaw } from '../../helpers/raw-http';
 import { ADMIN, login, startHarness, type Harness } from './harness';
 

@@ -1,13 +1,13 @@
 /** A web UI on 127.0.0.1:0 over a scratch root, with admin and viewer users, for the tests. */
 import * as path from 'node:path';
 import type { Test } from 'tap';
-import type { Session } from '../../../src/command';
-import { mergeSchemas } from '../../../src/component';
-import { writeManagedSettings } from '../../../src/config';
-import { createLogger } from '../../../src/log';
-import { createSystemNetworkFacts } from '../../../src/network-facts';
-import { createFileNodeStore, type NodeStore } from '../../../src/node-store';
-import type { Paths } from '../../../src/paths';
+import type { Session } from '../../../src/configurator/command';
+import { mergeSchemas } from '../../../src/configurator/component';
+import { writeManagedSettings } from '../../../src/core/config';
+import { createLogger } from '../../../src/core/log';
+import { createSystemNetworkFacts } from '../../../src/core/network-facts';
+import { createFileNodeStore, type NodeStore } from '../../../src/region/node-store';
+import type { Paths } from '../../../src/core/paths';
 import { component as common } from '../../../packages/common';
 import { component as webuiComponent, startWebui } from '../../../packages/webui';
 import { createAccountStore } from '../../../packages/webui/accounts';

@@ -3,8 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { mergeSchemas } from '../../../src/component';
-import { loadConfig, writeManagedSettings } from '../../../src/config';
+import { mergeSchemas } from '../../../src/configurator/component';
+import { loadConfig, writeManagedSettings } from '../../../src/core/config';
 import { component as common } from '../../../packages/common';
 import { component as dhcpd } from '../../../packages/dhcpd';
 import { component as mirror } from '../../../packages/mirror';

@@ -1,6 +1,6 @@
 /** Issue 13: the web UI listens on loopback by default (apache2 fronts it); an admin may choose another address. */
 import t from 'tap';
-import { writeManagedSettings } from '../../../src/config';
+import { writeManagedSettings } from '../../../src/core/config';
 import { startWebui } from '../../../packages/webui';
 import { WEBUI_SCHEMA } from '../../../packages/webui/config-schema';
 import { startHarness } from './harness';

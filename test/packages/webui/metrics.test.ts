@@ -3,7 +3,7 @@
  * viewer), a scrape promtool accepts, and each request counted by its route's pattern.
  */
 import t from 'tap';
-import { addNode } from '../../../src/node-ops';
+import { addNode } from '../../../src/region/node-ops';
 import { checkWithPromtool, sampleValue } from '../../helpers/metrics';
 import { ADMIN, VIEWER, login, startHarness } from './harness';
 

@@ -8,7 +8,7 @@
  *   GET /api/v1/context?mac=<mac>             same, by MAC (404 when no node has it)
  */
 import type { Architecture, Node, NodeStatus, Subarchitecture } from './node';
-import type { ArchiveSettings } from './archive';
+import type { ArchiveSettings } from '../core/archive';
 import type { Role } from './roles';
 
 export const CONTEXT_VERSION = 1;

@@ -7,11 +7,11 @@
  * the services and the web UI can change nodes at the same time.
  */
 import * as fs from 'node:fs';
-import { atomicWrite } from './atomic-write';
-import { UecError, describeError } from './errors';
-import { createFileLock } from './file-lock';
-import { checkNode, describeNodeProblem, findConflict, parseMac, type Node } from './node';
-import type { Paths } from './paths';
+import { atomicWrite } from '../core/atomic-write';
+import { UecError, describeError } from '../core/errors';
+import { createFileLock } from '../core/file-lock';
+import { checkNode, describeNodeProblem, findConflict, parseMac, type Node } from '../contract/node';
+import type { Paths } from '../core/paths';
 
 export const NODES_FILE = '/var/lib/uec-provisioning/nodes.json';
 

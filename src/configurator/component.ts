@@ -6,15 +6,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FilePlan } from './apply';
+import type { FilePlan } from '../core/apply';
 import type { Command } from './command';
-import type { ConfigSchema, EffectiveConfig } from './config';
-import { UecError, describeError } from './errors';
-import type { Logger } from './log';
-import type { NetworkFacts } from './network-facts';
-import type { Node } from './node';
-import type { Paths } from './paths';
-import type { TemplateDirs } from './template';
+import type { ConfigSchema, EffectiveConfig } from '../core/config';
+import { UecError, describeError } from '../core/errors';
+import type { Logger } from '../core/log';
+import type { NetworkFacts } from '../core/network-facts';
+import type { Node } from '../contract/node';
+import type { Paths } from '../core/paths';
+import type { TemplateDirs } from '../core/template';
 
 export interface ComponentContext {
   paths: Paths;
@@ -44,7 +44,7 @@ export interface Component {
 }
 
 /** Where compiled (or, in a checkout, source) components live: <lib>/packages. */
-export const DEFAULT_LIB_DIR = path.resolve(__dirname, '..');
+export const DEFAULT_LIB_DIR = path.resolve(__dirname, '..', '..');
 
 function isComponent(value: unknown): value is Component {
   const c = value as Component | undefined;

@@ -12,7 +12,7 @@
  * A refusal is never remembered: the next request asks the region again. The caller still
  * checks the node's status (from a fresh context) before asking here.
  */
-import type { NeighbourEntry } from './neighbours';
+import type { NeighbourEntry } from '../core/neighbours';
 
 /** How long the service remembers an accepted claim: an installer's repeated fetches within one deploy. */
 export const OWNERSHIP_TTL_MS = 10_000;

@@ -4,25 +4,26 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadProcessActor, recordNodeAudit } from './audit';
-import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from './command';
-import { buildNodeContext, type NodeContext } from './context';
-import { loadArchiveSettings } from './archive';
-import { loadConfig } from './config';
-import { UecError, describeError } from './errors';
-import { maskToken, parseStatus, publicNode, type Node } from './node';
-import { addNode, deployNodes, editNode, releaseNodes, removeNodes, type NodeEdit } from './node-ops';
-import { getNode } from './node-store';
-import { maskTokenIn, preseedDirs, PRESEED_TYPES, buildPreseedView, type PreseedType } from './preseed';
-import { LOADER_LINK_TARGETS, renderNodePreseed, renderNodeScript, type ProvisioningOptions } from './provisioning';
-import { selectNodeContext } from './region';
-import { createRegionClient } from './region-client';
-import { loadRoles, selectRole, shippedRoleDir } from './roles';
+import { loadProcessActor } from '../core/audit';
+import { recordNodeAudit } from '../region/node-audit';
+import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from '../configurator/command';
+import { buildNodeContext, type NodeContext } from '../contract/context';
+import { loadArchiveSettings } from '../core/archive';
+import { loadConfig } from '../core/config';
+import { UecError, describeError } from '../core/errors';
+import { maskToken, parseStatus, publicNode, type Node } from '../contract/node';
+import { addNode, deployNodes, editNode, releaseNodes, removeNodes, type NodeEdit } from '../region/node-ops';
+import { getNode } from '../region/node-store';
+import { maskTokenIn, preseedDirs, PRESEED_TYPES, buildPreseedView, type PreseedType } from '../edge/preseed';
+import { LOADER_LINK_TARGETS, renderNodePreseed, renderNodeScript, type ProvisioningOptions } from '../edge/provisioning';
+import { selectNodeContext } from '../region/region';
+import { createRegionClient } from '../edge/region-client';
+import { loadRoles, selectRole, shippedRoleDir } from '../contract/roles';
 import { loadAuthorizedKeys, startService } from './serve';
-import { loadServerAddress } from './server-address';
-import { checkTemplate, templateDirs, type Template } from './template';
-import { validateContent } from './validators';
-import { BOOT_PATHS } from './boot';
+import { loadServerAddress } from '../core/server-address';
+import { checkTemplate, templateDirs, type Template } from '../core/template';
+import { validateContent } from '../core/validators';
+import { BOOT_PATHS } from '../edge/boot';
 
 function strings(value: unknown): string[] {
   if (value === undefined) return [];

@@ -4,9 +4,9 @@
  * preseed. Pure: the tftpd configurator (pxelinux.cfg, grub.cfg files) and the provisioning
  * HTTP service (iPXE scripts) both use it, so every boot path behaves the same.
  */
-import { UecError } from './errors';
-import { checkExtraKernelArgs, checkKernelArgs, checkUrl, quoteValue } from './formats';
-import type { Node } from './node';
+import { UecError } from '../core/errors';
+import { checkExtraKernelArgs, checkKernelArgs, checkUrl, quoteValue } from '../core/formats';
+import type { Node } from '../contract/node';
 
 /** enlist: unknown machine, register it and power off. install: run the installer. local: boot the disk. */
 export type BootAction = 'enlist' | 'install' | 'local';

@@ -13,12 +13,12 @@
  * the configuration and the preseed templates are).
  */
 import * as fs from 'node:fs';
-import type { NodeContext } from './context';
-import { UecError, describeError } from './errors';
+import type { NodeContext } from '../contract/context';
+import { UecError, describeError } from '../core/errors';
 import { recordNodeEvent } from './node-ops';
 import { judgeClaim, selectNodeContext, type RegionOptions } from './region';
-import { createEventRepeatFilter, type ClaimAnswer, type ContextLookup, type RegionClient } from './region-client';
-import { parseMac } from './node';
+import { createEventRepeatFilter, type ClaimAnswer, type ContextLookup, type RegionClient } from '../contract/region-api';
+import { parseMac } from '../contract/node';
 
 export interface LocalRegionClientOptions {
   /** The region's current options (they are rebuilt when the configuration is reloaded). */

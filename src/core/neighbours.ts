@@ -14,9 +14,14 @@ import * as fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import * as path from 'node:path';
 import { clientAddress } from './http-util';
-import { normaliseClientAddress } from './node-address';
 
 /** The link-layer address the table holds for a client's IPv4, and whether it is a router's. */
+/** "::ffff:10.0.0.5" (a dual-stack socket) → "10.0.0.5"; anything else unchanged. */
+export function normaliseClientAddress(address: string): string {
+  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
 export interface NeighbourEntry {
   mac: string;
   router: boolean;

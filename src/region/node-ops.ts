@@ -3,7 +3,7 @@
  * UI all call. Each operation is one store update (locked, validated, atomic), so two
  * deploys of the same node at once give one success and one NODE_STATE error.
  */
-import { UecError } from './errors';
+import { UecError } from '../core/errors';
 import {
   addEvent,
   createNode,
@@ -24,12 +24,12 @@ import {
   type Hardware,
   type NewNodeInput,
   type Node,
-} from './node';
-import { recordDeployEnded, recordDeploysStarted } from './metrics';
-import { selectAddressOwnership, type Ownership } from './node-address';
-import type { NeighbourEntry } from './neighbours';
+} from '../contract/node';
+import { recordDeployEnded, recordDeploysStarted } from '../core/metrics';
+import { selectAddressOwnership, type Ownership } from '../contract/node-address';
+import type { NeighbourEntry } from '../core/neighbours';
 import { selectNode, type NodeStore } from './node-store';
-import { selectRole, selectRolePackages, type Role } from './roles';
+import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
 export interface Clock {
   now(): Date;

@@ -1,6 +1,6 @@
 /** `uec-provisioning audit`: read the audit log (docs/audit.md), newest first, filtered. */
-import { AUDIT_LOG, AUDIT_READ_LIMIT, formatAuditEntry, loadAuditEntries, parseSince, selectAuditEntries } from './audit';
-import { usageError, type Command, type Values } from './command';
+import { AUDIT_LOG, AUDIT_READ_LIMIT, formatAuditEntry, loadAuditEntries, parseSince, selectAuditEntries } from '../core/audit';
+import { usageError, type Command, type Values } from '../configurator/command';
 
 function optional(values: Values, key: string): string | undefined {
   const v = values[key];

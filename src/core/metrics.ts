@@ -17,7 +17,6 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describeError } from './errors';
 import { selectMatchedRoute } from './http-routes';
 import type { Reply } from './http-util';
-import { NODE_STATUSES, type Node } from './node';
 
 const registry = new Registry();
 
@@ -69,8 +68,8 @@ const deployDuration = new Histogram({
 
 /** Where the scrape-time metrics come from; each is optional (a service registers what it has). */
 export interface MetricsSources {
-  /** The node store's nodes. */
-  listNodes?: () => Promise<readonly Pick<Node, 'status'>[]>;
+  /** How many nodes the node store holds in each status (every status named, zeros included). */
+  countNodesByStatus?: () => Promise<Record<string, number>>;
   /** dnsmasq's D-Bus service name (the DHCP instance's enable-dbus=). */
   dnsmasqBusName?: string;
   /** The mirror's state.json (resolved path), when the mirror package is configured. */
@@ -97,18 +96,11 @@ new Gauge({
   registers: [registry],
   async collect() {
     this.reset();
-    if (!sources.listNodes) return;
-    const counts = selectStatusCounts(await sources.listNodes());
+    if (!sources.countNodesByStatus) return;
+    const counts = await sources.countNodesByStatus();
     for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
   },
 });
-
-/** Pure: how many nodes have each status (every status present, zeros included). */
-export function selectStatusCounts(nodes: readonly Pick<Node, 'status'>[]): Record<string, number> {
-  const counts: Record<string, number> = Object.fromEntries(NODE_STATUSES.map((s) => [s, 0]));
-  for (const n of nodes) counts[n.status] = (counts[n.status] ?? 0) + 1;
-  return counts;
-}
 
 // ---------------------------------------------------------------------------- dnsmasq
 

@@ -24,15 +24,15 @@ import * as fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import * as path from 'node:path';
 import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootAction } from './boot';
-import type { NodeContext } from './context';
-import { UecError, describeError } from './errors';
-import { checkLine, checkUrl } from './formats';
-import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
-import { decodePathSegment, presentedToken, text, type Reply } from './http-util';
-import type { Logger } from './log';
-import { timeRender } from './metrics';
-import { SYSTEM_ADDRESSING, type ClientAddressing } from './neighbours';
-import { isInstalling, parseMac, type NodeStatus } from './node';
+import type { NodeContext } from '../contract/context';
+import { UecError, describeError } from '../core/errors';
+import { checkLine, checkUrl } from '../core/formats';
+import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from '../core/http-routes';
+import { decodePathSegment, presentedToken, text, type Reply } from '../core/http-util';
+import type { Logger } from '../core/log';
+import { timeRender } from '../core/metrics';
+import { SYSTEM_ADDRESSING, type ClientAddressing } from '../core/neighbours';
+import { isInstalling, parseMac, type NodeStatus } from '../contract/node';
 import {
   PRESEED_TYPES,
   buildPreseedView,
@@ -47,7 +47,7 @@ import {
 } from './preseed';
 import { selectOwnershipKey, type OwnershipCache } from './ownership-cache';
 import type { RegionClient } from './region-client';
-import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from './template';
+import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from '../core/template';
 
 export interface ProvisioningOptions {
   region: RegionClient;

@@ -18,7 +18,6 @@ import * as path from 'node:path';
 import { UecError, describeError } from './errors';
 import { fsOps } from './fs-ops';
 import type { Logger } from './log';
-import type { Node } from './node';
 import type { Paths } from './paths';
 
 export const AUDIT_LOG = '/var/log/uec-provisioning/audit.log';
@@ -146,17 +145,6 @@ export function selectChanges(before: Record<string, unknown> | null, after: Rec
   return out;
 }
 
-/** The fields of a node an audit line shows: never its token, timeline or timestamps. */
-export function selectNodeFields(node: Node | null): Record<string, unknown> | null {
-  if (!node) return null;
-  const { hostname, macs, arch, subarch, role, os: nodeOs, release, status, ipv4, netboot } = node;
-  return { hostname, macs, arch, subarch, role, os: nodeOs, release, status, ipv4, netboot };
-}
-
-export function nodeTarget(node: Node): Record<string, string> {
-  return { systemId: node.systemId, hostname: node.hostname };
-}
-
 function shorten(value: unknown, max: number): unknown {
   if (typeof value === 'string') return value.length > max ? `${value.slice(0, max)}…` : value;
   if (Array.isArray(value)) return value.length > 8 ? [...value.slice(0, 8).map((v) => shorten(v, max)), `… ${value.length - 8} more`] : value.map((v) => shorten(v, max));
@@ -262,12 +250,6 @@ export function recordAudit(
   log?: Logger,
 ): Promise<boolean> {
   return appendAuditEntry(paths, createAuditEntry(actor, action, target, changes), log);
-}
-
-/** Record a node change: target the node, changes its public fields before → after. */
-export function recordNodeAudit(paths: Paths, actor: AuditActor, action: AuditAction, before: Node | null, after: Node | null, log?: Logger): Promise<boolean> {
-  const node = (after ?? before) as Node;
-  return recordAudit(paths, actor, action, nodeTarget(node), selectChanges(selectNodeFields(before), selectNodeFields(after)), log);
 }
 
 export interface AuditRead {

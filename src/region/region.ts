@@ -20,16 +20,16 @@
  * which it was, naming the node and the address.
  */
 import type { IncomingMessage } from 'node:http';
-import type { ArchiveSettings } from './archive';
-import { buildNodeContext, type NodeContext, type RegionUrls } from './context';
-import { UecError, describeError } from './errors';
-import { checkLine } from './formats';
-import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from './http-routes';
-import { json, parseJsonObject, presentedToken, text, type Reply } from './http-util';
-import type { Logger } from './log';
-import { isLoopbackAddress, scrapeMetrics } from './metrics';
-import { SYSTEM_ADDRESSING, type ClientAddressing, type NeighbourEntry } from './neighbours';
-import { DEFAULT_RELEASE, isInstalling, parseMac, publicNode, tokenMatches, type Node } from './node';
+import type { ArchiveSettings } from '../core/archive';
+import { buildNodeContext, type NodeContext, type RegionUrls } from '../contract/context';
+import { UecError, describeError } from '../core/errors';
+import { checkLine } from '../core/formats';
+import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from '../core/http-routes';
+import { json, parseJsonObject, presentedToken, text, type Reply } from '../core/http-util';
+import type { Logger } from '../core/log';
+import { isLoopbackAddress, scrapeMetrics } from '../core/metrics';
+import { SYSTEM_ADDRESSING, type ClientAddressing, type NeighbourEntry } from '../core/neighbours';
+import { DEFAULT_RELEASE, isInstalling, parseMac, publicNode, tokenMatches, type Node } from '../contract/node';
 import {
   EnlistLimitError,
   STATUS_EVENTS,
@@ -43,7 +43,7 @@ import {
   type StatusEvent,
 } from './node-ops';
 import type { NodeStore } from './node-store';
-import { selectRole, selectRolePackages, type Role } from './roles';
+import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
 export interface RegionOptions {
   store: NodeStore;

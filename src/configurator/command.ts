@@ -4,17 +4,17 @@
  * from mirror) by exporting them, so each package brings its commands with it.
  */
 import type { ParseArgsConfig } from 'node:util';
-import { applyPlans, type ApplyResult } from './apply';
+import { applyPlans, type ApplyResult } from '../core/apply';
 import { findComponent, type Component } from './component';
-import { loadConfig, type ConfigSchema, type EffectiveConfig } from './config';
-import { UecError } from './errors';
-import type { Logger } from './log';
-import type { NetworkFacts } from './network-facts';
-import { checkNode, describeNodeProblem, type Node } from './node';
-import type { NodeStore } from './node-store';
-import type { Paths } from './paths';
-import { createServiceControl } from './services';
-import { templateDirs } from './template';
+import { loadConfig, type ConfigSchema, type EffectiveConfig } from '../core/config';
+import { UecError } from '../core/errors';
+import type { Logger } from '../core/log';
+import type { NetworkFacts } from '../core/network-facts';
+import { checkNode, describeNodeProblem, type Node } from '../contract/node';
+import type { NodeStore } from '../region/node-store';
+import type { Paths } from '../core/paths';
+import { createServiceControl } from '../core/services';
+import { templateDirs } from '../core/template';
 
 export interface Io {
   stdout: (text: string) => void;

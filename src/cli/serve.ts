@@ -10,28 +10,29 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { loadArchiveSettings } from './archive';
-import { atomicWrite } from './atomic-write';
-import { BOOT_PATHS } from './boot';
-import type { EffectiveConfig } from './config';
-import { UecError, describeError } from './errors';
-import { clientAddress, loggablePath, send, text, type Reply } from './http-util';
-import type { Logger } from './log';
-import { DHCPD_BUS_NAME, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from './metrics';
-import type { ClientAddressing } from './neighbours';
-import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from './node-ops';
-import type { Paths } from './paths';
-import { preseedDirs } from './preseed';
-import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from './provisioning';
-import { handleRegionRequest, type RegionOptions } from './region';
-import { createLocalRegionClient, readFileVersion } from './local-region-client';
-import { NODES_FILE, type NodeStore } from './node-store';
-import { OWNERSHIP_TTL_MS, createOwnershipCache } from './ownership-cache';
-import { SYNC_SYSTEM_ADDRESSING } from './read-neighbour-sync';
-import { createRegionClient, type RegionClient } from './region-client';
-import { loadRoles } from './roles';
-import type { ServerAddress } from './server-address';
-import { templateDirs } from './template';
+import { loadArchiveSettings } from '../core/archive';
+import { atomicWrite } from '../core/atomic-write';
+import { BOOT_PATHS } from '../edge/boot';
+import type { EffectiveConfig } from '../core/config';
+import { UecError, describeError } from '../core/errors';
+import { clientAddress, loggablePath, send, text, type Reply } from '../core/http-util';
+import type { Logger } from '../core/log';
+import { DHCPD_BUS_NAME, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from '../core/metrics';
+import type { ClientAddressing } from '../core/neighbours';
+import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from '../region/node-ops';
+import type { Paths } from '../core/paths';
+import { preseedDirs } from '../edge/preseed';
+import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from '../edge/provisioning';
+import { handleRegionRequest, type RegionOptions } from '../region/region';
+import { createLocalRegionClient, readFileVersion } from '../region/local-region-client';
+import { NODES_FILE, type NodeStore } from '../region/node-store';
+import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
+import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
+import { createRegionClient, type RegionClient } from '../edge/region-client';
+import { loadRoles } from '../contract/roles';
+import type { ServerAddress } from '../core/server-address';
+import { templateDirs } from '../core/template';
+import { selectStatusCounts } from '../contract/node';
 
 /** The provisioning key: read it, or (where the region runs) create it once, 0600. */
 export async function loadProvisioningKey(paths: Paths, keyFile: string, create: boolean): Promise<string> {
@@ -296,7 +297,7 @@ export async function startService(
   }
   const server = servers[0]!;
   useMetricsSources({
-    listNodes: services.region ? () => settings.store.list() : undefined,
+    countNodesByStatus: services.region ? async () => selectStatusCounts(await settings.store.list()) : undefined,
     dnsmasqBusName: DHCPD_BUS_NAME,
     mirrorStateFile: () => selectMirrorStateFile(settings.paths, settings.config),
     lastRegionAnswer: watchRegionAnswers(services.provisioning.region),

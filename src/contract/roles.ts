@@ -16,10 +16,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UecError, describeError } from './errors';
-import { checkLine, checkWord } from './formats';
-import type { Paths } from './paths';
-import { templateDirs } from './template';
+import { UecError, describeError } from '../core/errors';
+import { checkLine, checkWord } from '../core/formats';
+import type { Paths } from '../core/paths';
+import { templateDirs } from '../core/template';
 
 export const ROLE_DIRS = {
   admin: '/etc/uec-provisioning/roles.d',

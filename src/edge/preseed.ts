@@ -12,12 +12,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { NodeContext } from './context';
-import { UecError, describeError } from './errors';
-import { checkLine } from './formats';
-import type { Paths } from './paths';
-import { refusingEscaper, renderTemplate, templateDirs, type Template } from './template';
-import { tokenMatches } from './node';
+import type { NodeContext } from '../contract/context';
+import { UecError, describeError } from '../core/errors';
+import { checkLine } from '../core/formats';
+import type { Paths } from '../core/paths';
+import { refusingEscaper, renderTemplate, templateDirs, type Template } from '../core/template';
+import { tokenMatches } from '../contract/node';
 
 export const PRESEED_TYPES = ['install', 'commissioning', 'enlist'] as const;
 export type PreseedType = (typeof PRESEED_TYPES)[number];

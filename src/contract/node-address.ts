@@ -16,7 +16,7 @@
  * Only IPv4 host addresses can be a node's: loopback, IPv6 and the like are refused.
  * Pure: the caller reads the neighbour table (neighbours.ts) and stores the binding.
  */
-import type { NeighbourEntry } from './neighbours';
+import type { NeighbourEntry } from '../core/neighbours';
 import { checkNodeIPv4 } from './node';
 
 export interface OwnershipFacts {
@@ -34,12 +34,6 @@ export type OwnershipRule = 'neighbour' | 'reservation' | 'binding';
 export type Ownership =
   | { owned: true; rule: OwnershipRule; /** Store this address as the deploy's binding. */ bind: boolean }
   | { owned: false; reason: string };
-
-/** "::ffff:10.0.0.5" (a dual-stack socket) → "10.0.0.5"; anything else unchanged. */
-export function normaliseClientAddress(address: string): string {
-  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  return m ? m[1]! : address;
-}
 
 /** Pure: does `client` (with its neighbour entry, if any) own this node's current deploy? */
 export function selectAddressOwnership(node: OwnershipFacts, client: string, neighbour: NeighbourEntry | null): Ownership {

@@ -10,8 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { clientAddress } from './http-util';
-import { parseGateways, parseNeighbourTable, selectNeighbour, type ClientAddressing, type NeighbourEntry } from './neighbours';
-import { normaliseClientAddress } from './node-address';
+import { normaliseClientAddress, parseGateways, parseNeighbourTable, selectNeighbour, type ClientAddressing, type NeighbourEntry } from './neighbours';
 
 /** Open descriptors of the /proc files: a kernel-generated file read again from offset 0 is generated again. */
 const descriptors = new Map<string, number>();

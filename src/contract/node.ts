@@ -4,9 +4,9 @@
  * node-store.ts does the I/O.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { UecError } from './errors';
+import { UecError } from '../core/errors';
 import { isIPv4 } from 'node:net';
-import { checkHostname, checkIPv4, checkMac, checkWord, normaliseMac, quoteValue } from './formats';
+import { checkHostname, checkIPv4, checkMac, checkWord, normaliseMac, quoteValue } from '../core/formats';
 
 /** new → (commissioning →) ready → deploying → deployed; failed from deploying or commissioning. */
 export const NODE_STATUSES = ['new', 'commissioning', 'ready', 'deploying', 'deployed', 'failed'] as const;
@@ -374,4 +374,11 @@ export function findConflict(nodes: readonly Node[]): string | null {
     }
   }
   return null;
+}
+
+/** Pure: how many nodes have each status (every status present, zeros included). */
+export function selectStatusCounts(nodes: readonly Pick<Node, 'status'>[]): Record<string, number> {
+  const counts: Record<string, number> = Object.fromEntries(NODE_STATUSES.map((s) => [s, 0]));
+  for (const n of nodes) counts[n.status] = (counts[n.status] ?? 0) + 1;
+  return counts;
 }

@@ -1,0 +1,73 @@
+/**
+ * Bench smoke for scripts/bench-bootstorm.ts: a storm of 5 machines against the compiled
+ * product (`npm run build` first, as CI's build stage does) and the static baseline, in
+ * network namespaces. Behaviour only, never a time: every machine got through DHCP, TFTP and
+ * every HTTP step in both phases, its own reservation, its own boot script and preseed, and the
+ * baseline served the same bytes. The pure parts are checked on their own below.
+ */
+import * as path from 'node:path';
+import t from 'tap';
+import { bootStormUnavailableReason, parseLeases, percentile, renderBaselineDnsmasq, renderStormTable, runBootStorm, selectStormNode } from '../../scripts/bench-bootstorm';
+import { REPO_ROOT } from '../helpers/scratch';
+
+const CLI = path.join(REPO_ROOT, 'dist/src/cli.js');
+
+t.test('selectStormNode: distinct MACs, reserved addresses and hostnames for 1,000 machines, all inside 10.80.8.0/21', async (t) => {
+  const nodes = Array.from({ length: 1000 }, (_, i) => selectStormNode(i));
+  for (const key of ['mac', 'ipv4', 'hostname'] as const) t.equal(new Set(nodes.map((n) => n[key])).size, 1000, `${key}s are distinct`);
+  t.same(selectStormNode(0), { hostname: 'storm0001', mac: '52:54:00:b5:00:00', ipv4: '10.80.8.1' });
+  t.same(selectStormNode(999), { hostname: 'storm1000', mac: '52:54:00:b5:03:e7', ipv4: '10.80.11.250' });
+  for (const n of nodes) {
+    const [a, b, c, d] = n.ipv4.split('.').map(Number);
+    if (!(a === 10 && b === 80 && c! >= 8 && c! < 16 && d! >= 1 && d! <= 254)) t.fail(`${n.ipv4} is outside 10.80.8.0/21 or not a host address`);
+  }
+});
+
+t.test('percentile: nearest rank, whatever the order', async (t) => {
+  t.equal(percentile([5, 1, 4, 2, 3], 0.5), 3);
+  t.equal(percentile([5, 1, 4, 2, 3], 0.99), 5);
+  t.equal(percentile(Array.from({ length: 100 }, (_, i) => 100 - i), 0.99), 99);
+  t.ok(Number.isNaN(percentile([], 0.5)), 'no samples: NaN, not 0');
+});
+
+t.test('parseLeases: MAC → address from a dnsmasq lease file', async (t) => {
+  const leases = parseLeases('1765000000 52:54:00:B5:00:01 10.80.8.2 storm0002 *\n1765000000 52:54:00:b5:00:00 10.80.8.1 storm0001 01:52:54:00:b5:00:00\n\n');
+  t.equal(leases.get('52:54:00:b5:00:01'), '10.80.8.2', 'MAC lower-cased');
+  t.equal(leases.get('52:54:00:b5:00:00'), '10.80.8.1');
+  t.equal(leases.size, 2);
+});
+
+t.test('renderBaselineDnsmasq: one dhcp-host line per node, TFTP on the given root', async (t) => {
+  const nodes = [0, 1].map((i) => ({ ...selectStormNode(i), systemId: `node-${i}` }));
+  const conf = renderBaselineDnsmasq({ dir: '/d', tftpRoot: '/boot-tree', loader: 'undionly.kpxe', nodes });
+  t.match(conf, /^dhcp-host=52:54:00:b5:00:00,10\.80\.8\.1,storm0001$/m);
+  t.match(conf, /^dhcp-host=52:54:00:b5:00:01,10\.80\.8\.2,storm0002$/m);
+  t.match(conf, /^tftp-root=\/boot-tree$/m);
+  t.match(conf, /^dhcp-boot=tag:bios,undionly\.kpxe,,10\.80\.0\.1$/m);
+});
+
+t.test('a storm of 5 machines: zero errors, each its own reservation and preseed, the same bytes from the baseline', { skip: bootStormUnavailableReason(CLI), timeout: 600_000 }, async (t) => {
+  const r = await runBootStorm({ n: 5, rampMs: 500, cli: CLI, log: (line) => t.comment(line) });
+  t.same(r.product.errors, [], 'the product: no machine failed, and each leased its own reservation (dnsmasq\'s lease file)');
+  t.same(r.baseline.errors, [], 'the baseline: the same');
+  for (const phase of [r.product, r.baseline]) {
+    t.equal(phase.machines.length, 5, `${phase.name}: 5 machines ran`);
+    t.ok(
+      phase.machines.every((m) => /^ok [\d.]+ [\d.]+ [\d.]+$/.test(m.line)),
+      `${phase.name}: every machine reports DHCP, TFTP and HTTP times`,
+    );
+    t.ok(phase.servers.every((s) => s.peakRssKiB > 0), `${phase.name}: every server's memory was read`);
+  }
+  t.same(r.differingBodies, [], 'the baseline answered every machine with the bytes the product did');
+  t.equal(new Set(r.nodes.map((n) => n.systemId)).size, 5, 'five nodes');
+  r.nodes.forEach((node, i) => {
+    const got = r.bodies[i]!;
+    t.match(got['node.ipxe'], new RegExp(`installing debian bookworm on ${node.hostname}\\b`), `${node.hostname}: its own install script`);
+    t.match(got['node.ipxe'], new RegExp(`url=\\S+/preseed/${node.systemId}\\b`), `${node.hostname}: its script names its own preseed`);
+    t.match(got.preseed, new RegExp(`^d-i netcfg/get_hostname string ${node.hostname}$`, 'm'), `${node.hostname}: its own preseed`);
+    t.match(got.preseed, new RegExp(`/metadata/latest/${node.systemId}/status/installing\\?token=`), `${node.hostname}: its own call-back URL`);
+    for (const s of ['installing', 'installed', 'deployed']) t.ok(got[s] !== undefined, `${node.hostname}: ${s} call-back answered`);
+  });
+  const table = renderStormTable(r).join('\n');
+  t.match(table, /\| errors \| 0 \| 0 \|/, 'the table reports zero errors');
+});
