@@ -1,0 +1,530 @@
+/**
+ * Boot-storm benchmark (part of `npm run bench`; issue 15 item 4): N simulated machines, all
+ * started within the ramp (10 s), each doing what a BIOS PXE machine installing through
+ * uec-provisioning does on the wire (scripts/bench-bootstorm/machine.sh): a real DHCP exchange
+ * for its own MAC (perfdhcp), a TFTP fetch of its loader (curl), then over HTTP (curl) the iPXE
+ * scripts, the kernel and initrd of the imported debian-installer-12-netboot-amd64, its preseed
+ * and its installing/installed/deployed call-backs. Only C clients make load; Node only spawns
+ * and times them (scripts/bench-bootstorm/launch.ts).
+ *
+ * Two phases in the same run, the same machines and the same bytes:
+ * - product: the real dnsmasq with the configs `uec-provisioning apply dhcpd tftpd` rendered,
+ *   and the compiled `uec-provisioning serve`;
+ * - baseline: one dnsmasq with a hand-written static config (dhcp-host lines, tftp-root on the
+ *   same boot tree) and apache2 serving what the product answered in the first phase as static
+ *   files, on the same address and port, so the URLs inside those bodies stay right.
+ * A machine's answers in both phases are compared byte for byte.
+ *
+ * The network (test/helpers/netns.ts, torn down in `finally` and on exit or a signal):
+ *   srv (servers, v0 10.80.0.1/16) ── rtr (10.80.0.2 | 10.81.0.1) ── mach (10.81.0.2, and
+ *   one /32 per machine: its reserved address in 10.80.8.0/21)
+ * The machines sit behind a router, as machines in another rack do: the server's neighbour
+ * table holds the router only, so the service's ownership rule for routed clients applies
+ * (docs/security.md: a routed client is the node when it comes from the node's reserved
+ * address), and every machine's HTTP requests come from its own reservation. perfdhcp relays
+ * each DHCP exchange with the machine's address as giaddr; it lies in the DHCP interface's
+ * subnet (a more specific route on the server sends it to the router), so dnsmasq answers from
+ * its range's subnet with the node's reservation. Nothing is weakened in the product.
+ *
+ * Env: BENCH_STORM_N (default "100,1000"), BENCH_STORM_RAMP_MS (default 10000), BENCH_CLI (another
+ * build's dist/src/cli.js), BENCH_CPU_PROF=DIR (serve under `node --cpu-prof`), BENCH_STORM_KEEP=1 (keep
+ * the scratch directory: configs, logs, every machine's bodies and transfers).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ts from 'typescript';
+import { createTestNetwork, netnsUnavailableReason, type NetnsProcess, type TestNetwork } from '../test/helpers/netns';
+import type { LaunchResult, LaunchSpec, MachineRun } from './bench-bootstorm/launch';
+
+const REPO = path.resolve(__dirname, '..');
+const SERVER = '10.80.0.1';
+const ROUTER_LAN = '10.80.0.2';
+const ROUTER_FAR = '10.81.0.1';
+const MACHINES_LINK = '10.81.0.2';
+const FAR_NET = '10.80.8.0/21';
+const PORT = 5248;
+const NETBOOT_PACKAGE = 'debian-installer-12-netboot-amd64';
+/** The files each machine keeps, compared between the two phases. */
+const BODIES = ['bootstrap.ipxe', 'node.ipxe', 'preseed', 'installing', 'installed', 'deployed'];
+
+export interface StormOptions {
+  n: number;
+  rampMs: number;
+  /** dist/src/cli.js of the build to measure. */
+  cli?: string;
+  /** Progress lines (stderr by default). */
+  log?: (line: string) => void;
+  cpuProfDir?: string;
+}
+
+export interface StormNode {
+  hostname: string;
+  systemId: string;
+  mac: string;
+  ipv4: string;
+}
+
+export interface ServerUsage {
+  name: string;
+  cpuSeconds: number;
+  /** Peak RSS in KiB (VmHWM; summed over the process tree). */
+  peakRssKiB: number;
+}
+
+export interface PhaseResult {
+  name: 'product' | 'baseline';
+  wallMs: number;
+  machines: MachineRun[];
+  errors: string[];
+  servers: ServerUsage[];
+}
+
+export interface StormResult {
+  n: number;
+  rampMs: number;
+  nodes: StormNode[];
+  product: PhaseResult;
+  baseline: PhaseResult;
+  /** Bodies that differ between the phases ("MACHINE/FILE"). */
+  differingBodies: string[];
+  /** Per machine, what it received from the product: file name (BODIES) → content. */
+  bodies: Record<string, string>[];
+  loadBefore: string;
+  loadAfter: string;
+}
+
+/** Pure: machine index → its node (MAC, reserved address, hostname without the system id). */
+export function selectStormNode(i: number): Omit<StormNode, 'systemId'> {
+  const hex = (v: number) => v.toString(16).padStart(2, '0');
+  return {
+    hostname: `storm${String(i + 1).padStart(4, '0')}`,
+    mac: `52:54:00:b5:${hex(i >> 8)}:${hex(i & 255)}`,
+    ipv4: `10.80.${8 + Math.floor(i / 250)}.${(i % 250) + 1}`,
+  };
+}
+
+/** Pure: a percentile (0..1) of unsorted samples (nearest rank). */
+export function percentile(samples: number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
+}
+
+/** Pure: the hand-written static dnsmasq config of the baseline (DHCP and TFTP in one). */
+export function renderBaselineDnsmasq(opts: { dir: string; tftpRoot: string; loader: string; nodes: StormNode[] }): string {
+  return [
+    '# Baseline of scripts/bench-bootstorm.ts: written by hand, nothing generated.',
+    'port=0',
+    'interface=v0',
+    'bind-interfaces',
+    'no-resolv',
+    'no-hosts',
+    `pid-file=${opts.dir}/baseline-dnsmasq.pid`,
+    `dhcp-leasefile=${opts.dir}/baseline.leases`,
+    'dhcp-range=10.80.1.1,10.80.1.254,255.255.0.0,12h',
+    'dhcp-authoritative',
+    'dhcp-option=option:router',
+    `dhcp-option=option:dns-server,${SERVER}`,
+    'dhcp-match=set:bios,option:client-arch,0',
+    `dhcp-boot=tag:bios,${opts.loader},,${SERVER}`,
+    'enable-tftp',
+    `tftp-root=${opts.tftpRoot}`,
+    ...opts.nodes.map((n) => `dhcp-host=${n.mac},${n.ipv4},${n.hostname}`),
+    '',
+  ].join('\n');
+}
+
+/** Pure: the baseline apache2 config: static files, two rewrites for the iPXE scripts' URLs. */
+export function renderBaselineApache(opts: { dir: string; docroot: string }): string {
+  const mods = '/usr/lib/apache2/modules';
+  const d = opts.docroot;
+  return [
+    `LoadModule mpm_event_module ${mods}/mod_mpm_event.so`,
+    `LoadModule authz_core_module ${mods}/mod_authz_core.so`,
+    `LoadModule rewrite_module ${mods}/mod_rewrite.so`,
+    'ServerName localhost',
+    `Listen ${SERVER}:${PORT}`,
+    `PidFile ${opts.dir}/apache.pid`,
+    `ErrorLog ${opts.dir}/apache-error.log`,
+    `Mutex file:${opts.dir}`,
+    'User www-data',
+    'Group www-data',
+    'KeepAlive On',
+    'ServerLimit 16',
+    'MaxRequestWorkers 800',
+    'ThreadsPerChild 50',
+    `DocumentRoot ${d}`,
+    `<Directory ${d}>`,
+    '  Require all granted',
+    '</Directory>',
+    // /boot/ipxe is a file and /boot/ipxe/node?mac=… a file per MAC: both by rewrite.
+    'RewriteEngine On',
+    `RewriteRule ^/boot/ipxe$ ${d}/ipxe/bootstrap.ipxe [L]`,
+    'RewriteCond %{QUERY_STRING} (?:^|&)mac=([0-9a-f-]{17})(?:&|$)',
+    `RewriteRule ^/boot/ipxe/node$ ${d}/ipxe/%1.ipxe [L]`,
+    '',
+  ].join('\n');
+}
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  /** utime + stime + cutime + cstime, in clock ticks. */
+  ticks: number;
+}
+
+function readProcs(): Proc[] {
+  const procs: Proc[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      // Fields after "(comm) ": [0] is field 3 of stat(5); ppid is 4, utime..cstime 14-17.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      procs.push({ pid: Number(name), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
+    } catch {
+      // gone
+    }
+  }
+  return procs;
+}
+
+/** The process and its descendants. */
+function processTree(root: number, procs = readProcs()): Proc[] {
+  const tree = procs.filter((p) => p.pid === root);
+  for (let i = 0; i < tree.length; i++) tree.push(...procs.filter((p) => p.ppid === tree[i]!.pid));
+  return tree;
+}
+
+/**
+ * CPU seconds of a process tree: utime+stime of the living plus cutime+cstime (children
+ * already reaped), so each process counts once however many came and went.
+ */
+function cpuSeconds(root: number): number {
+  return processTree(root).reduce((sum, p) => sum + p.ticks, 0) / 100;
+}
+
+function peakRssKiB(root: number): number {
+  let total = 0;
+  for (const p of processTree(root)) {
+    try {
+      total += Number(/^VmHWM:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+function loadAverage(): string {
+  return os.loadavg().map((l) => l.toFixed(2)).join(' ');
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Why the benchmark cannot run here, or false. */
+export function bootStormUnavailableReason(cli: string): string | false {
+  const netns = netnsUnavailableReason();
+  if (netns) return netns;
+  for (const [tool, pkg] of [
+    ['perfdhcp', 'kea-admin'],
+    ['curl', 'curl'],
+    ['dnsmasq', 'dnsmasq-base'],
+    ['apache2', 'apache2'],
+  ] as const) {
+    if (spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0) return `${tool} is not installed (apt-get install ${pkg})`;
+  }
+  if (!fs.existsSync('/usr/lib/debian-installer/images/12/amd64')) return `${NETBOOT_PACKAGE} is not installed`;
+  if (!fs.existsSync(cli)) return `${cli} does not exist: run npm run build first`;
+  return false;
+}
+
+function runCli(cli: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`uec-provisioning ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
+  });
+}
+
+/** Runs `body` over `items` with at most `limit` at a time. */
+async function pool<T, R>(items: T[], limit: number, body: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await body(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+async function buildNetwork(net: TestNetwork, n: number, dir: string): Promise<{ srv: string; mach: string }> {
+  const srv = await net.ns('srv');
+  const rtr = await net.ns('rtr');
+  const mach = await net.ns('mach');
+  await net.link({ ns: srv, ifname: 'v0', cidr: `${SERVER}/16` }, { ns: rtr, ifname: 'r0', cidr: `${ROUTER_LAN}/16` });
+  await net.link({ ns: rtr, ifname: 'r1', cidr: `${ROUTER_FAR}/30` }, { ns: mach, ifname: 'm0', cidr: `${MACHINES_LINK}/30` });
+  // Forwarding inside the router's namespace only; no namespace has a way out.
+  const sysctl = await net.exec(rtr, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  if (sysctl.code !== 0) throw new Error(`router: ${sysctl.stderr}`);
+  await net.ip(rtr, ['route', 'add', FAR_NET, 'via', MACHINES_LINK]);
+  await net.ip(srv, ['route', 'add', FAR_NET, 'via', ROUTER_LAN]);
+  await net.ip(mach, ['route', 'add', '10.80.0.0/16', 'via', ROUTER_FAR]);
+  const batch = path.join(dir, 'machine-addresses.ip');
+  fs.writeFileSync(batch, Array.from({ length: n }, (_, i) => `addr add ${selectStormNode(i).ipv4}/32 dev m0\n`).join(''));
+  const added = await net.exec(mach, ['ip', '-batch', batch]);
+  if (added.code !== 0) throw new Error(`machine addresses: ${added.stderr}`);
+  return { srv, mach };
+}
+
+async function runPhase(opts: {
+  name: PhaseResult['name'];
+  net: TestNetwork;
+  mach: string;
+  dir: string;
+  nodes: StormNode[];
+  rampMs: number;
+  loader: string;
+  sizes: Record<string, string>;
+  servers: { name: string; proc: NetnsProcess }[];
+  /** dnsmasq's lease file: which address each MAC got. */
+  leaseFile: string;
+}): Promise<PhaseResult> {
+  const bodyDirs = opts.nodes.map((_, i) => path.join(opts.dir, opts.name, `m${i}`));
+  for (const d of bodyDirs) fs.mkdirSync(d, { recursive: true });
+  const spec: LaunchSpec = {
+    script: path.join(__dirname, 'bench-bootstorm', 'machine.sh'),
+    rampMs: opts.rampMs,
+    env: opts.sizes,
+    machines: opts.nodes.map((node, i) => [bodyDirs[i]!, node.mac, node.ipv4, node.hostname, SERVER, String(PORT), opts.loader]),
+  };
+  const specFile = path.join(opts.dir, `${opts.name}-spec.json`);
+  fs.writeFileSync(specFile, JSON.stringify(spec));
+  const before = opts.servers.map((s) => cpuSeconds(s.proc.pid));
+  // The launcher as plain JavaScript: a test runner's loader hooks reach child processes, and
+  // some of them refuse a .ts entry point.
+  const launcher = path.join(opts.dir, 'launch.js');
+  const source = fs.readFileSync(path.join(__dirname, 'bench-bootstorm', 'launch.ts'), 'utf8');
+  fs.writeFileSync(launcher, ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText);
+  const launched = await opts.net.exec(opts.mach, [process.execPath, launcher, specFile], { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, timeoutMs: 3_600_000 });
+  const servers = opts.servers.map((s, i) => ({ name: s.name, cpuSeconds: cpuSeconds(s.proc.pid) - before[i]!, peakRssKiB: peakRssKiB(s.proc.pid) }));
+  if (launched.code !== 0) throw new Error(`launcher: exit ${launched.code}: ${launched.stderr}`);
+  const result = JSON.parse(launched.stdout) as LaunchResult;
+  const errors: string[] = [];
+  const leases = parseLeases(fs.existsSync(opts.leaseFile) ? fs.readFileSync(opts.leaseFile, 'utf8') : '');
+  result.machines.forEach((m, i) => {
+    const node = opts.nodes[i]!;
+    if (!m.line.startsWith('ok ')) errors.push(`${node.hostname}: ${m.line}`);
+    else if (leases.get(node.mac) !== node.ipv4) errors.push(`${node.hostname}: leased ${leases.get(node.mac) ?? 'nothing'}, reserved ${node.ipv4}`);
+  });
+  return { name: opts.name, wallMs: result.wallMs, machines: result.machines, errors, servers };
+}
+
+/** Pure: a dnsmasq lease file ("EXPIRY MAC IP HOSTNAME CLIENT-ID" lines) → MAC → IP. */
+export function parseLeases(text: string): Map<string, string> {
+  const leases = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const [, mac, ip] = line.split(' ');
+    if (mac && ip) leases.set(mac.toLowerCase(), ip);
+  }
+  return leases;
+}
+
+/** Pure: the path part of a URL the machine fetched ("/preseed/ID"). */
+function urlPath(url: string): string {
+  return new URL(url).pathname;
+}
+
+/** Lays out what the product answered as the baseline's static files. */
+function writeBaselineDocroot(docroot: string, bootTree: string, productDir: string, nodes: StormNode[]): void {
+  fs.mkdirSync(path.join(docroot, 'ipxe'), { recursive: true, mode: 0o755 });
+  fs.symlinkSync(bootTree, path.join(docroot, 'boot'));
+  const put = (urlPathname: string, from: string) => {
+    const to = path.join(docroot, urlPathname);
+    if (!to.startsWith(docroot + path.sep)) throw new Error(`baseline: ${urlPathname} is outside the docroot`);
+    fs.mkdirSync(path.dirname(to), { recursive: true, mode: 0o755 });
+    fs.copyFileSync(from, to);
+    fs.chmodSync(to, 0o644);
+  };
+  nodes.forEach((node, i) => {
+    const m = path.join(productDir, `m${i}`);
+    if (i === 0) put('/ipxe/bootstrap.ipxe', path.join(m, 'bootstrap.ipxe'));
+    put(`/ipxe/${node.mac.replace(/:/g, '-')}.ipxe`, path.join(m, 'node.ipxe'));
+    const script = fs.readFileSync(path.join(m, 'node.ipxe'), 'utf8');
+    const preseedUrl = /\burl=(\S+)/.exec(script)?.[1];
+    if (!preseedUrl) throw new Error(`baseline: no preseed URL in ${node.hostname}'s boot script`);
+    put(urlPath(preseedUrl), path.join(m, 'preseed'));
+    const preseed = fs.readFileSync(path.join(m, 'preseed'), 'utf8');
+    const installed = /late_command string wget -q -O \/dev\/null '([^']+)'/.exec(preseed)?.[1];
+    if (!installed) throw new Error(`baseline: no call-back URL in ${node.hostname}'s preseed`);
+    const status = urlPath(installed).replace(/\/installed$/, '');
+    for (const s of ['installing', 'installed', 'deployed']) put(`${status}/${s}`, path.join(m, s));
+  });
+}
+
+export async function runBootStorm(options: StormOptions): Promise<StormResult> {
+  const cli = path.resolve(options.cli ?? path.join(REPO, 'dist/src/cli.js'));
+  const repo = path.resolve(path.dirname(cli), '..', '..');
+  const log = options.log ?? ((line: string) => process.stderr.write(`bench-bootstorm: ${line}\n`));
+  const why = bootStormUnavailableReason(cli);
+  if (why) throw new Error(`bench-bootstorm cannot run: ${why}`);
+  const teardowns: (() => unknown)[] = [];
+  const host = { teardown: (fn: () => unknown) => teardowns.push(fn) };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-bootstorm-'));
+  fs.chmodSync(dir, 0o755);
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root, { mode: 0o755 });
+  const env = { PATH: process.env.PATH, UEC_PROVISIONING_ROOT: root, UEC_PROVISIONING_TEMPLATES: path.join(repo, 'templates'), UEC_PROVISIONING_LIB: path.join(repo, 'dist'), UEC_PROVISIONING_SERVICE_CONTROL: 'none' };
+  const running: NetnsProcess[] = [];
+  try {
+    const net = createTestNetwork(host, { name: 'storm' });
+    const { srv, mach } = await buildNetwork(net, options.n, dir);
+
+    // The product, set up as an admin would, through its CLI.
+    log(`setting up ${options.n} nodes`);
+    await runCli(cli, ['config', 'set', 'server.interface=v0', `server.address=${SERVER}`, 'dhcp.mode=full', 'dhcp.interface=v0', 'dhcp.range_start=10.80.1.1', 'dhcp.range_end=10.80.1.254', `dhcp.dns_servers=${SERVER}`], env);
+    const nodes: StormNode[] = await pool(
+      Array.from({ length: options.n }, (_, i) => selectStormNode(i)),
+      3,
+      async (node) => ({ ...node, systemId: (await runCli(cli, ['nodes', 'add', node.hostname, '--mac', node.mac, '--ipv4', node.ipv4, '--subarch', 'bios', '--no-apply'], env)).trim() }),
+    );
+    for (let i = 0; i < nodes.length; i += 200) await runCli(cli, ['nodes', 'deploy', ...nodes.slice(i, i + 200).map((n) => n.systemId), '--no-apply'], env);
+    await runCli(cli, ['images', 'import', '--package', NETBOOT_PACKAGE], env);
+    await runCli(cli, ['images', 'loaders'], env);
+    // apply reads the interface's subnet, so it runs where v0 is.
+    const applied = await net.exec(srv, [process.execPath, cli, 'apply', 'dhcpd', 'tftpd'], { env, timeoutMs: 600_000 });
+    if (applied.code !== 0) throw new Error(`apply dhcpd tftpd: ${applied.stderr}`);
+    const dhcpConf = path.join(root, 'etc/uec-provisioning/dnsmasq-dhcpd.conf');
+    const tftpConf = path.join(root, 'etc/uec-provisioning/dnsmasq-tftpd.conf');
+    const loader = /^dhcp-boot=tag:!ipxe,tag:bios,([^,]+),/m.exec(fs.readFileSync(dhcpConf, 'utf8'))?.[1];
+    if (!loader) throw new Error(`${dhcpConf} names no BIOS loader`);
+    const bootTree = path.join(root, 'var/lib/uec-provisioning/boot');
+    const image = path.join(bootTree, 'images/debian/bookworm/amd64');
+    const sizes = {
+      LOADER_SIZE: String(fs.statSync(path.join(bootTree, loader)).size),
+      KERNEL_SIZE: String(fs.statSync(path.join(image, 'linux')).size),
+      INITRD_SIZE: String(fs.statSync(path.join(image, 'initrd.gz')).size),
+    };
+    // Both phases start with the files in the page cache.
+    for (const f of ['linux', 'initrd.gz']) fs.readFileSync(path.join(image, f));
+    fs.mkdirSync(path.join(root, 'run/uec-provisioning-tftpd'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'run/uec-provisioning-dhcpd'), { recursive: true });
+    const loadBefore = loadAverage();
+
+    log(`product phase: ${options.n} machines over ${options.rampMs} ms`);
+    const dhcpd = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${dhcpConf}`]);
+    running.push(dhcpd);
+    await dhcpd.waitForOutput(/DHCP, IP range/, 30_000);
+    const tftpd = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${tftpConf}`]);
+    running.push(tftpd);
+    await tftpd.waitForOutput(/TFTP root is/, 30_000);
+    const serveLog = path.join(dir, 'serve.log');
+    const prof = options.cpuProfDir ? `--cpu-prof --cpu-prof-dir=${JSON.stringify(path.resolve(options.cpuProfDir))} ` : '';
+    const serve = net.spawn(srv, ['sh', '-c', `exec ${JSON.stringify(process.execPath)} ${prof}${JSON.stringify(cli)} serve --port ${PORT} --listen ${SERVER} --json --no-apply >${JSON.stringify(serveLog)} 2>&1`], { env });
+    running.push(serve);
+    await until('the service to listen', () => fs.existsSync(serveLog) && fs.readFileSync(serveLog, 'utf8').includes(`"port":${PORT}`));
+    const leaseFile = /^dhcp-leasefile=(.+)$/m.exec(fs.readFileSync(dhcpConf, 'utf8'))?.[1];
+    if (!leaseFile) throw new Error(`${dhcpConf} names no lease file`);
+    const product = await runPhase({ name: 'product', net, mach, dir, nodes, rampMs: options.rampMs, loader, sizes, leaseFile, servers: [{ name: 'dnsmasq dhcpd', proc: dhcpd }, { name: 'dnsmasq tftpd', proc: tftpd }, { name: 'uec-provisioning serve', proc: serve }] });
+    for (const p of [serve, tftpd, dhcpd]) await p.stop(10_000);
+
+    log('baseline phase');
+    const docroot = path.join(dir, 'www');
+    writeBaselineDocroot(docroot, bootTree, path.join(dir, 'product'), nodes);
+    const baselineConf = path.join(dir, 'baseline-dnsmasq.conf');
+    fs.writeFileSync(baselineConf, renderBaselineDnsmasq({ dir, tftpRoot: bootTree, loader, nodes }));
+    const dnsmasq = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${baselineConf}`]);
+    running.push(dnsmasq);
+    await dnsmasq.waitForOutput(/TFTP root is/, 30_000);
+    fs.writeFileSync(path.join(dir, 'apache.conf'), renderBaselineApache({ dir, docroot }));
+    const apache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'apache.conf'), '-DFOREGROUND']);
+    running.push(apache);
+    await until('apache2 to answer', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${PORT}/boot/ipxe`])).stdout === '200', 20_000);
+    const baseline = await runPhase({ name: 'baseline', net, mach, dir, nodes, rampMs: options.rampMs, loader, sizes, leaseFile: path.join(dir, 'baseline.leases'), servers: [{ name: 'dnsmasq (static)', proc: dnsmasq }, { name: 'apache2 (static)', proc: apache }] });
+    for (const p of [apache, dnsmasq]) await p.stop(10_000);
+    const loadAfter = loadAverage();
+
+    const differingBodies: string[] = [];
+    nodes.forEach((_, i) => {
+      for (const f of BODIES) {
+        const a = path.join(dir, 'product', `m${i}`, f);
+        const b = path.join(dir, 'baseline', `m${i}`, f);
+        if (!fs.existsSync(a) || !fs.existsSync(b) || !fs.readFileSync(a).equals(fs.readFileSync(b))) differingBodies.push(`m${i}/${f}`);
+      }
+    });
+    const bodies = nodes.map((_, i) => {
+      const m = path.join(dir, 'product', `m${i}`);
+      return Object.fromEntries(BODIES.filter((f) => fs.existsSync(path.join(m, f))).map((f) => [f, fs.readFileSync(path.join(m, f), 'utf8')]));
+    });
+    return { n: options.n, rampMs: options.rampMs, nodes, product, baseline, differingBodies, bodies, loadBefore, loadAfter };
+  } finally {
+    for (const p of running) await p.stop(10_000);
+    for (const fn of teardowns.reverse()) await fn();
+    if (process.env.BENCH_STORM_KEEP) log(`kept ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** Pure: the README table rows of one storm. */
+export function renderStormTable(r: StormResult): string[] {
+  const row = (label: string, a: string, b: string, ratio = '') => `| ${label} | ${a} | ${b} | ${ratio} |`;
+  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–');
+  const times = (p: PhaseResult) => p.machines.map((m) => m.ms);
+  const part = (p: PhaseResult, k: 1 | 2 | 3) => p.machines.filter((m) => m.line.startsWith('ok ')).map((m) => Number(m.line.split(' ')[k]) * 1000);
+  const cpu = (p: PhaseResult) => p.servers.reduce((s, x) => s + x.cpuSeconds, 0);
+  const usage = (p: PhaseResult) => p.servers.map((s) => `${s.name} ${s.cpuSeconds.toFixed(2)} s, ${(s.peakRssKiB / 1024).toFixed(0)} MiB`).join('; ');
+  const a = r.product;
+  const b = r.baseline;
+  return [
+    `| N = ${r.n} (started over ${seconds(r.rampMs)}) | uec-provisioning | baseline (static) | ratio |`,
+    '|---|---|---|---|',
+    row('wall time (first start → last machine done)', seconds(a.wallMs), seconds(b.wallMs), ratio(a.wallMs, b.wallMs)),
+    row('per machine p50 / p99', `${seconds(percentile(times(a), 0.5))} / ${seconds(percentile(times(a), 0.99))}`, `${seconds(percentile(times(b), 0.5))} / ${seconds(percentile(times(b), 0.99))}`, `${ratio(percentile(times(a), 0.5), percentile(times(b), 0.5))} / ${ratio(percentile(times(a), 0.99), percentile(times(b), 0.99))}`),
+    row('of which DHCP / TFTP / all HTTP, p50', [1, 2, 3].map((k) => seconds(percentile(part(a, k as 1 | 2 | 3), 0.5))).join(' / '), [1, 2, 3].map((k) => seconds(percentile(part(b, k as 1 | 2 | 3), 0.5))).join(' / ')),
+    row('errors', String(a.errors.length), String(b.errors.length)),
+    row('server CPU seconds (all servers)', cpu(a).toFixed(2), cpu(b).toFixed(2), ratio(cpu(a), cpu(b))),
+    row('per server: CPU, peak RSS', usage(a), usage(b)),
+  ];
+}
+
+async function main(): Promise<void> {
+  const ns = (process.env.BENCH_STORM_N ?? '100,1000').split(',').map(Number);
+  const rampMs = Number(process.env.BENCH_STORM_RAMP_MS ?? 10_000);
+  const cli = path.resolve(process.env.BENCH_CLI ?? path.join(REPO, 'dist/src/cli.js'));
+  const why = bootStormUnavailableReason(cli);
+  if (why) {
+    console.log(`bench-bootstorm skipped: ${why}`);
+    return;
+  }
+  for (const n of ns) {
+    const r = await runBootStorm({ n, rampMs, cli, cpuProfDir: process.env.BENCH_CPU_PROF });
+    console.log(['', `load average ${r.loadBefore} before, ${r.loadAfter} after; bodies differing between the phases: ${r.differingBodies.length}`, '', ...renderStormTable(r), ''].join('\n'));
+    for (const e of [...r.product.errors, ...r.baseline.errors].slice(0, 20)) console.log(`error: ${e}`);
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
