@@ -15,7 +15,7 @@ export const USE_DIST = fs.existsSync(path.join(DIST, 'src/cli.js'));
 /** tap's loader hooks and variables stay out of the children. */
 export const CHILD_ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP') && !k.startsWith('_TAPJS')));
 
-/** A `require(…)` expression for a module of the project, e.g. moduleRequire('src/config'). */
+/** A `require(…)` expression for a module of the project, e.g. moduleRequire('src/core/config'). */
 export function moduleRequire(module: string): string {
   return `require(${JSON.stringify(USE_DIST ? path.join(DIST, `${module}.js`) : path.join(REPO_ROOT, `${module}.ts`))})`;
 }

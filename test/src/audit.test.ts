@@ -139,7 +139,7 @@ t.test('a failed append is logged as an error and does not throw', async (t) => 
  */
 function buildWorker(dir: string): string {
   for (const name of ['audit', 'errors', 'fs-ops', 'paths']) {
-    const out = ts.transpileModule(fs.readFileSync(path.join(REPO_ROOT, 'src', `${name}.ts`), 'utf8'), { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
+    const out = ts.transpileModule(fs.readFileSync(path.join(REPO_ROOT, 'src', 'core', `${name}.ts`), 'utf8'), { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
     fs.writeFileSync(path.join(dir, `${name}.js`), out.outputText);
   }
   const worker = path.join(dir, 'worker.js');

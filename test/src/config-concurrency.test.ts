@@ -14,8 +14,8 @@ const keys = Object.fromEntries(Array.from({ length: WRITERS }, (_, i) => [`k${i
 const schema: ConfigSchema = { demo: { package: 'uec-provisioning-demo', keys } };
 
 const WORKER = [
-  `const { writeManagedSettings } = ${moduleRequire('src/config')};`,
-  `const { createPaths } = ${moduleRequire('src/paths')};`,
+  `const { writeManagedSettings } = ${moduleRequire('src/core/config')};`,
+  `const { createPaths } = ${moduleRequire('src/core/paths')};`,
   'const [root, schema, key, value] = process.argv.slice(1);',
   'writeManagedSettings(createPaths(root), JSON.parse(schema), new Map([[key, value]])).catch(',
   '  (e) => { process.stderr.write(`${e.message}\\n`); process.exitCode = 3; });',

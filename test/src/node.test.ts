@@ -147,7 +147,7 @@ t.test('constant-time compare: every comparison goes through crypto.timingSafeEq
   // first difference is, nor reveal the length by returning early without comparing.
   const calls: number[] = [];
   const crypto = await import('node:crypto');
-  const mocked = t.mockRequire<typeof import('../../src/contract/node')>('../../src/node', {
+  const mocked = t.mockRequire<typeof import('../../src/contract/node')>('../../src/contract/node', {
     'node:crypto': { ...crypto, timingSafeEqual: (x: Buffer, y: Buffer) => (calls.push(x.length), crypto.timingSafeEqual(x, y)) },
   });
   const token = 'k'.repeat(32);

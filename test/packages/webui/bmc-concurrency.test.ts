@@ -10,7 +10,7 @@ import { scratchRoot } from '../../helpers/scratch';
 const WRITERS = 20;
 const WORKER = [
   `const { createBmcStore } = ${moduleRequire('packages/webui/power')};`,
-  `const { createPaths } = ${moduleRequire('src/paths')};`,
+  `const { createPaths } = ${moduleRequire('src/core/paths')};`,
   'const [root, id] = process.argv.slice(1);',
   "createBmcStore(createPaths(root)).set(id, { address: '192.0.2.9', user: 'admin', password: 'pw-' + id }).catch((e) => { process.stderr.write(`${e.message}\\n`); process.exitCode = 3; });",
 ].join('\n');
