@@ -54,6 +54,10 @@ t.test('magic packets: the product\'s own bytes give its MAC; anything else is n
   t.equal(parseMagicPacket(bad), undefined, 'one copy of the MAC differs');
   t.equal(parseMagicPacket(Buffer.alloc(102, 0xff).fill(0, 0, 1)), undefined, 'no sync stream');
   t.equal(parseMagicPacket(Buffer.alloc(10, 0xff)), undefined, 'too short');
+  t.equal(parseMagicPacket(Buffer.alloc(102, 0xff)), undefined, 'all 0xff: the broadcast address is no machine');
+  const multicast = Buffer.alloc(102, 0xff);
+  for (let i = 0; i < 16; i++) Buffer.from('01005e000001', 'hex').copy(multicast, 6 + i * 6);
+  t.equal(parseMagicPacket(multicast), undefined, 'nor a multicast one');
 });
 
 t.test('stages: first appearance, in order, only from the deploy on', async (t) => {

@@ -56,7 +56,7 @@ t.test('runIpmiPower drives a real ipmi_sim over RMCP+: on starts the VM, cycle,
   const machine = { ...planLab({ machines: 2, proxy: false }).machines[1]!, bmcAddress: BMC };
   const pidFile = path.join(work, 'qemu.pid');
   const qemu = ['qemu-system-x86_64', '-machine', 'pc', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-m', '32', '-pidfile', pidFile, '-chardev', `socket,id=ipmi0,host=127.0.0.1,port=${machine.bmcVmPort},reconnect=2`, '-device', 'ipmi-bmc-extern,chardev=ipmi0,id=bmc0', '-device', 'isa-ipmi-kcs,bmc=bmc0'];
-  fs.writeFileSync(path.join(work, 'lan.conf'), renderIpmiSimConfig(machine, { user: 'admin', password: 'bmc-secret', startCommand: `exec ${renderShellCommand(qemu)}` }));
+  fs.writeFileSync(path.join(work, 'lan.conf'), renderIpmiSimConfig(machine, { user: 'admin', password: 'bmc-secret', startCommand: renderShellCommand(qemu) }));
   fs.writeFileSync(path.join(work, 'bmc.emu'), renderIpmiSimCommands());
   fs.mkdirSync(path.join(work, 'state'));
   const sim = net.spawn(bmcNs, ['ipmi_sim', '-n', '-c', path.join(work, 'lan.conf'), '-f', path.join(work, 'bmc.emu'), '-s', path.join(work, 'state')]);
@@ -69,7 +69,7 @@ t.test('runIpmiPower drives a real ipmi_sim over RMCP+: on starts the VM, cycle,
   // The product's module, run in the server's namespace as the web UI would run it.
   const power = path.join(REPO_ROOT, 'packages/webui/power.ts');
   const ipmi = (action: string, address = BMC, password = 'bmc-secret') =>
-    net.exec(srv, [process.execPath, '-r', 'ts-node/register/transpile-only', '-e', `require(${JSON.stringify(power)}).runIpmiPower({ address: ${JSON.stringify(address)}, user: 'admin', password: ${JSON.stringify(password)} }, ${JSON.stringify(action)}).then((out) => console.log(out), (e) => { console.error(e.code + ': ' + e.message); process.exit(14); })`], { cwd: REPO_ROOT, timeoutMs: 90_000, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    net.exec(srv, [process.execPath, '-r', 'ts-node/register/transpile-only', '-e', `require(${JSON.stringify(power)}).runIpmiPower({ address: ${JSON.stringify(address)}, user: 'admin', password: ${JSON.stringify(password)} }, ${JSON.stringify(action)}).then((out) => console.log(out), (e) => { console.error(e.code + ': ' + e.message); process.exit(14); })`], { cwd: REPO_ROOT, timeoutMs: 90_000, env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_OPTIONS: '' } });
 
   // ipmi_sim needs a moment to listen.
   let first = await ipmi('on');
