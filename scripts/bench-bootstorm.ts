@@ -480,6 +480,61 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
   }
 }
 
+/** The parts of a V8 .cpuprofile (node --cpu-prof) the summary reads. */
+export interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string }; children?: number[] }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+type Frame = { functionName: string; url: string };
+
+/** What a sample's leaf alone says (V8's pseudo-frames, and the socket write natives). */
+const LEAF_CATEGORIES: [string, (f: Frame) => boolean][] = [
+  ['idle', (f) => f.functionName === '(idle)'],
+  ['garbage collection', (f) => f.functionName === '(garbage collector)'],
+  ['socket writes (kernel, initrd, answers)', (f) => f.url === '' && /^(writeBuffer|writev|writeUtf8String|writeLatin1String)$/.test(f.functionName)],
+];
+
+/** Otherwise the first rule, in this order, that any frame of the sample's stack matches. */
+const STACK_CATEGORIES: [string, (f: Frame) => boolean][] = [
+  ['node store: read, copy, validate, rewrite the whole JSON file', (f) => /\/(region\/node-store|core\/atomic-write|core\/file-lock)\.js$/.test(f.url)],
+  ['roles read from disk per request', (f) => /\/contract\/roles\.js$/.test(f.url)],
+  ['file reads for streaming (fs.createReadStream)', (f) => f.url.endsWith('fs/streams')],
+  // Continuations of fs.promises calls start at the root: whose read it was is lost.
+  ['whole-file reads and closes through fs.promises (the node store file, role files)', (f) => f.url.endsWith('fs/promises')],
+  ['neighbour table and address claims', (f) => /\/(core\/neighbours|core\/read-neighbour-sync|contract\/node-address|edge\/ownership-cache)\.js$/.test(f.url)],
+  ['preseed and boot script rendering', (f) => /\/(edge\/preseed|edge\/boot|core\/template)\.js$/.test(f.url)],
+  ['HTTP, routing, logging, metrics', (f) => /^node:(_http|net|internal\/streams|internal\/stream_base)/.test(f.url) || /\/(core\/http-|core\/log|core\/metrics|cli\/serve|edge\/provisioning|region\/region)/.test(f.url)],
+];
+
+/** Pure: a CPU profile → milliseconds per category (the rules above, then "other"), largest first. */
+export function summarizeCpuProfile(profile: CpuProfile): { category: string; ms: number }[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const categoryOf = new Map<number, string>();
+  const classify = (id: number): string => {
+    const known = categoryOf.get(id);
+    if (known) return known;
+    const stack: Frame[] = [];
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const frame = byId.get(cur)?.callFrame;
+      if (frame) stack.push(frame);
+    }
+    const leaf = stack[0];
+    const category = (leaf && LEAF_CATEGORIES.find(([, match]) => match(leaf))?.[0]) ?? STACK_CATEGORIES.find(([, match]) => stack.some(match))?.[0] ?? 'other';
+    categoryOf.set(id, category);
+    return category;
+  };
+  const totals = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const c = classify(id);
+    totals.set(c, (totals.get(c) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+  });
+  return [...totals].map(([category, ms]) => ({ category, ms })).sort((a, b) => b.ms - a.ms);
+}
+
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
 }
@@ -519,6 +574,12 @@ async function main(): Promise<void> {
     const r = await runBootStorm({ n, rampMs, cli, cpuProfDir: process.env.BENCH_CPU_PROF });
     console.log(['', `load average ${r.loadBefore} before, ${r.loadAfter} after; bodies differing between the phases: ${r.differingBodies.length}`, '', ...renderStormTable(r), ''].join('\n'));
     for (const e of [...r.product.errors, ...r.baseline.errors].slice(0, 20)) console.log(`error: ${e}`);
+    const prof = process.env.BENCH_CPU_PROF;
+    const newest = prof ? fs.readdirSync(prof).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(prof, f)).sort((x, y) => fs.statSync(y).mtimeMs - fs.statSync(x).mtimeMs)[0] : undefined;
+    if (newest) {
+      console.log(`\nuec-provisioning serve, where its time went (${newest}, from its start to its stop):\n\n| part | CPU seconds |\n|---|---|`);
+      for (const { category, ms } of summarizeCpuProfile(JSON.parse(fs.readFileSync(newest, 'utf8')) as CpuProfile)) console.log(`| ${category} | ${(ms / 1000).toFixed(2)} |`);
+    }
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import t from 'tap';
-import { bootStormUnavailableReason, parseLeases, percentile, renderBaselineDnsmasq, renderStormTable, runBootStorm, selectStormNode } from '../../scripts/bench-bootstorm';
+import { bootStormUnavailableReason, parseLeases, percentile, renderBaselineDnsmasq, renderStormTable, runBootStorm, selectStormNode, summarizeCpuProfile } from '../../scripts/bench-bootstorm';
 import { REPO_ROOT } from '../helpers/scratch';
 
 const CLI = path.join(REPO_ROOT, 'dist/src/cli.js');
@@ -44,6 +44,31 @@ t.test('renderBaselineDnsmasq: one dhcp-host line per node, TFTP on the given ro
   t.match(conf, /^dhcp-host=52:54:00:b5:00:01,10\.80\.8\.2,storm0002$/m);
   t.match(conf, /^tftp-root=\/boot-tree$/m);
   t.match(conf, /^dhcp-boot=tag:bios,undionly\.kpxe,,10\.80\.0\.1$/m);
+});
+
+t.test('summarizeCpuProfile: a sample counts where its stack says, store before HTTP, idle and socket writes by their leaf', async (t) => {
+  const frame = (functionName: string, url: string) => ({ functionName, url });
+  const profile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)', ''), children: [2, 3, 4, 7] },
+      { id: 2, callFrame: frame('(idle)', '') },
+      { id: 3, callFrame: frame('handle', 'file:///x/dist/src/cli/serve.js'), children: [5] },
+      { id: 5, callFrame: frame('update', 'file:///x/dist/src/region/node-store.js'), children: [6] },
+      { id: 6, callFrame: frame('stringify', '') },
+      { id: 4, callFrame: frame('Socket._write', 'node:net'), children: [8] },
+      { id: 8, callFrame: frame('writeBuffer', '') },
+      { id: 7, callFrame: frame('mystery', 'file:///x/elsewhere.js') },
+    ],
+    samples: [2, 6, 6, 8, 7, 3],
+    timeDeltas: [1000, 2000, 2000, 3000, 500, 250],
+  };
+  t.same(summarizeCpuProfile(profile), [
+    { category: 'node store: read, copy, validate, rewrite the whole JSON file', ms: 4 },
+    { category: 'socket writes (kernel, initrd, answers)', ms: 3 },
+    { category: 'idle', ms: 1 },
+    { category: 'other', ms: 0.5 },
+    { category: 'HTTP, routing, logging, metrics', ms: 0.25 },
+  ]);
 });
 
 t.test('a storm of 5 machines: zero errors, each its own reservation and preseed, the same bytes from the baseline', { skip: bootStormUnavailableReason(CLI), timeout: 600_000 }, async (t) => {
