@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { BOOT_PATHS } from '../../src/edge/boot';
-import type { Component, ComponentContext } from '../../src/configurator/component';
+import type { ChangedNode, Component, ComponentContext } from '../../src/configurator/component';
+import type { FilePlan } from '../../src/core/apply';
 import type { EffectiveConfig } from '../../src/core/config';
 import { readFileIfExists } from '../../src/core/fs-ops';
 import type { Paths } from '../../src/core/paths';
@@ -8,7 +9,7 @@ import { loadTemplate, type TemplateDirs } from '../../src/core/template';
 import { DHCP_COMMANDS } from './commands';
 import { DHCP_SCHEMA, type DhcpMode } from './config-schema';
 import { LOADER_FILES, parseResolvConf, selectDhcpModel, type DhcpLocations, type DhcpModel, type DhcpSettings } from './model';
-import { DHCPD_PATHS, TEMPLATE_NAMES, renderDhcpd, type DhcpTemplates } from './render';
+import { DHCPD_PATHS, TEMPLATE_NAMES, renderDhcpd, renderDhcpdHosts, type DhcpTemplates } from './render';
 import type { Node } from '../../src/contract/node';
 import type { NetworkFacts } from '../../src/core/network-facts';
 
@@ -91,6 +92,20 @@ async function plan(context: ComponentContext) {
 }
 
 /**
+ * The reservation files of the changed nodes only: the model is selected with just those
+ * nodes (the subnet, range and forbidden addresses do not depend on the others; uniqueness of
+ * MACs and addresses among all nodes is the store's rule).
+ */
+async function planNodes(context: ComponentContext, changed: readonly ChangedNode[]): Promise<FilePlan[]> {
+  const present = changed.flatMap((c) => (c.node ? [c.node] : []));
+  const model = await loadDhcpModel({ ...context, nodes: async () => present });
+  if (model.mode !== 'full') return [];
+  await fs.promises.mkdir(context.paths.resolve(DHCPD_PATHS.hostsDir), { recursive: true, mode: 0o755 });
+  for (const line of model.leftOut) (context.reportNode ?? ((l: string) => context.log.warn(l)))(line);
+  return renderDhcpdHosts(model, { host: await loadTemplate(context.templates, TEMPLATE_NAMES.host) });
+}
+
+/**
  * uec-provisioning-dhcpd: a dnsmasq instance of its own for DHCP (proxy or full) on one
  * chosen interface, boot files by client architecture, per-node reservations.
  */
@@ -101,5 +116,6 @@ export const component: Component = {
   configSchema: DHCP_SCHEMA,
   usesNodes: true,
   plan,
+  planNodes,
   commands: DHCP_COMMANDS,
 };

@@ -11,7 +11,7 @@ import type { InterfaceFact } from '../../src/core/network-facts';
 import type { Node } from '../../src/contract/node';
 import { selectServerAddress } from '../../src/core/server-address';
 import type { DhcpMode } from './config-schema';
-import { inRange, inSubnet, ipToNumber, isNetworkOrBroadcast, proposeRange, rangeSize, subnetOf, type Range, type Subnet } from './ipv4';
+import { inRange, inSubnet, ipToNumber, isNetworkOrBroadcast, proposeRange, subnetOf, type Range, type Subnet } from './ipv4';
 
 export interface DhcpSettings {
   mode: DhcpMode;
@@ -244,7 +244,12 @@ export function selectDhcpModel(input: ModelInput): DhcpModel {
   };
 }
 
-/** For dhcp-lease-max: the pool plus every reservation, at least dnsmasq's default 1000. */
-export function leaseMax(range: Range, reservations: number): number {
-  return Math.max(1000, rangeSize(range) + reservations);
+/**
+ * For dhcp-lease-max: every host address of the subnet (each lease holds one, pool or
+ * reservation), at least dnsmasq's default 1000. It does not follow the number of nodes, so
+ * adding a node never changes the main config (which would restart the instance).
+ */
+export function leaseMax(subnet: Subnet): number {
+  const size = 2 ** (32 - subnet.prefix);
+  return Math.max(1000, subnet.prefix >= 31 ? size : size - 2);
 }

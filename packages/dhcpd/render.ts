@@ -1,6 +1,7 @@
 /**
  * Pure render: a DHCP model and the loaded templates in, file plans out. Same input, same
- * bytes: reservations sorted by system id, one file per node.
+ * bytes: reservations sorted by system id, one file per node. The main config does not
+ * depend on the nodes, so a node's reservation is rendered alone (renderDhcpdHosts).
  */
 import * as path from 'node:path';
 import type { FilePlan } from '../../src/core/apply';
@@ -59,7 +60,7 @@ export function renderDhcpd(model: DhcpModel, templates: DhcpTemplates): FilePla
     netmask: model.subnet.netmask,
     network: model.subnet.network,
     lease_time: String(model.leaseTime),
-    lease_max: String(model.range ? leaseMax(model.range, model.reservations.length) : 1000),
+    lease_max: String(model.range ? leaseMax(model.subnet) : 1000),
     router: model.router,
     has_dns: model.dnsServers.length > 0,
     dns_servers: model.dnsServers,
@@ -74,11 +75,18 @@ export function renderDhcpd(model: DhcpModel, templates: DhcpTemplates): FilePla
   const plans: FilePlan[] = [
     { path: DHCPD_PATHS.configFile, content: renderTemplate(templates.config, view, ESCAPE), mode: 0o644, validate: 'dnsmasq', services: [RESTART_SERVICE] },
   ];
-  if (full) {
-    for (const r of model.reservations) {
-      const content = renderTemplate(templates.host, { system_id: r.systemId, hostname: r.hostname, macs: r.macs, ipv4: r.ipv4 }, ESCAPE);
-      plans.push({ path: path.posix.join(DHCPD_PATHS.hostsDir, r.systemId), content, mode: 0o644, services: [HOSTS_SERVICE] });
-    }
-  }
+  if (full) plans.push(...renderDhcpdHosts(model, templates));
   return plans;
+}
+
+/** The reservation files alone, one per node, each naming its node (for a node apply). */
+export function renderDhcpdHosts(model: DhcpModel, templates: Pick<DhcpTemplates, 'host'>): FilePlan[] {
+  if (model.mode !== 'full' || !model.range) return [];
+  return model.reservations.map((r) => ({
+    path: path.posix.join(DHCPD_PATHS.hostsDir, r.systemId),
+    content: renderTemplate(templates.host, { system_id: r.systemId, hostname: r.hostname, macs: r.macs, ipv4: r.ipv4 }, ESCAPE),
+    mode: 0o644,
+    services: [HOSTS_SERVICE],
+    node: r.systemId,
+  }));
 }

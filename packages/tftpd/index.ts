@@ -2,18 +2,27 @@ import * as fs from 'node:fs';
 import type { FilePlan } from '../../src/core/apply';
 import { BOOT_PATHS, imagePath } from '../../src/edge/boot';
 import { usageError, type Command, type Session, type Values } from '../../src/configurator/command';
-import type { Component, ComponentContext } from '../../src/configurator/component';
+import type { ChangedNode, Component, ComponentContext } from '../../src/configurator/component';
+import type { Node } from '../../src/contract/node';
 import { loadConfig } from '../../src/core/config';
 import { loadServerAddress } from '../../src/core/server-address';
 import { loadTemplate, type TemplateDirs } from '../../src/core/template';
 import { TFTPD_SCHEMA } from './config-schema';
 import { importImage, listImages, parseImageName, removeImage, type ImageSource, type Progress } from './images';
 import { installLoaders } from './loaders';
-import { TEMPLATE_NAMES, TFTPD_PID_FILE, renderTftpdPlans, type TftpdTemplates } from './render';
+import { TEMPLATE_NAMES, TFTPD_PID_FILE, renderTftpdNodePlans, renderTftpdPlans, type TftpdTemplates } from './render';
 
 export async function loadTftpdTemplates(dirs: TemplateDirs): Promise<TftpdTemplates> {
   const entries = await Promise.all(Object.entries(TEMPLATE_NAMES).map(async ([key, name]) => [key, await loadTemplate(dirs, name)] as const));
   return Object.fromEntries(entries) as TftpdTemplates;
+}
+
+function warnMissingImages(context: ComponentContext, nodes: readonly Node[]): void {
+  for (const node of nodes) {
+    if (node.status !== 'deploying' || !node.netboot) continue;
+    const dir = context.paths.resolve(`${BOOT_PATHS.bootDir}/${imagePath(node.os, node.release, node.arch)}`);
+    if (!fs.existsSync(`${dir}/linux`)) context.log.warn(`${node.hostname} is deploying ${node.os}/${node.release}/${node.arch} but that image is not imported (uec-provisioning images import)`);
+  }
 }
 
 /** Load what the render needs (config, server address, nodes, templates), then render. */
@@ -21,11 +30,7 @@ export async function planTftpd(context: ComponentContext): Promise<FilePlan[]> 
   const { config, paths } = context;
   const server = await loadServerAddress(config, context.network);
   const [nodes, templates] = await Promise.all([context.nodes(), loadTftpdTemplates(context.templates)]);
-  for (const node of nodes) {
-    if (node.status !== 'deploying' || !node.netboot) continue;
-    const dir = paths.resolve(`${BOOT_PATHS.bootDir}/${imagePath(node.os, node.release, node.arch)}`);
-    if (!fs.existsSync(`${dir}/linux`)) context.log.warn(`${node.hostname} is deploying ${node.os}/${node.release}/${node.arch} but that image is not imported (uec-provisioning images import)`);
-  }
+  warnMissingImages(context, nodes);
   return renderTftpdPlans(
     {
       tftpRoot: paths.resolve(BOOT_PATHS.bootDir),
@@ -40,6 +45,17 @@ export async function planTftpd(context: ComponentContext): Promise<FilePlan[]> 
     },
     templates,
   );
+}
+
+/** The boot files of the changed nodes only (they need no reload: TFTP opens them per request). */
+export async function planTftpdNodes(context: ComponentContext, changed: readonly ChangedNode[]): Promise<FilePlan[]> {
+  const { config } = context;
+  const nodes = changed.flatMap((c) => (c.node ? [c.node] : []));
+  if (nodes.length === 0) return [];
+  const server = await loadServerAddress(config, context.network);
+  const templates = await loadTftpdTemplates(context.templates);
+  warnMissingImages(context, nodes);
+  return renderTftpdNodePlans({ httpBase: server.httpBase, domain: config.getString('boot.domain'), kernelArgs: config.getString('boot.kernel_args') }, templates, nodes);
 }
 
 function formatBytes(n: number): string {
@@ -173,5 +189,6 @@ export const component: Component = {
   configSchema: TFTPD_SCHEMA,
   usesNodes: true,
   plan: planTftpd,
+  planNodes: planTftpdNodes,
   commands: IMAGE_COMMANDS,
 };

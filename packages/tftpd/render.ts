@@ -105,7 +105,7 @@ function nodeView(node: Node) {
 }
 
 /** Render both boot files of one node: [pxelinux text, grub text]. */
-export function renderNodeBootFiles(node: Node, model: TftpdModel, templates: TftpdTemplates): [string, string] {
+export function renderNodeBootFiles(node: Node, model: Pick<TftpdModel, 'httpBase' | 'domain' | 'kernelArgs'>, templates: TftpdTemplates): [string, string] {
   const view = nodeView(node);
   if (selectBootAction(node) === 'install') {
     const kernelArgs = renderKernelArgs(node, { httpBase: model.httpBase }, { domain: model.domain, extra: model.kernelArgs });
@@ -113,6 +113,23 @@ export function renderNodeBootFiles(node: Node, model: TftpdModel, templates: Tf
     return [renderTemplate(templates.pxelinuxInstall, full, PXELINUX_VALUE), renderTemplate(templates.grubInstall, full, GRUB_VALUE)];
   }
   return [renderTemplate(templates.pxelinuxLocal, view, PXELINUX_VALUE), renderTemplate(templates.grubLocal, view, GRUB_VALUE)];
+}
+
+const byPath = (a: FilePlan, b: FilePlan) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+/** The pxelinux and GRUB file of each MAC of these nodes, each naming its node, sorted by path. */
+export function renderTftpdNodePlans(model: Pick<TftpdModel, 'httpBase' | 'domain' | 'kernelArgs'>, templates: TftpdTemplates, nodes: readonly Node[]): FilePlan[] {
+  const boot = BOOT_PATHS.bootDir;
+  const plans: FilePlan[] = [];
+  for (const node of [...nodes].sort((a, b) => (a.systemId < b.systemId ? -1 : a.systemId > b.systemId ? 1 : 0))) {
+    const [pxelinux, grub] = renderNodeBootFiles(node, model, templates);
+    for (const mac of node.macs) {
+      const name = macFileName(mac);
+      plans.push({ path: `${boot}/pxelinux.cfg/${name}`, content: pxelinux, mode: 0o644, node: node.systemId });
+      plans.push({ path: `${boot}/grub/grub.cfg-${name}`, content: grub, mode: 0o644, node: node.systemId });
+    }
+  }
+  return plans.sort(byPath);
 }
 
 /** Every file the tftpd component owns, sorted by path. */
@@ -124,14 +141,5 @@ export function renderTftpdPlans(model: TftpdModel, templates: TftpdTemplates): 
     { path: `${boot}/pxelinux.cfg/default`, content: renderTemplate(templates.pxelinuxDefault, bootstrap, PXELINUX_VALUE), mode: 0o644 },
     { path: `${boot}/grub/grub.cfg`, content: renderTemplate(templates.grubDefault, bootstrap, GRUB_VALUE), mode: 0o644 },
   ];
-  const nodes = [...model.nodes].sort((a, b) => (a.systemId < b.systemId ? -1 : a.systemId > b.systemId ? 1 : 0));
-  for (const node of nodes) {
-    const [pxelinux, grub] = renderNodeBootFiles(node, model, templates);
-    for (const mac of node.macs) {
-      const name = macFileName(mac);
-      plans.push({ path: `${boot}/pxelinux.cfg/${name}`, content: pxelinux, mode: 0o644 });
-      plans.push({ path: `${boot}/grub/grub.cfg-${name}`, content: grub, mode: 0o644 });
-    }
-  }
-  return plans.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return [...plans, ...renderTftpdNodePlans(model, templates, model.nodes)].sort(byPath);
 }

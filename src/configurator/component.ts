@@ -28,6 +28,15 @@ export interface ComponentContext {
   reportNode?: (line: string) => void;
 }
 
+/**
+ * One changed node, as the store reports it (NodeChange): the node as it now is, or null when
+ * it was removed (or is left out of every file, for example because it fails checkNode).
+ */
+export interface ChangedNode {
+  systemId: string;
+  node: Node | null;
+}
+
 export interface Component {
   /** Short name: common, dhcpd, tftpd, mirror, webui. */
   name: string;
@@ -39,6 +48,13 @@ export interface Component {
   plan(context: ComponentContext): Promise<FilePlan[]>;
   /** True when plan() reads nodes: such components are applied again after every node change. */
   usesNodes?: boolean;
+  /**
+   * The files of the given nodes only (their DHCP reservation, their boot files), each plan
+   * naming its node (FilePlan.node), exactly as plan() renders them; none for a node that is
+   * null or left out. The other nodes are not read. With it, a node change applies only the
+   * changed nodes' files; without it, a node change re-runs the whole plan().
+   */
+  planNodes?(context: ComponentContext, nodes: readonly ChangedNode[]): Promise<FilePlan[]>;
   /** Subcommands this package adds to `uec-provisioning`. */
   commands?: Command[];
 }

@@ -209,3 +209,115 @@ t.test('restart wins over reload of the same service; a new file in a watched di
   await apply(paths, [host(2, ',y'), { ...main, content: 'port=0\nlog-dhcp\n' }], control);
   t.same(seen.map((s) => Boolean(s.restart)), [true], 'both changed → one restart');
 });
+
+/** A node's files for the node-apply tests: a reservation (new files need no reload) and a boot file. */
+const HOSTS: ServiceSpec = { name: 'dhcpd', unit: 'dhcpd.service', picksUpNewFiles: true };
+function nodePlans(node: string, mac: string, ip: string): FilePlan[] {
+  return [
+    { path: `/var/lib/uec-test/hosts/${node}`, content: `${mac},${ip},${node}\n`, mode: 0o644, services: [HOSTS], node },
+    { path: `/srv/uec-test/boot/01-${mac.replace(/:/g, '-')}`, content: `boot ${node}\n`, mode: 0o644, node },
+  ];
+}
+const SHARED: FilePlan = { path: '/etc/uec-test/main.conf', content: 'port=0\n', mode: 0o644 };
+
+async function applyNodes(paths: Paths, nodes: string[], p: FilePlan[], services: ServiceControl) {
+  return applyPlans({ paths, component: 'test', plans: p, services, log: SILENT_LOGGER, scope: { nodes } });
+}
+
+t.test('a node apply writes and removes only its nodes\' files, and reads no other node\'s file or manifest', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  await apply(paths, [SHARED, ...nodePlans('node-a', '52:54:00:00:00:0a', '10.9.0.10'), ...nodePlans('node-b', '52:54:00:00:00:0b', '10.9.0.11')], spy.control);
+  t.same(spy.calls, [], 'new files only: nothing reloaded');
+  const read: string[] = [];
+  const readFile = (p: string) => (read.push(p), fs.promises.readFile(p));
+
+  const added = await withFsFault({ readFile }, () => applyNodes(paths, ['node-c'], nodePlans('node-c', '52:54:00:00:00:0c', '10.9.0.12'), spy.control));
+  t.same(added.written, ['/var/lib/uec-test/hosts/node-c', '/srv/uec-test/boot/01-52-54-00-00-00-0c']);
+  t.same(spy.calls, [], 'an added node reloads nothing');
+  t.notOk(read.some((p) => /node-[ab]|0[ab]$|generated-files/.test(p)), `read only node-c's files: ${read.join(' ')}`);
+
+  read.length = 0;
+  const moved = await withFsFault({ readFile }, () => applyNodes(paths, ['node-a'], nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.20'), spy.control));
+  t.same(moved.written, ['/var/lib/uec-test/hosts/node-a', '/srv/uec-test/boot/01-52-54-00-00-00-1a']);
+  t.same(moved.removed, ['/srv/uec-test/boot/01-52-54-00-00-00-0a'], 'the old MAC\'s boot file goes');
+  t.same(spy.calls, ['dhcpd'], 'a changed reservation reloads');
+  t.notOk(read.some((p) => /node-[bc]|0[bc]$|generated-files/.test(p)), `read only node-a's files: ${read.join(' ')}`);
+
+  spy.calls.length = 0;
+  const gone = await applyNodes(paths, ['node-b'], [], spy.control);
+  t.same(gone.removed.sort(), ['/srv/uec-test/boot/01-52-54-00-00-00-0b', '/var/lib/uec-test/hosts/node-b']);
+  t.same(spy.calls, ['dhcpd'], 'a removed reservation reloads');
+  t.notOk(fs.existsSync(paths.resolve('/var/lib/uec-provisioning/generated-nodes/test/node-b.json')), 'its manifest goes too');
+  t.ok(fs.existsSync(paths.resolve(SHARED.path)), 'the shared file is untouched');
+
+  const snap = snapshotTree(paths.root);
+  spy.calls.length = 0;
+  const again = await applyNodes(paths, ['node-a'], nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.20'), spy.control);
+  t.same([again.written, again.removed, spy.calls], [[], [], []], 'the same change again: nothing written, nothing reloaded');
+  t.same(snapshotTree(paths.root), snap);
+});
+
+t.test('a full apply leaves the same tree as the node applies that led to the same nodes', async (t) => {
+  const incremental = scratchRoot(t);
+  const full = scratchRoot(t);
+  const spy = recordingServices();
+  await apply(incremental, [SHARED], spy.control);
+  await applyNodes(incremental, ['node-a'], nodePlans('node-a', '52:54:00:00:00:0a', '10.9.0.10'), spy.control);
+  await applyNodes(incremental, ['node-b', 'node-c'], [...nodePlans('node-b', '52:54:00:00:00:0b', '10.9.0.11'), ...nodePlans('node-c', '52:54:00:00:00:0c', '10.9.0.12')], spy.control);
+  await applyNodes(incremental, ['node-b'], [], spy.control);
+  await applyNodes(incremental, ['node-a'], nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.13'), spy.control);
+  const end = [SHARED, ...nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.13'), ...nodePlans('node-c', '52:54:00:00:00:0c', '10.9.0.12')];
+  await apply(full, end, spy.control);
+  t.same(snapshotTree(incremental.root), snapshotTree(full.root));
+  const result = await apply(incremental, end, spy.control);
+  t.same([result.written, result.removed], [[], []], 'and a full apply over it changes nothing');
+  t.same(snapshotTree(incremental.root), snapshotTree(full.root));
+});
+
+t.test('a full apply removes the files of nodes it no longer plans, and their manifests', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  await apply(paths, [SHARED, ...nodePlans('node-a', '52:54:00:00:00:0a', '10.9.0.10')], spy.control);
+  const result = await apply(paths, [SHARED], spy.control);
+  t.same(result.removed.sort(), ['/srv/uec-test/boot/01-52-54-00-00-00-0a', '/var/lib/uec-test/hosts/node-a']);
+  t.notOk(fs.existsSync(paths.resolve('/var/lib/uec-provisioning/generated-nodes')), 'no empty manifest directory left');
+  await apply(paths, [], spy.control);
+  t.same(Object.keys(snapshotTree(paths.root)), ['var/lib/uec-provisioning/generated-files.json'], 'unconfigure leaves only the (empty) manifest');
+});
+
+t.test('files an older version listed in the one manifest: a full apply moves them to node manifests', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  const [host, boot] = nodePlans('node-a', '52:54:00:00:00:0a', '10.9.0.10') as [FilePlan, FilePlan];
+  const strip = ({ node: _node, ...p }: FilePlan): FilePlan => p;
+  await apply(paths, [SHARED, strip(host), strip(boot)], spy.control);
+  const result = await apply(paths, [SHARED, host, boot], spy.control);
+  t.same([result.written, result.removed], [[], []], 'no file changes');
+  t.same(JSON.parse(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/generated-files.json'), 'utf8')), { test: [{ path: SHARED.path, services: [] }] });
+  const gone = await applyNodes(paths, ['node-a'], [], spy.control);
+  t.same(gone.removed.sort(), [boot.path, host.path], 'a node apply can now remove them');
+});
+
+t.test('a node apply refuses plans outside its nodes and names that are not system ids', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  await t.rejects(applyNodes(paths, ['node-a'], [SHARED], spy.control), { code: 'INTERNAL', message: /belongs to no node/ });
+  await t.rejects(applyNodes(paths, ['node-a'], nodePlans('node-b', '52:54:00:00:00:0b', '10.9.0.11'), spy.control), { code: 'INTERNAL', message: /belongs to node node-b/ });
+  await t.rejects(applyNodes(paths, ['../x'], [], spy.control), { code: 'INTERNAL', message: /not a system id/ });
+  t.same(snapshotTree(paths.root), {}, 'nothing written');
+});
+
+t.test('disk full on a node apply: the node\'s previous files and manifest are restored', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  await applyNodes(paths, ['node-a'], nodePlans('node-a', '52:54:00:00:00:0a', '10.9.0.10'), spy.control);
+  const snap = snapshotTree(paths.root);
+  let opened = 0;
+  const open = async (p: string, flags: string, mode: number) => {
+    if (++opened === 3) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    return fs.promises.open(p, flags, mode);
+  };
+  await t.rejects(withFsFault({ open }, () => applyNodes(paths, ['node-a'], nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.20'), spy.control)), { code: 'WRITE_FAILED', message: /ENOSPC.*previous files restored/ });
+  t.same(snapshotTree(paths.root), snap);
+});

@@ -10,8 +10,8 @@ import { createPaths } from '../../../src/core/paths';
 import { validateContent } from '../../../src/core/validators';
 import { loadDhcpTemplates, locations } from '../../../packages/dhcpd/index';
 import { parseRange, proposeRange, subnetOf } from '../../../packages/dhcpd/ipv4';
-import { parseResolvConf, selectDhcpModel, type ModelInput } from '../../../packages/dhcpd/model';
-import { renderDhcpd } from '../../../packages/dhcpd/render';
+import { leaseMax, parseResolvConf, selectDhcpModel, type ModelInput } from '../../../packages/dhcpd/model';
+import { renderDhcpd, renderDhcpdHosts } from '../../../packages/dhcpd/render';
 import { REPO_ROOT } from '../../helpers/scratch';
 import { FIXTURES, INTERFACES, ROUTE, node, settings } from './helpers';
 import { checkGolden } from '../../helpers/golden';
@@ -146,3 +146,27 @@ for (const [name, over, message] of LEFT_OUT) {
     for (const p of files.filter((p) => p.validate === 'dnsmasq')) await validateContent('dnsmasq', p.path, p.content);
   });
 }
+
+t.test('the main config does not follow the number of nodes (a node added never restarts dnsmasq)', async (t) => {
+  const wide = [{ ...INTERFACES[1]!, ipv4: [{ address: '10.44.0.1', prefix: 16 }] }];
+  const templates = await loadDhcpTemplates(TEMPLATES);
+  const config = (n: number) => {
+    const nodes = Array.from({ length: n }, (_, i) => node(`h${i}`, [`52:54:00:bb:00:${i.toString(16).padStart(2, '0')}`], `10.44.1.${i + 1}`, `node-h${i}`));
+    const plans = renderDhcpd(selectDhcpModel(input({ interfaces: wide, nodes })), templates);
+    t.equal(plans.filter((p) => p.node === undefined).length, 1, 'one shared file, the main config');
+    t.ok(plans.slice(1).every((p) => p.node === p.path.split('/').pop()), 'each reservation names its node');
+    return plans[0]?.content ?? '';
+  };
+  const none = config(0);
+  t.match(none, /^dhcp-lease-max=65534$/m, 'every host address of the /16');
+  t.equal(config(5), none, 'five nodes: the same bytes');
+  t.equal(leaseMax(subnetOf('10.44.0.1', 24)), 1000, "dnsmasq's default when the subnet is smaller");
+});
+
+t.test('reservations rendered alone are the full render\'s, byte for byte', async (t) => {
+  const templates = await loadDhcpTemplates(TEMPLATES);
+  const all = renderDhcpd(selectDhcpModel(input()), templates);
+  const alone = renderDhcpdHosts(selectDhcpModel(input({ nodes: input().nodes.slice(1) })), templates);
+  t.same(alone, all.filter((p) => p.node === 'node-bravox'));
+  t.same(renderDhcpdHosts(selectDhcpModel(input({ settings: settings({ mode: 'proxy' }) })), templates), [], 'proxy mode: no reservations');
+});

@@ -11,7 +11,7 @@ import { validateContent } from '../../../src/core/validators';
 import { COMMON_SCHEMA } from '../../../packages/common/config-schema';
 import { component, loadTftpdTemplates } from '../../../packages/tftpd';
 import { TFTPD_SCHEMA } from '../../../packages/tftpd/config-schema';
-import { checkGrubValue, macFileName, renderTftpdPlans, type TftpdModel } from '../../../packages/tftpd/render';
+import { checkGrubValue, macFileName, renderTftpdNodePlans, renderTftpdPlans, type TftpdModel } from '../../../packages/tftpd/render';
 import { put, REPO_ROOT, scratchRoot, snapshotTree } from '../../helpers/scratch';
 import { checkGolden } from '../../helpers/golden';
 import { spawnSync } from 'node:child_process';
@@ -127,4 +127,15 @@ t.test('apply under a scratch root: files written, second apply writes and resta
   t.equal(r3.written.length, 4, 'the deployed node now boots locally on both MACs (pxelinux and GRUB)');
   t.same(third.calls, [], 'node changes need no restart: TFTP opens boot files per request');
   t.match(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/boot/pxelinux.cfg/01-52-54-00-00-00-01'), 'utf8'), /LOCALBOOT 0/);
+});
+
+t.test('one node rendered alone: the same files, naming the node, as in the full render', async (t) => {
+  const templates = await loadTftpdTemplates(TEMPLATES);
+  const all = renderTftpdPlans(model(), templates);
+  t.same(all.filter((p) => p.node === undefined).map((p) => p.path), ['/etc/uec-provisioning/dnsmasq-tftpd.conf', '/var/lib/uec-provisioning/boot/grub/grub.cfg', '/var/lib/uec-provisioning/boot/pxelinux.cfg/default'], 'only the shared files name no node');
+  for (const node of NODES) {
+    const alone = renderTftpdNodePlans(model(), templates, [node]);
+    t.ok(alone.length > 0 && alone.every((p) => p.node === node.systemId), `${node.hostname}: every file names it`);
+    t.same(alone, all.filter((p) => p.node === node.systemId), `${node.hostname}: byte for byte the full render's`);
+  }
 });
