@@ -6,7 +6,9 @@
 import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './configurator/command';
 import { AUDIT_COMMANDS } from './cli/audit';
+import { EDGE_COMMANDS } from './cli/edges';
 import { NODE_COMMANDS } from './cli/nodes';
+import { REGION_COMMANDS } from './cli/region';
 import { loadProcessActor } from './core/audit';
 import { findComponent, loadComponents, mergeSchemas, type Component } from './configurator/component';
 import { formatValue, inspectConfig, loadConfig, renderExampleConfig, resolveKey, writeManagedSettings, type EffectiveConfig } from './core/config';
@@ -15,7 +17,8 @@ import { escapeLineBreaks, quoteValue } from './core/formats';
 import { createLogger, type Level } from './core/log';
 import { createSystemNetworkFacts, type NetworkFacts } from './core/network-facts';
 import { createPaths, rootFrom } from './core/paths';
-import { createFileNodeStore, type NodeStore } from './region/node-store';
+import type { NodeStore } from './region/node-store';
+import { openNodeStore } from './region/open-store';
 
 import type { Io } from './configurator/command';
 
@@ -257,7 +260,7 @@ function commandUsage(command: Command): string {
 
 /** The core commands and those the installed components add. */
 export function allCommands(components: Component[]): Command[] {
-  return [...COMMANDS, ...NODE_COMMANDS, ...AUDIT_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
+  return [...COMMANDS, ...NODE_COMMANDS, ...REGION_COMMANDS, ...EDGE_COMMANDS, ...AUDIT_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
 }
 
 export function mainUsage(commands: Command[] = COMMANDS): string {
@@ -321,7 +324,7 @@ export async function main(
       components,
       schema: mergeSchemas(components),
       network: () => (network ??= createSystemNetworkFacts()),
-      nodeStore: () => (nodeStore ??= createFileNodeStore(paths)),
+      nodeStore: () => (nodeStore ??= openNodeStore(paths, async () => (await inspectConfig(paths, mergeSchemas(components))).config)),
     };
     return await command.run(session, parsed.positionals.slice(command.words.length), values);
   } catch (err) {

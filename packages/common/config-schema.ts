@@ -1,4 +1,5 @@
 import type { ConfigSchema } from '../../src/core/config';
+import { checkDatabaseUrl } from '../../src/region/open-store';
 
 /**
  * region.authorized_keys_file is served to every installing machine, and the web UI's admins
@@ -133,6 +134,60 @@ export const COMMON_SCHEMA: ConfigSchema = {
         description:
           'SSH public keys installed for admin_user on every deployed machine. It must be a file directly in /etc/uec-provisioning/ whose name starts with authorized_keys (for example authorized_keys.lab): its lines are served to installing machines, so no other file can be published this way.',
       },
+      store: {
+        type: 'enum',
+        values: ['embedded', 'postgresql'],
+        default: 'embedded',
+        description:
+          'Where the region keeps its nodes: embedded (files under /var/lib/uec-provisioning) or postgresql (the database below). Move a live site with `uec-provisioning region migrate --to postgresql|embedded`, which sets this key.',
+      },
+      database_url: {
+        type: 'string',
+        allowEmpty: true,
+        default: '',
+        check: checkDatabaseUrl,
+        description: 'The PostgreSQL database as a postgresql:// URL without a password; empty means database_host, database_port, database_name and database_user.',
+      },
+      database_host: {
+        type: 'string',
+        allowEmpty: true,
+        default: '',
+        check: (value) => (/^[A-Za-z0-9._:/-]+$/.test(value) ? null : 'is not a host name, address or socket directory'),
+        description: 'PostgreSQL host name, address, or unix socket directory; empty means /run/postgresql (the local server).',
+      },
+      database_port: {
+        type: 'integer',
+        min: 1,
+        max: 65535,
+        default: 5432,
+        description: 'PostgreSQL port.',
+      },
+      database_name: {
+        type: 'string',
+        format: 'word',
+        default: 'uecprovisioning',
+        description: 'PostgreSQL database name (dbconfig-common creates it).',
+      },
+      database_user: {
+        type: 'string',
+        format: 'word',
+        default: 'uecprovisioning',
+        description: 'PostgreSQL user.',
+      },
+      database_password_file: {
+        type: 'string',
+        format: 'path',
+        allowEmpty: true,
+        default: '',
+        description:
+          'A file of mode 0600 whose first line is the PostgreSQL password (dbconfig-common writes /etc/uec-provisioning/secrets/database.password); empty means no password (peer or trust authentication). The password is never in the configuration or the logs.',
+      },
+      accept_shared_key: {
+        type: 'boolean',
+        default: true,
+        description:
+          'Accept the shared provisioning key from other hosts (edges not yet given their own key with `uec-provisioning edges add`). From this host it is always accepted. Set it to false once every edge has its own key.',
+      },
     },
   },
   provisioning: {
@@ -150,6 +205,14 @@ export const COMMON_SCHEMA: ConfigSchema = {
         format: 'path',
         default: '/var/lib/uec-provisioning/secrets/provisioning.key',
         description: 'The shared key this provisioning server presents to the region (created on first start when the region runs here).',
+      },
+      edge_key_file: {
+        type: 'string',
+        format: 'path',
+        allowEmpty: true,
+        default: '',
+        description:
+          "This provisioning server's own key (0600), printed once by `uec-provisioning edges add NAME --subnet CIDR` on the region; when set it is presented instead of the shared key. Empty means the shared key (provisioning.key_file).",
       },
       context_cache_seconds: {
         type: 'integer',
