@@ -24,7 +24,7 @@ set -- $mac
 IFS=' 	
 '
 hyp="$1-$2-$3-$4-$5-$6"
-curlopts="-sS --interface $ip --connect-timeout 30 --max-time 600"
+curlopts="-sS --interface $ip --connect-timeout 60 --max-time 1800"
 fmt='%{response_code} %{size_download} %{time_total}\n'
 transfers=$dir/transfers
 
