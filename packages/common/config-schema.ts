@@ -180,7 +180,7 @@ export const COMMON_SCHEMA: ConfigSchema = {
         allowEmpty: true,
         default: '',
         description:
-          'A file of mode 0600 whose first line is the PostgreSQL password (dbconfig-common writes /etc/uec-provisioning/secrets/database.password); empty means no password (peer or trust authentication). The password is never in the configuration or the logs.',
+          'A file of mode 0600 whose first line is the PostgreSQL password (with dbconfig-common, the postinst of uec-provisioning-common writes /var/lib/uec-provisioning/secrets/database.password); empty means no password (peer or trust authentication). The password is never in the configuration or the logs.',
       },
     },
   },
