@@ -2,15 +2,16 @@
  * Live node updates for the server-sent events stream. Node state is written by several
  * processes: this one (deploy, power events), the CLI, and `uec-provisioning serve`, which
  * records the installers' status call-backs. So the web UI does not rely on the store's
- * in-process onChange alone: it watches the store file's directory (fs.watch; the store
- * replaces the file by rename, so the directory is what changes), also polls its stat every
- * few seconds in case a watch event is missed, and compares the nodes with the last snapshot.
+ * in-process onChange alone: it watches the store's directory (fs.watch: the journal grows, the
+ * snapshot is replaced by rename), also polls every few seconds in case a watch event is
+ * missed, and follows the store's changes from its cursor (changesSince): the cost is that of
+ * the changes, not of the number of nodes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../src/core/log';
 import type { Node, NodeStatus } from '../../src/contract/node';
-import type { NodeStore } from '../../src/region/node-store';
+import { NODES_JOURNAL, type NodeStore } from '../../src/region/node-store';
 import { describeError } from '../../src/core/errors';
 
 /** Where a deploying node is: the stages the Deploy page shows. */
@@ -68,6 +69,9 @@ export function summariseNode(node: Node): NodeSummary {
   };
 }
 
+/** Changes read per step when following the store. */
+const LIVE_BATCH = 1000;
+
 export type LiveChange = NodeSummary | { systemId: string; removed: true };
 
 export interface LiveNodes {
@@ -80,25 +84,38 @@ export interface LiveNodes {
 
 export function createLiveNodes(store: NodeStore, storeFile: string, log: Logger, pollMs = 2000): LiveNodes {
   const listeners = new Set<(changes: LiveChange[]) => void>();
-  let snapshot: Map<string, string> | undefined;
-  let statKey = '';
+  let cursor: number | undefined;
   let running: Promise<void> | undefined;
   let again = false;
 
+  const tell = (changes: LiveChange[]): void => {
+    if (changes.length > 0) for (const listener of listeners) listener(changes);
+  };
+
+  /** Follow the store's changes from the last cursor (O(changes), never the whole store). */
   async function compare(): Promise<void> {
-    const stat = await fs.promises.stat(storeFile).catch(() => undefined);
-    const key = stat ? `${stat.ino}:${stat.size}:${stat.mtimeMs}` : 'none';
-    if (key === statKey && snapshot) return;
-    statKey = key;
-    const nodes = await store.list();
-    const next = new Map(nodes.map((n) => [n.systemId, `${n.updatedAt}|${n.status}|${n.hostname}|${n.events.length}`]));
-    if (snapshot && listeners.size > 0) {
-      const changes: LiveChange[] = [];
-      for (const node of nodes) if (snapshot.get(node.systemId) !== next.get(node.systemId)) changes.push(summariseNode(node));
-      for (const id of snapshot.keys()) if (!next.has(id)) changes.push({ systemId: id, removed: true });
-      if (changes.length > 0) for (const listener of listeners) listener(changes);
+    if (cursor === undefined) {
+      cursor = await store.currentCursor();
+      return;
     }
-    snapshot = next;
+    for (;;) {
+      const batch = await store.changesSince(cursor, LIVE_BATCH);
+      cursor = batch.cursor;
+      if (batch.reset) {
+        // The store compacted past our cursor: every node, once (rare: only a follower that fell behind).
+        if (listeners.size > 0) tell((await store.list()).map(summariseNode));
+        return;
+      }
+      if (listeners.size > 0) {
+        const last = new Map<string, LiveChange>();
+        for (const change of batch.changes) {
+          last.delete(change.systemId);
+          last.set(change.systemId, change.node ? summariseNode(change.node) : { systemId: change.systemId, removed: true });
+        }
+        tell([...last.values()]);
+      }
+      if (batch.changes.length < LIVE_BATCH) return;
+    }
   }
 
   function check(): Promise<void> {
@@ -123,11 +140,11 @@ export function createLiveNodes(store: NodeStore, storeFile: string, log: Logger
 
   let watcher: fs.FSWatcher | undefined;
   const dir = path.dirname(storeFile);
-  const base = path.basename(storeFile);
+  const names = new Set([path.basename(storeFile), path.basename(NODES_JOURNAL)]);
   try {
     fs.mkdirSync(dir, { recursive: true });
     watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
-      if (name === null || name === base) void check();
+      if (name === null || names.has(name)) void check();
     });
     watcher.on('error', () => undefined);
   } catch (err) {

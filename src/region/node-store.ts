@@ -1,34 +1,110 @@
 /**
- * Where the region keeps its nodes. One small interface (list, find, update) and one
- * implementation: a JSON file under /var/lib/uec-provisioning, replaced atomically on every
- * change, so a kill -9 at any moment leaves either the old or the new store, never a mix.
- * Writers take an exclusive lock file (file-lock.ts: created by link(2) with the holder's pid
- * already inside; a dead holder's lock is taken over, by one writer at a time), so the CLI,
- * the services and the web UI can change nodes at the same time.
+ * Where the region keeps its nodes: the NodeStore interface (issue 14), which the embedded
+ * backend below and the PostgreSQL backend implement and test/src/node-store-suite.ts checks.
+ *
+ * The embedded backend keeps two files under /var/lib/uec-provisioning (docs/node-store.md):
+ *   nodes.json     a snapshot: {"version":2,"seq":S,"nodes":[ one node per line ]}, replaced
+ *                  atomically (temp file, fsync, rename) at compaction only;
+ *   nodes.journal  one JSON line per committed transaction, appended and fsynced: an array of
+ *                  changes {seq, systemId, node or null}. Lines with seq <= S are skipped.
+ * Each process keeps an index in memory (system id, hostname, MAC, IPv4 → node, a list sorted by
+ * hostname, counts per status) built once from the snapshot and advanced by reading only the
+ * journal's new bytes (one stat per read), so a commit of another process is seen at once and
+ * no read parses or copies the whole store. Writers take the lock file (file-lock.ts) and append
+ * one line; a line without its newline (kill -9 mid-append) is ignored by readers and cut by the
+ * next writer, so a transaction is stored whole or not at all. When the journal outgrows the
+ * snapshot, the writer writes a new snapshot and starts an empty journal; seq continues. A
+ * version 1 nodes.json (one JSON document, rewritten on every change) is read as the snapshot
+ * of seq 1 and rewritten as version 2 by the first writer.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { atomicWrite } from '../core/atomic-write';
 import { UecError, describeError } from '../core/errors';
 import { createFileLock } from '../core/file-lock';
-import { checkNode, describeNodeProblem, findConflict, parseMac, type Node } from '../contract/node';
+import { fsOps } from '../core/fs-ops';
+import { NODE_STATUSES, checkNode, describeNodeProblem, parseMac, type Node, type NodeStatus } from '../contract/node';
 import type { Paths } from '../core/paths';
 
 export const NODES_FILE = '/var/lib/uec-provisioning/nodes.json';
+export const NODES_JOURNAL = '/var/lib/uec-provisioning/nodes.journal';
+
+/** One committed change: the node as it now is, or null when it was removed. */
+export interface NodeChange { seq: number; systemId: string; node: Node | null }
+
+/** What `changesSince` answers. `reset`: the cursor is older than what the store keeps (or from
+ *  another store): the follower must reload everything (`list()`) and continue from `cursor`. */
+export interface ChangeBatch { changes: NodeChange[]; cursor: number; reset: boolean }
+
+export interface NodeQuery {
+  /** Default 0. */
+  offset?: number;
+  /** Default 100, at most 1000. */
+  limit?: number;
+  status?: NodeStatus;
+  /** Case-insensitive substring of hostname, system id, MAC or IPv4. */
+  search?: string;
+}
+
+/** Inside one `modify`: the writes of one transaction. */
+export interface NodeWrites {
+  /** Insert or replace by systemId. */
+  put(node: Node): void;
+  remove(systemId: string): void;
+}
 
 export interface NodeStore {
-  /** Every node, sorted by hostname. */
+  /** Every node, sorted by hostname. O(N): for export and a full apply, never a request path. */
   list(): Promise<Node[]>;
-  /** A node by system id, hostname or MAC (any MAC spelling), or undefined. */
+  /** A node by system id, hostname or MAC (any spelling); indexed, O(1)/O(log N). */
   find(ref: string): Promise<Node | undefined>;
+  /** One page, sorted by hostname then system id, and the total matching. */
+  page(query: NodeQuery): Promise<{ nodes: Node[]; total: number }>;
+  /** Nodes per status, every status present (zeros included). */
+  countByStatus(): Promise<Record<NodeStatus, number>>;
   /**
-   * Read-modify-write under the lock: `change` gets a copy of all nodes to edit in place.
-   * If the result breaks an invariant (duplicate MAC, hostname, address) NODE_CONFLICT is
-   * thrown and nothing is written. Nothing changed → nothing written.
+   * One transaction over the named nodes only: `change` gets copies of the nodes the refs
+   * name (undefined for a ref that names none) and a NodeWrites; it may put/remove any nodes.
+   * All or none: if `change` throws, or a put breaks a rule (checkNode → INVALID_VALUE; a MAC,
+   * hostname or IPv4 already another node's → NODE_CONFLICT, enforced by the store's indexes /
+   * the database's unique constraints, not by scanning), nothing is stored. Writes only the
+   * nodes put/removed; puts equal to what is stored are no change. Serialised with every other
+   * writer in any process.
    */
+  modify<T>(refs: readonly string[], change: (found: (Node | undefined)[], writes: NodeWrites) => T | Promise<T>): Promise<T>;
+  /** Legacy whole-store read-modify-write (bulk import); O(N). Same rules as modify. */
   update<T>(change: (nodes: Node[]) => T | Promise<T>): Promise<T>;
-  /** Called after each write that changed something. */
-  onChange(listener: (nodes: readonly Node[]) => void | Promise<void>): void;
+  /** Committed changes after `cursor` (0 = from the start), oldest first, at most `limit`. */
+  changesSince(cursor: number, limit: number): Promise<ChangeBatch>;
+  /** The cursor of the latest committed change. */
+  currentCursor(): Promise<number>;
+  /** Called after each commit that changed something, in this process, with what changed. */
+  onChange(listener: (changes: readonly NodeChange[]) => void | Promise<void>): void;
+  /** Release files, connections, listeners. */
+  close(): Promise<void>;
 }
+
+/**
+ * The embedded store's on-disk version, read synchronously (two stats): it changes whenever any
+ * process commits (the journal grows) or compacts (the snapshot is replaced). For caches keyed
+ * on "the store is unchanged".
+ */
+export function readStoreVersion(paths: Paths): string {
+  const version = (file: string): string => {
+    try {
+      const s = fs.statSync(file);
+      return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+    } catch {
+      return 'none';
+    }
+  };
+  return `${version(paths.resolve(NODES_FILE))} ${version(paths.resolve(NODES_JOURNAL))}`;
+}
+
+export const PAGE_LIMIT_DEFAULT = 100;
+export const PAGE_LIMIT_MAX = 1000;
 
 /** A node by reference, or NODE_UNKNOWN. */
 export async function getNode(store: NodeStore, ref: string): Promise<Node> {
@@ -41,18 +117,39 @@ export async function getNode(store: NodeStore, ref: string): Promise<Node> {
 export function selectNode(nodes: readonly Node[], ref: string): Node | undefined {
   const byId = nodes.find((n) => n.systemId === ref || n.hostname === ref.toLowerCase());
   if (byId) return byId;
-  let mac: string;
+  const mac = selectMac(ref);
+  return mac === undefined ? undefined : nodes.find((n) => n.macs.includes(mac));
+}
+
+/** The MAC a reference spells, or undefined when it is not one. */
+function selectMac(ref: string): string | undefined {
   try {
-    mac = parseMac(ref);
+    return parseMac(ref);
   } catch {
     return undefined;
   }
-  return nodes.find((n) => n.macs.includes(mac));
 }
 
-interface StoreFile {
-  version: 1;
-  nodes: Node[];
+/** The order of list() and page(): hostname, then system id, by code unit (as COLLATE "C"). */
+export function compareNodes(a: Pick<Node, 'hostname' | 'systemId'>, b: Pick<Node, 'hostname' | 'systemId'>): number {
+  if (a.hostname !== b.hostname) return a.hostname < b.hostname ? -1 : 1;
+  if (a.systemId !== b.systemId) return a.systemId < b.systemId ? -1 : 1;
+  return 0;
+}
+
+/** The page bounds a query asks for, clamped: offset >= 0, 1 <= limit <= 1000. */
+export function selectPageBounds(query: NodeQuery): { offset: number; limit: number } {
+  const offset = Math.max(0, Math.floor(query.offset ?? 0)) || 0;
+  const limit = Math.min(PAGE_LIMIT_MAX, Math.max(1, Math.floor(query.limit ?? PAGE_LIMIT_DEFAULT) || PAGE_LIMIT_DEFAULT));
+  return { offset, limit };
+}
+
+/** Does a node match a query's status and search (pure; both backends' meaning of search). */
+export function selectQueryMatch(node: Pick<Node, 'hostname' | 'systemId' | 'macs' | 'ipv4' | 'status'>, query: NodeQuery): boolean {
+  if (query.status && node.status !== query.status) return false;
+  const needle = query.search?.trim().toLowerCase();
+  if (!needle) return true;
+  return node.hostname.includes(needle) || node.systemId.toLowerCase().includes(needle) || node.macs.some((m) => m.includes(needle)) || (node.ipv4 !== '' && node.ipv4.includes(needle));
 }
 
 export interface FileNodeStoreOptions {
@@ -60,112 +157,598 @@ export interface FileNodeStoreOptions {
   lockTimeoutMs?: number;
   /** Tests only: runs after a writer judged the lock stale, before it takes it over. */
   beforeTakeover?: () => Promise<void>;
+  /** Compact when the journal is larger than the snapshot and than this (default 64 KiB). */
+  compactMinBytes?: number;
 }
 
-function sortNodes(nodes: Node[]): Node[] {
-  return nodes.sort((a, b) => a.hostname.localeCompare(b.hostname) || a.systemId.localeCompare(b.systemId));
+/** What the index keeps of a node: the keys, and the node as JSON (parsed only when asked for). */
+interface Entry {
+  systemId: string;
+  hostname: string;
+  macs: string[];
+  ipv4: string;
+  status: NodeStatus;
+  json: string;
 }
 
-function parseStoreFile(text: string, where: string): Node[] {
-  let data: StoreFile;
-  try {
-    data = JSON.parse(text) as StoreFile;
-  } catch (err) {
-    throw new UecError('STORE_FAILED', `node store ${where} is not valid JSON: ${describeError(err)}`, { cause: err });
-  }
-  if (!data || data.version !== 1 || !Array.isArray(data.nodes)) {
-    throw new UecError('STORE_FAILED', `node store ${where} is not a version 1 node store`);
-  }
-  return data.nodes;
+/** The file identity a process last read. */
+interface FileMark { ino: number; size: number; mtimeMs: number }
+
+interface JournalLine { first: number; last: number; offset: number; length: number }
+
+interface State {
+  seq: number;
+  snapshotSeq: number;
+  /** The snapshot is version 1 (migrated by the first writer). */
+  snapshotV1: boolean;
+  snapshot: FileMark | null;
+  journal: FileMark | null;
+  /** Bytes of the journal applied (the end of its last complete line). */
+  journalOffset: number;
+  lines: JournalLine[];
+  byId: Map<string, Entry>;
+  byHostname: Map<string, Entry>;
+  byMac: Map<string, Entry>;
+  byIPv4: Map<string, Entry>;
+  sorted: Entry[];
+  counts: Record<NodeStatus, number>;
 }
+
+function emptyState(): State {
+  return {
+    seq: 0,
+    snapshotSeq: 0,
+    snapshotV1: false,
+    snapshot: null,
+    journal: null,
+    journalOffset: 0,
+    lines: [],
+    byId: new Map(),
+    byHostname: new Map(),
+    byMac: new Map(),
+    byIPv4: new Map(),
+    sorted: [],
+    counts: Object.fromEntries(NODE_STATUSES.map((s) => [s, 0])) as Record<NodeStatus, number>,
+  };
+}
+
+function entryOf(node: Node): Entry {
+  const json = JSON.stringify(node);
+  return {
+    systemId: String(node.systemId),
+    hostname: String(node.hostname),
+    macs: Array.isArray(node.macs) ? node.macs.map(String) : [],
+    ipv4: typeof node.ipv4 === 'string' ? node.ipv4 : '',
+    status: node.status,
+    json,
+  };
+}
+
+/** Index of the first entry not before `key` in the sorted list. */
+function lowerBound(sorted: readonly Entry[], key: Pick<Node, 'hostname' | 'systemId'>): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareNodes(sorted[mid]!, key) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function unindex(state: State, entry: Entry): void {
+  state.byId.delete(entry.systemId);
+  if (state.byHostname.get(entry.hostname) === entry) state.byHostname.delete(entry.hostname);
+  for (const mac of entry.macs) if (state.byMac.get(mac) === entry) state.byMac.delete(mac);
+  if (entry.ipv4 && state.byIPv4.get(entry.ipv4) === entry) state.byIPv4.delete(entry.ipv4);
+  state.counts[entry.status] = (state.counts[entry.status] ?? 1) - 1;
+}
+
+function index(state: State, entry: Entry): void {
+  state.byId.set(entry.systemId, entry);
+  state.byHostname.set(entry.hostname, entry);
+  for (const mac of entry.macs) state.byMac.set(mac, entry);
+  if (entry.ipv4) state.byIPv4.set(entry.ipv4, entry);
+  state.counts[entry.status] = (state.counts[entry.status] ?? 0) + 1;
+}
+
+/** Apply one change to the index (and the sorted list). */
+function applyChange(state: State, systemId: string, node: Node | null): void {
+  const old = state.byId.get(systemId);
+  if (old) {
+    unindex(state, old);
+    const at = lowerBound(state.sorted, old);
+    if (state.sorted[at] === old) state.sorted.splice(at, 1);
+  }
+  if (node) {
+    const entry = entryOf(node);
+    index(state, entry);
+    state.sorted.splice(lowerBound(state.sorted, entry), 0, entry);
+  }
+}
+
+const V2_HEADER = /^\{"version":2,"seq":(\d+),"nodes":\[$/;
 
 export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions = {}): NodeStore {
   const file = paths.resolve(NODES_FILE);
+  const journalFile = paths.resolve(NODES_JOURNAL);
+  const dir = path.dirname(file);
   const where = paths.systemPathOf(file);
+  const journalWhere = paths.systemPathOf(journalFile);
+  const compactMinBytes = options.compactMinBytes ?? 64 * 1024;
   const fileLock = createFileLock(file, {
     what: `node store ${where}`,
     fail: (message, cause) => new UecError('STORE_FAILED', message, { cause }),
     timeoutMs: options.lockTimeoutMs,
     beforeTakeover: options.beforeTakeover,
   });
-  const listeners: ((nodes: readonly Node[]) => void | Promise<void>)[] = [];
-  let cache: { key: string; nodes: Node[] } | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
+  let listeners: ((changes: readonly NodeChange[]) => void | Promise<void>)[] = [];
+  let state: State | null = null;
+  let writers: Promise<unknown> = Promise.resolve();
+  let readers: Promise<unknown> = Promise.resolve();
+  let closed = false;
 
-  /** The nodes on disk; parsed again only when the file changed (the services read a lot). */
-  async function read(): Promise<Node[]> {
-    let stat: fs.Stats;
-    try {
-      stat = await fs.promises.stat(file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw new UecError('STORE_FAILED', `cannot read node store ${where}: ${describeError(err)}`, { cause: err });
-    }
-    const key = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
-    if (cache?.key === key) return cache.nodes;
-    let text: string;
-    try {
-      text = await fs.promises.readFile(file, 'utf8');
-    } catch (err) {
-      throw new UecError('STORE_FAILED', `cannot read node store ${where}: ${describeError(err)}`, { cause: err });
-    }
-    const nodes = parseStoreFile(text, where);
-    cache = { key, nodes };
-    return nodes;
+  const failRead = (err: unknown, what = where): UecError =>
+    err instanceof UecError ? err : new UecError('STORE_FAILED', `cannot read node store ${what}: ${describeError(err)}`, { cause: err });
+
+  /** One at a time per store: refreshing and committing change the index. */
+  function exclusive<T>(action: () => Promise<T>): Promise<T> {
+    const run = readers.then(action);
+    readers = run.catch(() => undefined);
+    return run;
   }
 
-  async function updateLocked<T>(change: (nodes: Node[]) => T | Promise<T>): Promise<T> {
-    let written: Node[] | undefined;
-    const result = await fileLock.withLock(async () => {
-      const before = await read();
-      const beforeText = JSON.stringify(before);
-      const draft = JSON.parse(beforeText) as Node[];
-      const out = await change(draft);
-      sortNodes(draft);
-      const afterText = JSON.stringify(draft);
-      if (afterText !== JSON.stringify(sortNodes([...before]))) {
-        // The one validator, for every new or changed node: whoever wrote it (CLI, CSV import,
-        // web API, enlistment), nothing a renderer would refuse is stored. Unchanged nodes an
-        // older version stored are left alone, so they do not block unrelated changes.
-        const old = new Map(before.map((n) => [n.systemId, JSON.stringify(n)]));
-        for (const node of draft) {
-          if (old.get(node.systemId) === JSON.stringify(node)) continue;
-          const problem = checkNode(node);
-          if (problem) throw new UecError('INVALID_VALUE', `${describeNodeProblem(node, problem)}; nothing was stored`);
+  async function statMark(target: string): Promise<FileMark | null> {
+    try {
+      const st = await fs.promises.stat(target);
+      return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw failRead(err);
+    }
+  }
+
+  const sameMark = (a: FileMark | null, b: FileMark | null): boolean =>
+    a === b || (a !== null && b !== null && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs);
+
+  /** Read the snapshot into a fresh state (version 2 streamed line by line; version 1 whole). */
+  async function loadSnapshot(): Promise<State> {
+    const fresh = emptyState();
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(file, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return fresh;
+      throw failRead(err);
+    }
+    const nodes: Node[] = [];
+    try {
+      const st = await handle.stat();
+      fresh.snapshot = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+      const decoder = new StringDecoder('utf8');
+      const buffer = Buffer.alloc(1024 * 1024);
+      let pending = '';
+      let header: RegExpExecArray | null | undefined;
+      let ended = false;
+      let whole: string | null = null;
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+        const text = bytesRead > 0 ? decoder.write(buffer.subarray(0, bytesRead)) : decoder.end();
+        if (whole !== null) {
+          whole += text;
+          if (bytesRead === 0) break;
+          continue;
         }
-        const conflict = findConflict(draft);
-        if (conflict) throw new UecError('NODE_CONFLICT', conflict);
-        await fileLock.sweepTemps();
-        const data: StoreFile = { version: 1, nodes: draft };
-        try {
-          await atomicWrite(file, `${JSON.stringify(data, null, 1)}\n`, { mode: 0o600 });
-        } catch (err) {
-          throw new UecError('STORE_FAILED', `cannot write node store ${where}: ${describeError(err)}; it is unchanged`, { cause: err });
+        pending += text;
+        const lines = pending.split('\n');
+        pending = bytesRead > 0 ? lines.pop()! : '';
+        for (const line of lines) {
+          if (header === undefined) {
+            header = V2_HEADER.exec(line);
+            if (!header) break;
+            fresh.snapshotSeq = Number(header[1]);
+            continue;
+          }
+          if (ended) {
+            if (line.trim() !== '') throw new UecError('STORE_FAILED', `node store ${where} has data after its end`);
+            continue;
+          }
+          if (line === ']}') {
+            ended = true;
+            continue;
+          }
+          nodes.push(JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as Node);
         }
-        written = draft;
+        if (header === null) {
+          // Not a streamed version 2 snapshot: one JSON document (version 1, or 2 written by hand).
+          whole = lines.join('\n') + (bytesRead > 0 ? `\n${pending}` : pending);
+          pending = '';
+          if (bytesRead === 0) break;
+          continue;
+        }
+        if (bytesRead === 0) break;
       }
-      return out;
-    });
-    if (written) for (const listener of listeners) await listener(written);
-    return result;
+      if (whole !== null || header === undefined) {
+        const parsed = parseStoreDocument(whole ?? '');
+        nodes.push(...parsed.nodes);
+        fresh.snapshotSeq = parsed.seq;
+        fresh.snapshotV1 = parsed.version === 1;
+      } else if (!ended) {
+        throw new UecError('STORE_FAILED', `node store ${where} is cut short (no closing "]}")`);
+      }
+    } catch (err) {
+      if (err instanceof SyntaxError) throw new UecError('STORE_FAILED', `node store ${where} is not valid JSON: ${describeError(err)}`, { cause: err });
+      throw failRead(err);
+    } finally {
+      await handle.close();
+    }
+    for (const node of nodes) {
+      if (!node || typeof node !== 'object' || typeof node.systemId !== 'string') throw new UecError('STORE_FAILED', `node store ${where} holds an entry that is not a node`);
+      const entry = entryOf(node);
+      const old = fresh.byId.get(entry.systemId);
+      if (old) unindex(fresh, old);
+      index(fresh, entry);
+    }
+    fresh.sorted = [...fresh.byId.values()].sort(compareNodes);
+    fresh.seq = fresh.snapshotSeq;
+    return fresh;
   }
+
+  function parseStoreDocument(text: string): { version: 1 | 2; seq: number; nodes: Node[] } {
+    let data: { version?: unknown; seq?: unknown; nodes?: unknown };
+    try {
+      data = JSON.parse(text) as typeof data;
+    } catch (err) {
+      throw new UecError('STORE_FAILED', `node store ${where} is not valid JSON: ${describeError(err)}`, { cause: err });
+    }
+    if (!data || !Array.isArray(data.nodes) || (data.version !== 1 && !(data.version === 2 && Number.isSafeInteger(data.seq) && (data.seq as number) >= 0))) {
+      throw new UecError('STORE_FAILED', `node store ${where} is not a version 1 or 2 node store`);
+    }
+    const nodes = data.nodes as Node[];
+    // A version 1 store is the snapshot of seq 1 (0 when empty), so cursor 0 is older than it.
+    return data.version === 1 ? { version: 1, seq: nodes.length > 0 ? 1 : 0, nodes } : { version: 2, seq: data.seq as number, nodes };
+  }
+
+  /** Bring the index up to date with the files: new journal bytes only, unless a snapshot was written. */
+  async function refresh(): Promise<State> {
+    if (closed) throw new UecError('STORE_FAILED', `node store ${where} is closed`);
+    for (let attempt = 0; ; attempt++) {
+      const snapshot = await statMark(file);
+      if (!state || !sameMark(snapshot, state.snapshot)) state = await loadSnapshot();
+      const current: State = state;
+      const journal = await statMark(journalFile);
+      const seen = current.journal;
+      if (journal === null ? current.journalOffset > 0 : seen !== null && (journal.ino !== seen.ino || journal.size < current.journalOffset || (journal.size === seen.size && journal.mtimeMs !== seen.mtimeMs))) {
+        // The journal was replaced or rewritten under the same snapshot (by hand, or a restore):
+        // read everything again. (A compaction replaces the snapshot first.)
+        state = null;
+        if (attempt < 3) continue;
+        throw new UecError('STORE_FAILED', `node store ${where}: the journal ${journalWhere} keeps changing under its snapshot`);
+      }
+      if (journal === null || (seen && sameMark(journal, seen))) return current;
+      const gap = await readJournal(current, journal);
+      if (!gap) return current;
+      // A compaction happened between our two stats: the snapshot holds what we missed.
+      state = null;
+      if (attempt >= 3) throw new UecError('STORE_FAILED', `node store ${where}: the journal ${journalWhere} does not follow its snapshot (seq ${current.seq})`);
+    }
+  }
+
+  /** Apply the journal's complete lines after the offset; true when a seq is missing (reload). */
+  async function readJournal(current: State, mark: FileMark): Promise<boolean> {
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(journalFile, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return current.journalOffset > 0;
+      throw failRead(err, journalWhere);
+    }
+    try {
+      const st = await handle.stat();
+      if (st.ino !== mark.ino) return true;
+      const length = st.size - current.journalOffset;
+      const bytes = Buffer.alloc(Math.max(0, length));
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await handle.read(bytes, got, length - got, current.journalOffset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      let start = 0;
+      for (;;) {
+        const end = bytes.indexOf(10, start);
+        if (end < 0 || end >= got) break;
+        const offset = current.journalOffset + start;
+        let changes: NodeChange[];
+        try {
+          changes = JSON.parse(bytes.toString('utf8', start, end)) as NodeChange[];
+          if (!Array.isArray(changes) || changes.length === 0) throw new Error('not a list of changes');
+        } catch (err) {
+          throw new UecError('STORE_FAILED', `node store journal ${journalWhere} has a broken line at byte ${offset}: ${describeError(err)}`, { cause: err });
+        }
+        const first = changes[0]!.seq;
+        const last = changes[changes.length - 1]!.seq;
+        if (last > current.seq) {
+          if (first > current.seq + 1) return true;
+          for (const change of changes) {
+            if (change.seq <= current.seq) continue;
+            applyChange(current, change.systemId, change.node);
+            current.seq = change.seq;
+          }
+        }
+        current.lines.push({ first, last, offset, length: end + 1 - start });
+        start = end + 1;
+      }
+      current.journalOffset += start;
+      // The mark remembers the size seen; a torn tail (no newline yet) is read again next time.
+      current.journal = { ino: st.ino, size: current.journalOffset === st.size ? st.size : -1, mtimeMs: st.mtimeMs };
+      return false;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  function selectEntry(current: State, ref: string): Entry | undefined {
+    const byId = current.byId.get(ref) ?? current.byHostname.get(ref.toLowerCase());
+    if (byId) return byId;
+    const mac = selectMac(ref);
+    return mac === undefined ? undefined : current.byMac.get(mac);
+  }
+
+  const parseEntry = (entry: Entry): Node => JSON.parse(entry.json) as Node;
+
+  /**
+   * Check and commit a transaction's writes (holding the lock, index up to date). Returns the
+   * changes stored, [] when nothing changed.
+   */
+  async function commit(current: State, writes: Map<string, Node | null>): Promise<NodeChange[]> {
+    const changed: { systemId: string; node: Node | null; json: string | null }[] = [];
+    for (const [systemId, node] of writes) {
+      const old = current.byId.get(systemId);
+      if (node === null) {
+        if (old) changed.push({ systemId, node: null, json: null });
+        continue;
+      }
+      const json = JSON.stringify(node);
+      if (old && old.json === json) continue;
+      // The one validator, for every new or changed node: whoever wrote it (CLI, CSV import,
+      // web API, enlistment), nothing a renderer would refuse is stored.
+      const problem = checkNode(node);
+      if (problem) throw new UecError('INVALID_VALUE', `${describeNodeProblem(node, problem)}; nothing was stored`);
+      changed.push({ systemId, node, json });
+    }
+    if (changed.length === 0) return [];
+    // Uniqueness through the indexes: a key is free when nobody has it, or when its owner is
+    // changed by this same transaction (then its new keys are checked here instead).
+    const touched = new Set(changed.map((c) => c.systemId));
+    const claimed = new Map<string, string>();
+    for (const { node } of changed) {
+      if (!node) continue;
+      const label = `${node.hostname} (${node.systemId})`;
+      const keys: [string, Entry | undefined][] = [[`hostname ${node.hostname}`, current.byHostname.get(node.hostname)]];
+      for (const mac of node.macs) keys.push([`MAC ${mac}`, current.byMac.get(mac)]);
+      if (node.ipv4) keys.push([`address ${node.ipv4}`, current.byIPv4.get(node.ipv4)]);
+      for (const [key, owner] of keys) {
+        if (owner && !touched.has(owner.systemId)) throw new UecError('NODE_CONFLICT', `${key} is already used by ${owner.hostname} (${owner.systemId})`);
+        const other = claimed.get(key);
+        if (other !== undefined) throw new UecError('NODE_CONFLICT', `${key} is already used by ${other}`);
+        claimed.set(key, label);
+      }
+    }
+    if (current.snapshotV1) await writeSnapshot(current, current.seq, current.sorted);
+    let seq = current.seq;
+    const stored: NodeChange[] = changed.map((c) => ({ seq: ++seq, systemId: c.systemId, node: c.node }));
+    const line = `[${changed.map((c, i) => `{"seq":${stored[i]!.seq},"systemId":${JSON.stringify(c.systemId)},"node":${c.json ?? 'null'}}`).join(',')}]\n`;
+    await appendJournal(current, line);
+    const offset = current.journalOffset;
+    for (const c of stored) applyChange(current, c.systemId, c.node);
+    current.seq = seq;
+    current.lines.push({ first: stored[0]!.seq, last: seq, offset, length: Buffer.byteLength(line) });
+    current.journalOffset += Buffer.byteLength(line);
+    const mark = await statMark(journalFile);
+    current.journal = mark && mark.size === current.journalOffset ? mark : null;
+    if (current.journalOffset > Math.max(compactMinBytes, current.snapshot?.size ?? 0)) {
+      // Committed already: a failed compaction leaves a longer journal; the next writer tries again.
+      await writeSnapshot(current, current.seq, current.sorted).catch(() => undefined);
+    }
+    return stored.map((c) => ({ ...c, node: c.node ? (JSON.parse(JSON.stringify(c.node)) as Node) : null }));
+  }
+
+  /** Append one line, fsynced; a torn tail a killed writer left is cut first. On failure, cut back. */
+  async function appendJournal(current: State, line: string): Promise<void> {
+    const ops = fsOps();
+    let created = false;
+    let handle: fs.promises.FileHandle | undefined;
+    try {
+      await ops.mkdir(dir, 0o755);
+      await fileLock.sweepTemps();
+      for (const name of await fs.promises.readdir(dir)) {
+        if (name.startsWith(`.${path.basename(journalFile)}.`) && name.endsWith('.tmp')) await fs.promises.rm(path.join(dir, name), { force: true });
+      }
+      const existing = await statMark(journalFile);
+      created = existing === null;
+      handle = await ops.open(journalFile, 'a', 0o600);
+      if (existing && existing.size !== current.journalOffset) await handle.truncate(current.journalOffset);
+      await handle.writeFile(line);
+      await handle.datasync();
+      await handle.close();
+      handle = undefined;
+      if (created) await ops.fsyncDir(dir);
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      await fs.promises.truncate(journalFile, current.journalOffset).catch(() => undefined);
+      throw new UecError('STORE_FAILED', `cannot write node store ${where} (journal ${journalWhere}): ${describeError(err)}; it is unchanged`, { cause: err });
+    }
+  }
+
+  /** A new snapshot at `seq`, then an empty journal (readers skip journal lines the snapshot holds). */
+  async function writeSnapshot(current: State, seq: number, entries: readonly Entry[]): Promise<void> {
+    const ops = fsOps();
+    await ops.mkdir(dir, 0o755);
+    const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+    let renamed = false;
+    try {
+      const handle = await ops.open(temp, 'wx', 0o600);
+      try {
+        await handle.chmod(0o600);
+        let chunk = `{"version":2,"seq":${seq},"nodes":[\n`;
+        for (let i = 0; i < entries.length; i++) {
+          chunk += entries[i]!.json + (i + 1 < entries.length ? ',\n' : '\n');
+          if (chunk.length > 1024 * 1024) {
+            await handle.write(chunk);
+            chunk = '';
+          }
+        }
+        await handle.write(`${chunk}]}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await ops.rename(temp, file);
+      renamed = true;
+      await ops.fsyncDir(dir);
+    } catch (err) {
+      throw new UecError('STORE_FAILED', `cannot write node store ${where}: ${describeError(err)}; it is unchanged`, { cause: err });
+    } finally {
+      if (!renamed) await ops.unlink(temp).catch(() => undefined);
+    }
+    const st = await fs.promises.stat(file);
+    current.snapshot = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    current.snapshotSeq = seq;
+    current.snapshotV1 = false;
+    if (current.journalOffset > 0 || (await statMark(journalFile)) !== null) {
+      await atomicWrite(journalFile, '', { mode: 0o600 });
+      current.journal = await statMark(journalFile);
+    }
+    current.journalOffset = 0;
+    current.lines = [];
+  }
+
+  /** Run a transaction under the lock, one writer at a time in this process too. */
+  function write<T>(body: (current: State) => Promise<{ result: T; writes: Map<string, Node | null> }>): Promise<T> {
+    const run = writers.then(async () => {
+      let changes: NodeChange[] = [];
+      const result = await fileLock.withLock(async () => {
+        const current = await exclusive(refresh);
+        const out = await body(current);
+        changes = await exclusive(async () => commit(await refresh(), out.writes));
+        return out.result;
+      });
+      if (changes.length > 0) for (const listener of listeners) await listener(changes);
+      return result;
+    });
+    writers = run.catch(() => undefined);
+    return run;
+  }
+
+  const read = (): Promise<State> => exclusive(refresh);
 
   return {
     async list() {
-      return sortNodes(structuredClone(await read()));
+      return (await read()).sorted.map(parseEntry);
     },
     async find(ref) {
-      const node = selectNode(await read(), ref);
-      return node ? structuredClone(node) : undefined;
+      const entry = selectEntry(await read(), ref);
+      return entry ? parseEntry(entry) : undefined;
     },
-    update<T>(change: (nodes: Node[]) => T | Promise<T>): Promise<T> {
-      // One writer at a time inside this process too; the lock file covers other processes.
-      const run = queue.then(() => updateLocked(change));
-      queue = run.catch(() => undefined);
-      return run;
+    async page(query) {
+      const current = await read();
+      const { offset, limit } = selectPageBounds(query);
+      if (!query.status && !query.search?.trim()) {
+        return { nodes: current.sorted.slice(offset, offset + limit).map(parseEntry), total: current.sorted.length };
+      }
+      const nodes: Node[] = [];
+      let total = 0;
+      for (const entry of current.sorted) {
+        if (!selectQueryMatch(entry, query)) continue;
+        if (total >= offset && nodes.length < limit) nodes.push(parseEntry(entry));
+        total++;
+      }
+      return { nodes, total };
+    },
+    async countByStatus() {
+      const counts = (await read()).counts;
+      return Object.fromEntries(NODE_STATUSES.map((s) => [s, counts[s] ?? 0])) as Record<NodeStatus, number>;
+    },
+    modify(refs, change) {
+      return write(async (current) => {
+        const found = refs.map((ref) => {
+          const entry = selectEntry(current, ref);
+          return entry ? parseEntry(entry) : undefined;
+        });
+        const writes = new Map<string, Node | null>();
+        const result = await change(found, {
+          put(node) {
+            writes.delete(node.systemId);
+            writes.set(node.systemId, JSON.parse(JSON.stringify(node)) as Node);
+          },
+          remove(systemId) {
+            writes.delete(systemId);
+            writes.set(systemId, null);
+          },
+        });
+        return { result, writes };
+      });
+    },
+    update(change) {
+      return write(async (current) => {
+        const draft = current.sorted.map(parseEntry);
+        const result = await change(draft);
+        const writes = new Map<string, Node | null>();
+        for (const node of draft) {
+          const other = writes.get(node.systemId);
+          if (other) throw new UecError('NODE_CONFLICT', `id ${node.systemId} is already used by ${other.hostname} (${other.systemId})`);
+          writes.set(node.systemId, node);
+        }
+        for (const systemId of current.byId.keys()) if (!writes.has(systemId)) writes.set(systemId, null);
+        return { result, writes };
+      });
+    },
+    async changesSince(cursor, limit) {
+      const current = await read();
+      const max = Math.max(1, Math.floor(limit) || 1);
+      if (cursor === current.seq) return { changes: [], cursor, reset: false };
+      if (!Number.isSafeInteger(cursor) || cursor < current.snapshotSeq || cursor > current.seq) return { changes: [], cursor: current.seq, reset: true };
+      const lines = current.lines;
+      let lo = 0;
+      let hi = lines.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (lines[mid]!.last <= cursor) lo = mid + 1;
+        else hi = mid;
+      }
+      const changes: NodeChange[] = [];
+      let handle: fs.promises.FileHandle | undefined;
+      try {
+        handle = await fs.promises.open(journalFile, 'r');
+        if ((await handle.stat()).ino !== current.journal?.ino) return { changes: [], cursor: current.seq, reset: true };
+        for (let i = lo; i < lines.length && changes.length < max; i++) {
+          const line = lines[i]!;
+          const bytes = Buffer.alloc(line.length);
+          await handle.read(bytes, 0, line.length, line.offset);
+          for (const change of JSON.parse(bytes.toString('utf8')) as NodeChange[]) {
+            if (change.seq > cursor && changes.length < max) changes.push(change);
+          }
+        }
+      } catch (err) {
+        // Compacted away under us: the follower reloads.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return { changes: [], cursor: current.seq, reset: true };
+        throw failRead(err, journalWhere);
+      } finally {
+        await handle?.close();
+      }
+      return { changes, cursor: changes.length > 0 ? changes[changes.length - 1]!.seq : cursor, reset: false };
+    },
+    async currentCursor() {
+      return (await read()).seq;
     },
     onChange(listener) {
       listeners.push(listener);
+    },
+    async close() {
+      closed = true;
+      listeners = [];
+      state = null;
     },
   };
 }

@@ -5,14 +5,14 @@
  * field, the store (and the whole root) unchanged. Accepted → the node's DHCP host line,
  * pxelinux and GRUB files, iPXE script and preseeds render and pass the real tools.
  */
-import * as fs from 'node:fs';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { UecError } from '../../src/core/errors';
 import type { NewNodeInput } from '../../src/contract/node';
 import { addNode, deployNode } from '../../src/region/node-ops';
 import { loadRoles } from '../../src/contract/roles';
-import { NODES_FILE, createFileNodeStore, type NodeStore } from '../../src/region/node-store';
+import { createFileNodeStore, type NodeStore } from '../../src/region/node-store';
+import { readStoreFiles, writeStoreFiles } from '../helpers/node-store-files';
 import type { Paths } from '../../src/core/paths';
 import { createAccountStore } from '../../packages/webui/accounts';
 import { NODES } from '../packages/tftpd/nodes';
@@ -99,14 +99,14 @@ async function validateNode(t: Test, tally: Tally, paths: Paths, store: NodeStor
 t.test('node fields through addNode', async (t) => {
   const paths = scratchRoot(t);
   const store = await prepare(paths);
-  const baseStore = fs.readFileSync(paths.resolve(NODES_FILE));
+  const baseStore = readStoreFiles(paths);
   const tally = newTally('node fields (addNode, nodes add)');
   const accepted: NewNodeInput[] = [];
   await assertProperty(
     t,
     'addNode',
     fc.asyncProperty(nodeInput, async (input) => {
-      fs.writeFileSync(paths.resolve(NODES_FILE), baseStore);
+      writeStoreFiles(paths, baseStore);
       const before = hashTree(paths.root);
       tally.tried++;
       try {
@@ -132,7 +132,7 @@ t.test('node fields through addNode', async (t) => {
   );
   const budget = VALIDATED_IN_CI * runFactor();
   for (const input of accepted.filter((_, i) => i % Math.max(1, Math.floor(accepted.length / budget)) === 0).slice(0, budget)) {
-    fs.writeFileSync(paths.resolve(NODES_FILE), baseStore);
+    writeStoreFiles(paths, baseStore);
     const node = await addNode(store, input);
     await validateNode(t, tally, paths, store, node.systemId, show(input));
   }
@@ -143,8 +143,8 @@ t.test('node fields through addNode', async (t) => {
     t,
     'nodes add',
     fc.asyncProperty(nodeInput, async (input) => {
-      fs.writeFileSync(paths.resolve(NODES_FILE), baseStore);
-      const before = hashTree(paths.root, (rel) => !rel.startsWith('var/lib/uec-provisioning/nodes.json'));
+      writeStoreFiles(paths, baseStore);
+      const before = hashTree(paths.root, (rel) => !rel.startsWith('var/lib/uec-provisioning/nodes.'));
       cliTally.tried++;
       tally.tried++;
       const args = ['nodes', 'add', input.hostname, ...input.macs.flatMap((m) => ['--mac', m])];
@@ -155,7 +155,7 @@ t.test('node fields through addNode', async (t) => {
         throw new Error(`crash: ${show(args)} → ${show(r.stderr)}`);
       }
       if (r.code !== 0) {
-        if (hashTree(paths.root, (rel) => !rel.startsWith('var/lib/uec-provisioning/nodes.json')) !== before || fs.readFileSync(paths.resolve(NODES_FILE)).compare(baseStore) !== 0) {
+        if (hashTree(paths.root, (rel) => !rel.startsWith('var/lib/uec-provisioning/nodes.')) !== before || readStoreFiles(paths) !== baseStore) {
           tally.stateChanged++;
           throw new Error(`refused ${show(args)} but the root changed`);
         }
@@ -182,7 +182,7 @@ t.test('CSV rows through POST /api/nodes/import (admin API token)', async (t) =>
   const h = await startHarness(t);
   const store = await prepare(h.paths);
   const { secret } = await createAccountStore(h.paths).createToken('admin', 'fuzz');
-  const baseStore = fs.readFileSync(h.paths.resolve(NODES_FILE));
+  const baseStore = readStoreFiles(h.paths);
   const tally = newTally('CSV rows (web UI import)');
   const accepted: string[] = [];
   const post = async (csv: string) => {
@@ -193,7 +193,7 @@ t.test('CSV rows through POST /api/nodes/import (admin API token)', async (t) =>
     t,
     'CSV import',
     fc.asyncProperty(csvText, async (csv) => {
-      fs.writeFileSync(h.paths.resolve(NODES_FILE), baseStore);
+      writeStoreFiles(h.paths, baseStore);
       const before = hashTree(h.paths.root);
       tally.tried++;
       const r = await post(csv);
@@ -219,7 +219,7 @@ t.test('CSV rows through POST /api/nodes/import (admin API token)', async (t) =>
   );
   const budget = Math.ceil((VALIDATED_IN_CI / 2) * runFactor());
   for (const csv of accepted.filter((_, i) => i % Math.max(1, Math.floor(accepted.length / budget)) === 0).slice(0, budget)) {
-    fs.writeFileSync(h.paths.resolve(NODES_FILE), baseStore);
+    writeStoreFiles(h.paths, baseStore);
     const r = await post(csv);
     t.equal(r.status, 201, `${show(csv)} imported again`);
     const created = (JSON.parse(r.text) as { nodes: { systemId: string }[] }).nodes;

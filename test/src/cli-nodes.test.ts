@@ -5,6 +5,7 @@ import { main, type Io } from '../../src/cli';
 import { staticNetworkFacts } from '../../src/core/network-facts';
 import type { Node } from '../../src/contract/node';
 import type { Role } from '../../src/contract/roles';
+import { readStoredNodes } from '../helpers/node-store-files';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { put, scratchRoot, snapshotTree } from '../helpers/scratch';
 
@@ -46,7 +47,7 @@ t.test('nodes add|list|show|edit|remove with --json, under --root', async (t) =>
   const shown = await cli('nodes', 'show', '52:54:00:00:00:02');
   t.match(shown.stdout, /^system id +node-/);
   t.match(shown.stdout, /events:\n {2}\S+ {2}created/);
-  const full = JSON.parse(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8')) as { nodes: Node[] };
+  const full = { nodes: await readStoredNodes(paths) };
   for (const out of [shown.stdout, (await cli('nodes', 'show', 'web1', '--json')).stdout, (await cli('nodes', 'list', '--json')).stdout]) {
     for (const n of full.nodes) t.notOk(out.includes(n.token), 'no full token shown');
   }
@@ -103,7 +104,7 @@ t.test('preseed NODE --type: what the machine receives, token masked, passes deb
   const cli = cliIn(paths.root);
   await cli('nodes', 'add', 'web1', '--mac', '52:54:00:00:00:01', '--no-apply');
   await cli('nodes', 'deploy', 'web1', '--no-apply');
-  const token = (JSON.parse(fs.readFileSync(paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8')) as { nodes: Node[] }).nodes[0]!.token;
+  const token = (await readStoredNodes(paths))[0]!.token;
   const install = await cli('preseed', 'web1');
   t.equal(install.code, 0, install.stderr);
   t.match(install.stdout, /^# uec-provisioning preseed: install debian bookworm \(amd64\) as role server/);

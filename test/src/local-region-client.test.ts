@@ -8,19 +8,18 @@ import * as fs from 'node:fs';
 import t from 'tap';
 import { createLocalRegionClient, readFileVersion } from '../../src/region/local-region-client';
 import { addNode, deployNode, recordStatusEvent, releaseNode } from '../../src/region/node-ops';
-import { NODES_FILE } from '../../src/region/node-store';
+import { createFileNodeStore, readStoreVersion } from '../../src/region/node-store';
 import { createRegionClient } from '../../src/edge/region-client';
 import { KEY, startFixture, type Fixture } from '../helpers/region-fixture';
 
 function clients(f: Fixture, settingsMs = 60_000) {
   let now = 5_000_000;
-  const file = f.paths.resolve(NODES_FILE);
   let versionReads = 0;
   const local = createLocalRegionClient({
     region: () => f.region,
     storeVersion: () => {
       versionReads++;
-      return readFileVersion(file);
+      return readStoreVersion(f.paths);
     },
     settingsMs,
     now: () => now,
@@ -81,11 +80,10 @@ t.test('the store written by another process (the CLI) is seen too: the version 
   const first = await deployNode(f.store, (await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock)).systemId, await f.region.loadRoles(), {}, f.clock);
   const lookup = { kind: 'node', systemId: first.systemId } as const;
   t.equal((await local.fetchContext(lookup))?.token, first.token);
-  const file = f.paths.resolve(NODES_FILE);
-  const data = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: { token: string }[] };
-  data.nodes[0]!.token = 'Z'.repeat(32);
-  fs.writeFileSync(`${file}.new`, JSON.stringify(data));
-  fs.renameSync(`${file}.new`, file);
+  // Another writer (the CLI: a store of its own over the same files) changes the token.
+  const other = createFileNodeStore(f.paths);
+  await other.modify([first.systemId], ([node], writes) => writes.put({ ...node!, token: 'Z'.repeat(32) }));
+  await other.close();
   t.equal((await local.fetchContext(lookup))?.token, 'Z'.repeat(32), 'the other writer\'s token');
 });
 

@@ -15,7 +15,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { addNode, deployNode, releaseNode } from '../../src/region/node-ops';
-import { NODES_FILE, createFileNodeStore } from '../../src/region/node-store';
+import { createFileNodeStore } from '../../src/region/node-store';
+import { readStoreFiles } from '../helpers/node-store-files';
 import { loadRoles } from '../../src/contract/roles';
 import { createTestNetwork, netnsUnavailableReason, type TestNetwork } from '../helpers/netns';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
@@ -72,8 +73,7 @@ t.test('a bystander on the LAN cannot act as the deploying node; the node can', 
 
   const serve = await startServe(net, srv, paths.root);
 
-  const nodesFile = paths.resolve(NODES_FILE);
-  const hash = () => crypto.createHash('sha256').update(fs.readFileSync(nodesFile)).digest('hex');
+  const hash = () => crypto.createHash('sha256').update(readStoreFiles(paths)).digest('hex');
   const before = hash();
   const id = node.systemId;
   const stolen = [

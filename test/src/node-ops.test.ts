@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import { UecError } from '../../src/core/errors';
@@ -16,7 +15,8 @@ import {
   removeNode,
   selectArchitecture,
 } from '../../src/region/node-ops';
-import { NODES_FILE, createFileNodeStore } from '../../src/region/node-store';
+import { createFileNodeStore } from '../../src/region/node-store';
+import { readStoreFiles } from '../helpers/node-store-files';
 import { loadRoles } from '../../src/contract/roles';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { scratchRoot } from '../helpers/scratch';
@@ -31,7 +31,7 @@ async function setup(t: Test) {
   const paths = scratchRoot(t);
   const store = createFileNodeStore(paths);
   const roles = await loadRoles(paths, path.join(SHIPPED_TEMPLATES, 'roles'));
-  const snapshot = () => fs.readFileSync(paths.resolve(NODES_FILE), 'utf8');
+  const snapshot = () => readStoreFiles(paths);
   return { paths, store, roles, snapshot };
 }
 

@@ -6,8 +6,9 @@ import { UecError } from '../../src/core/errors';
 import { withFsFault } from '../../src/core/fs-ops';
 import { findConflict, type Node } from '../../src/contract/node';
 import { addNode, editNode } from '../../src/region/node-ops';
-import { NODES_FILE, createFileNodeStore, getNode, selectNode } from '../../src/region/node-store';
+import { NODES_FILE, NODES_JOURNAL, createFileNodeStore, getNode, selectNode } from '../../src/region/node-store';
 import type { Paths } from '../../src/core/paths';
+import { readStoreFiles, readStoredNodes } from '../helpers/node-store-files';
 import { REPO_ROOT, put, scratchRoot } from '../helpers/scratch';
 
 const WORKER = path.join(REPO_ROOT, 'test/helpers/store-worker.ts');
@@ -16,11 +17,7 @@ const NODE_ARGS = ['-e', `require('ts-node/register/transpile-only'); require(${
 /** The worker runs under plain ts-node, without tap's loader hooks. */
 const WORKER_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP') && !k.startsWith('_TAPJS')));
 
-function readStore(paths: Paths): Node[] {
-  const data = JSON.parse(fs.readFileSync(paths.resolve(NODES_FILE), 'utf8')) as { version: number; nodes: Node[] };
-  if (data.version !== 1 || !Array.isArray(data.nodes)) throw new Error('not a version 1 store');
-  return data.nodes;
-}
+const readStore = (paths: Paths): Promise<Node[]> => readStoredNodes(paths);
 
 const add = (paths: Paths, hostname: string, macEnd: string) => addNode(createFileNodeStore(paths), { hostname, macs: [`52:54:00:00:00:${macEnd}`] });
 
@@ -31,6 +28,7 @@ t.test('empty store: list is empty, find is undefined, getNode → NODE_UNKNOWN;
   t.equal(await store.find('web1'), undefined);
   await t.rejects(getNode(store, 'web1'), { code: 'NODE_UNKNOWN', message: /no node "web1"/ });
   t.notOk(fs.existsSync(paths.resolve(NODES_FILE)));
+  t.notOk(fs.existsSync(paths.resolve(NODES_JOURNAL)));
 });
 
 t.test('find by system id, hostname (any case) or any MAC spelling; list sorted by hostname', async (t) => {
@@ -47,7 +45,7 @@ t.test('find by system id, hostname (any case) or any MAC spelling; list sorted 
   const found = (await store.find('web1'))!;
   found.hostname = 'changed';
   t.equal((await store.find('web1'))?.hostname, 'web1', 'callers get copies');
-  const st = fs.statSync(paths.resolve(NODES_FILE));
+  const st = fs.statSync(paths.resolve(NODES_JOURNAL));
   t.equal(st.mode & 0o777, 0o600, 'the store holds tokens: mode 0600');
 });
 
@@ -56,26 +54,26 @@ t.test('a change that breaks an invariant → NODE_CONFLICT, nothing written; no
   const store = createFileNodeStore(paths);
   await add(paths, 'web1', '01');
   await add(paths, 'web2', '02');
-  const before = fs.readFileSync(paths.resolve(NODES_FILE));
-  const mtime = fs.statSync(paths.resolve(NODES_FILE)).mtimeMs;
+  const before = readStoreFiles(paths);
+  const mtime = fs.statSync(paths.resolve(NODES_JOURNAL)).mtimeMs;
   await t.rejects(addNode(store, { hostname: 'web3', macs: ['52:54:00:00:00:01'] }), { code: 'NODE_CONFLICT', message: 'MAC 52:54:00:00:00:01 is already used by web1' });
   await t.rejects(editNode(store, 'web2', { hostname: 'web1' }), { code: 'NODE_CONFLICT', message: /hostname web1 is already used/ });
   await t.rejects(store.update(() => { throw new UecError('INVALID_VALUE', 'no'); }), { code: 'INVALID_VALUE' });
   t.equal(await store.update(() => 42), 42);
-  t.same(fs.readFileSync(paths.resolve(NODES_FILE)), before);
-  t.equal(fs.statSync(paths.resolve(NODES_FILE)).mtimeMs, mtime, 'not rewritten');
+  t.same(readStoreFiles(paths), before);
+  t.equal(fs.statSync(paths.resolve(NODES_JOURNAL)).mtimeMs, mtime, 'not rewritten');
   t.notOk(fs.existsSync(`${paths.resolve(NODES_FILE)}.lock`), 'the lock is released after a failed change');
 });
 
 t.test('onChange listeners run after writes that changed something', async (t) => {
   const paths = scratchRoot(t);
   const store = createFileNodeStore(paths);
-  const seen: number[] = [];
-  store.onChange((nodes) => void seen.push(nodes.length));
+  const seen: (string | undefined)[][] = [];
+  store.onChange((changes) => void seen.push(changes.map((c) => c.node?.hostname)));
   await addNode(store, { hostname: 'a', macs: ['52:54:00:00:00:01'] });
   await store.update(() => undefined);
   await addNode(store, { hostname: 'b', macs: ['52:54:00:00:00:02'] });
-  t.same(seen, [1, 2]);
+  t.same(seen, [['a'], ['b']], 'each listener call gets what changed');
 });
 
 t.test('broken store file → STORE_FAILED naming the file, nothing overwritten', async (t) => {
@@ -100,13 +98,13 @@ t.test('a failed write (ENOSPC) → STORE_FAILED, the old store intact, no temp 
   const paths = scratchRoot(t);
   const store = createFileNodeStore(paths);
   await add(paths, 'web1', '01');
-  const before = fs.readFileSync(paths.resolve(NODES_FILE), 'utf8');
+  const before = readStoreFiles(paths);
   const enospc = () => Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
-  await withFsFault({ rename: enospc }, async () => {
+  await withFsFault({ open: enospc }, async () => {
     await t.rejects(addNode(store, { hostname: 'web2', macs: ['52:54:00:00:00:02'] }), { code: 'STORE_FAILED', message: /cannot write node store .*ENOSPC.*it is unchanged/ });
   });
-  t.equal(fs.readFileSync(paths.resolve(NODES_FILE), 'utf8'), before);
-  t.same(fs.readdirSync(path.dirname(paths.resolve(NODES_FILE))).sort(), ['nodes.json']);
+  t.equal(readStoreFiles(paths), before);
+  t.same(fs.readdirSync(path.dirname(paths.resolve(NODES_FILE))).sort(), ['nodes.journal']);
   t.same((await store.list()).map((n) => n.hostname), ['web1']);
 });
 
@@ -118,7 +116,7 @@ t.test('a stale lock of a dead process is taken over; a live holder makes writer
   t.equal(dead.status, 0);
   fs.writeFileSync(lock, `${dead.pid}\n`);
   await add(paths, 'web2', '02');
-  t.same(readStore(paths).map((n) => n.hostname), ['web1', 'web2']);
+  t.same((await readStore(paths)).map((n) => n.hostname), ['web1', 'web2']);
   t.notOk(fs.existsSync(lock));
 
   // A live holder (another process): the writer waits and gives up with a clear error.
@@ -132,7 +130,7 @@ t.test('a stale lock of a dead process is taken over; a live holder makes writer
   holder.kill('SIGKILL');
   await new Promise((resolve) => holder.once('exit', resolve));
   await addNode(store, { hostname: 'web3', macs: ['52:54:00:00:00:03'] });
-  t.same(readStore(paths).map((n) => n.hostname), ['web1', 'web2', 'web3']);
+  t.same((await readStore(paths)).map((n) => n.hostname), ['web1', 'web2', 'web3']);
 });
 
 t.test('two writers find the same stale lock: the second does not remove the lock the first took', async (t) => {
@@ -168,7 +166,7 @@ t.test('two writers find the same stale lock: the second does not remove the loc
   fs.writeFileSync(lock, `${dead.pid}\n`);
   fs.writeFileSync(`${lock}.takeover`, `${dead.pid}\n`);
   await add(paths, 'web2', '02');
-  t.same(readStore(paths).map((n) => n.hostname), ['web1', 'web2']);
+  t.same((await readStore(paths)).map((n) => n.hostname), ['web1', 'web2']);
   t.notOk(fs.existsSync(`${lock}.takeover`));
 });
 
@@ -210,7 +208,7 @@ t.test('kill -9 in the middle of writes, many times: the store stays readable an
     });
     // Readable, a version 1 store, no broken invariant, and no half-applied update: the counter
     // node's release names the newest n-<i> node, which exist without gaps.
-    const nodes = readStore(paths);
+    const nodes = (await readStore(paths));
     t.equal(findConflict(nodes), null);
     const numbered = nodes.filter((n) => n.hostname.startsWith('n-')).map((n) => Number(n.hostname.slice(2))).sort((a, b) => a - b);
     const counter = nodes.find((n) => n.hostname === 'counter');
@@ -226,7 +224,7 @@ t.test('kill -9 in the middle of writes, many times: the store stays readable an
   // One more write sweeps any temp file a killed writer left and takes over its lock.
   await addNode(createFileNodeStore(paths), { hostname: 'final', macs: ['52:54:00:aa:aa:aa'] });
   const dir = path.dirname(paths.resolve(NODES_FILE));
-  t.same(fs.readdirSync(dir).sort(), ['nodes.json'], 'no temp or lock file left');
+  t.same(fs.readdirSync(dir).filter((n) => n !== 'nodes.json' && n !== 'nodes.journal'), [], 'no temp or lock file left');
   t.ok(lastSeen >= iterations - 1, 'writes happened in every round');
 });
 
@@ -242,7 +240,7 @@ t.test('several processes add nodes at once through the lock: no update lost', a
       return new Promise<void>((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(err)))));
     }),
   );
-  const nodes = readStore(paths);
+  const nodes = (await readStore(paths));
   t.equal(nodes.length, workers * each);
   for (let w = 1; w <= workers; w++) for (let i = 0; i < each; i++) t.ok(nodes.some((n) => n.hostname === `p${w}-${i}`), `p${w}-${i}`);
   t.equal(findConflict(nodes), null);

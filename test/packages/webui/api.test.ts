@@ -5,6 +5,7 @@ import { recordStatusEvent } from '../../../src/region/node-ops';
 import { createFileNodeStore } from '../../../src/region/node-store';
 import { createAccountStore } from '../../../packages/webui/accounts';
 import { ADMIN, VIEWER, login, startHarness, type Harness } from './harness';
+import { readStoreFiles } from '../../helpers/node-store-files';
 
 async function addNode(h: Harness, c: Awaited<ReturnType<typeof login>>, hostname: string, mac: string) {
   const r = await c.call('POST', '/api/nodes', { hostname, mac });
@@ -224,16 +225,15 @@ t.test('deploy is all or nothing; release; power via the fake ipmitool; events s
   const a = await addNode(h, c, 'alpha', '52:54:00:00:00:01');
   const b = await addNode(h, c, 'beta', '52:54:00:00:00:02');
   t.equal((await c.call('POST', '/api/deploy', { nodes: [b.systemId], power_on: false })).status, 200);
-  const file = h.paths.resolve('/var/lib/uec-provisioning/nodes.json');
-  const before = fs.readFileSync(file);
+  const before = readStoreFiles(h.paths);
   const failed = await c.call('POST', '/api/deploy', { nodes: [a.systemId, b.systemId], power_on: false });
   t.equal(failed.status, 409, 'beta is deploying already');
   t.match(failed.json.error, /beta/);
-  t.same(fs.readFileSync(file), before, 'the store file is byte for byte the same');
+  t.same(readStoreFiles(h.paths), before, 'the store files are byte for byte the same');
   t.equal((await c.call('POST', '/api/deploy', { nodes: [a.systemId], role: 'no-such-role', power_on: false })).status, 409);
   t.equal((await c.call('POST', '/api/deploy', { nodes: [a.systemId], release: 'bad release', power_on: false })).status, 400);
   t.equal((await c.call('POST', '/api/deploy', { nodes: [] })).status, 400);
-  t.same(fs.readFileSync(file), before, 'still unchanged');
+  t.same(readStoreFiles(h.paths), before, 'still unchanged');
 
   // BMC details: root-only file, password never shown.
   t.equal((await c.call('PUT', `/api/nodes/${a.systemId}/bmc`, { address: '192.0.2.5', user: 'ADMIN', password: 's3cret' })).status, 200);

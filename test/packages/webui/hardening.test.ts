@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import t, { type Test } from 'tap';
-import { NODES_FILE } from '../../../src/region/node-store';
+import { readStoreFiles } from '../../helpers/node-store-files';
 import { postRaw } from '../../helpers/raw-http';
 import { ADMIN, login, startHarness, type Harness } from './harness';
 
@@ -18,7 +18,7 @@ async function stillAnswers(t: Test, h: Harness, what: string): Promise<void> {
 /** The node store and the managed settings, byte for byte. */
 function state(h: Harness): string {
   const read = (p: string) => (fs.existsSync(h.paths.resolve(p)) ? fs.readFileSync(h.paths.resolve(p), 'utf8') : '<none>');
-  return `${read(NODES_FILE)}\n---\n${read(MANAGED)}`;
+  return `${readStoreFiles(h.paths)}\n---\n${read(MANAGED)}`;
 }
 
 t.test('before login: a body over 64 KiB → 413, chunked or with Content-Length; the service stays up', async (t) => {
