@@ -4,8 +4,7 @@
  * provisioning server (boot scripts, boot files, preseeds). The provisioning side asks the
  * region only through the region client interface (the context view and claims): here an
  * in-process client (local-region-client.ts); with `[provisioning] region_url` set, the HTTP
- * client with the shared key (or this edge's own key, provisioning.edge_key_file), exactly as
- * a provisioning server on another machine does.
+ * client with the shared key, exactly as a provisioning server on another machine does.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -27,18 +26,9 @@ import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOption
 import { handleRegionRequest, type RegionOptions } from '../region/region';
 import { createLocalRegionClient } from '../region/local-region-client';
 import { readStoreVersion, type NodeStore } from '../region/node-store';
-import { createEdgeRegistry, parseEdgeKey } from '../region/edges';
 import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
 import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
-import { createRegionClient, createRegionFeed, type RegionClient } from '../edge/region-client';
-import { EDGE_DIR, loadEdgeCache } from '../edge/edge-cache';
-import { openOutbox } from '../edge/outbox';
-import { startFollower, type Follower } from '../edge/follower';
-import { createEdgeSide, type EdgeSide } from '../edge/provisioning';
-import { selectContextNode } from '../contract/context';
-import { useRenderNodeSource } from '../configurator/command';
-import * as os from 'node:os';
-import type { ChangedNode } from '../configurator/component';
+import { createRegionClient, type RegionClient } from '../edge/region-client';
 import { loadRoles } from '../contract/roles';
 import type { ServerAddress } from '../core/server-address';
 import { templateDirs } from '../core/template';
@@ -60,25 +50,6 @@ export async function loadProvisioningKey(paths: Paths, keyFile: string, create:
   await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const key = randomBytes(32).toString('base64url');
   await atomicWrite(file, `${key}\n`, { mode: 0o600 });
-  return key;
-}
-
-/**
- * This edge's own key (provisioning.edge_key_file, from `edges add` on the region): it must be
- * an edge key and readable by its owner only, else CONFIG_INVALID_VALUE naming the file.
- */
-export async function loadEdgeKey(paths: Paths, keyFile: string): Promise<string> {
-  const file = paths.resolve(keyFile);
-  let key: string;
-  let mode: number;
-  try {
-    mode = (await fs.promises.stat(file)).mode & 0o777;
-    key = (await fs.promises.readFile(file, 'utf8')).trim();
-  } catch (err) {
-    throw new UecError('CONFIG_UNREADABLE', `cannot read the edge key ${keyFile} (provisioning.edge_key_file): ${describeError(err)}`, { cause: err });
-  }
-  if ((mode & 0o077) !== 0) throw new UecError('CONFIG_INVALID_VALUE', `the edge key ${keyFile} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 it`);
-  if (!parseEdgeKey(key)) throw new UecError('CONFIG_INVALID_VALUE', `${keyFile} (provisioning.edge_key_file) holds no edge key (the uecpe.NAME.… line \`uec-provisioning edges add\` printed)`);
   return key;
 }
 
@@ -130,8 +101,6 @@ export interface ServiceSettings {
 export interface Services {
   region?: RegionOptions;
   provisioning: ProvisioningOptions;
-  /** On an edge (no region here, provisioning.region_url set): its cache, queue and follower. */
-  edge?: RunningEdge;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
 }
 
@@ -142,8 +111,6 @@ export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; s
     store: o.store,
     urls: { base: o.base.replace(/\/$/, '') },
     provisioningKey: o.key,
-    edges: createEdgeRegistry(paths),
-    acceptSharedKey: config.getBoolean('region.accept_shared_key'),
     loadArchive: () => loadArchiveSettings(paths, config),
     loadRoles: () => loadRoles(paths),
     loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
@@ -191,8 +158,6 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
   // The region in this process (and not pointed elsewhere): asked in-process, through the same
   // client interface, with the context reused only while the node store is unchanged.
-  // An edge with its own key (edges add on the region) presents it instead of the shared key.
-  const edgeKeyFile = config.getString('provisioning.edge_key_file');
   let storeWrites = 0;
   if (region) store.onChange(() => void storeWrites++);
   const regionClient: RegionClient =
@@ -200,20 +165,17 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => `${storeWrites} ${readStoreVersion(paths)}` })
       : createRegionClient({
           regionUrl,
-          key: edgeKeyFile ? await loadEdgeKey(paths, edgeKeyFile) : key,
+          key,
           cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
           timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
         });
   const ownership = createOwnershipCache({ ttlMs: OWNERSHIP_TTL_MS });
-  const edge = !region && config.getString('provisioning.region_url') ? await startEdge(settings, regionUrl, edgeKeyFile ? await loadEdgeKey(paths, edgeKeyFile) : key) : undefined;
   const provisioningFor = (c: EffectiveConfig) => ({
     ...buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing ?? SYNC_SYSTEM_ADDRESSING }),
     ownership,
-    edge: edge?.side,
   });
   const services: Services = {
     region,
-    edge,
     provisioning: provisioningFor(config),
     async handle(req, res) {
       const client = clientAddress(req);
@@ -271,34 +233,6 @@ export async function createServices(settings: ServiceSettings): Promise<Service
 
 const CONFIG_RELOAD_MS = 1000;
 
-export interface RunningEdge {
-  side: EdgeSide;
-  follower: Follower;
-  close(): Promise<void>;
-}
-
-/**
- * An edge's cache, queue and follower (edge/follower.ts), under EDGE_DIR. The configurator's
- * nodes come from the cache from now on (DHCP reservations, per-node boot files), so the
- * automatic apply renders what the region's feed says, not this host's (empty) store.
- */
-async function startEdge(settings: ServiceSettings, regionUrl: string, key: string): Promise<RunningEdge> {
-  const dir = settings.paths.resolve(EDGE_DIR);
-  const cache = await loadEdgeCache(dir);
-  const outbox = await openOutbox(dir);
-  const feed = createRegionFeed({ regionUrl, key, edgeName: os.hostname().toLowerCase(), timeoutMs: settings.config.getNumber('provisioning.region_timeout_ms') });
-  const follower = startFollower({ cache, outbox, feed, log: settings.log.child({ side: 'edge' }) });
-  useRenderNodeSource(settings.store, async () => cache.list().map(selectContextNode));
-  return {
-    side: createEdgeSide(cache, outbox),
-    follower,
-    async close() {
-      await follower.stop();
-      await Promise.all([cache.close(), outbox.close()]);
-    },
-  };
-}
-
 export interface RunningService {
   /** The first listener (the provisioning address, or the one asked for). */
   server: http.Server;
@@ -322,12 +256,7 @@ export function selectListenAddresses(asked: string | undefined, server: { addre
 
 /** Listen, sweep stuck deployments every minute, and stop cleanly. */
 export async function startService(
-  settings: ServiceSettings & {
-    port: number;
-    host?: string;
-    /** Bring the files of these nodes up to date (DHCP reservations, boot files); null: all of them. */
-    onNodesChanged?: (changes: readonly ChangedNode[] | null) => Promise<void>;
-  },
+  settings: ServiceSettings & { port: number; host?: string; onNodesChanged?: () => Promise<void> },
 ): Promise<RunningService> {
   let services: Services | undefined;
   const answering = new Set<Promise<void>>();
@@ -385,14 +314,10 @@ export async function startService(
   const timer = services.region ? setInterval(() => void sweep(), 60_000) : undefined;
   timer?.unref();
   if (services.region) void sweep();
-  // Node changes are applied (DHCP reservations, boot configs) one apply at a time, in order,
-  // each for the nodes that changed only (a node apply: no other node is read). The store's
-  // commits of one turn of the event loop make one apply, so does a burst that arrives while
-  // an apply runs (a boot storm of enlistments). A trigger without changes (the edge's cache)
-  // applies every node. close() runs the apply still waiting and waits for it.
+  // Node changes are applied (DHCP reservations, boot configs) one apply at a time, in order;
+  // many changes in a burst (a boot storm of enlistments) make one apply. close() runs the
+  // apply still waiting and waits for it.
   let pending: NodeJS.Timeout | undefined;
-  let changed = new Map<string, ChangedNode>();
-  let applyAll = false;
   let applying: Promise<void> = Promise.resolve();
   let stopped = false;
   const apply = settings.onNodesChanged;
@@ -400,25 +325,10 @@ export async function startService(
     if (pending === undefined || !apply) return;
     clearTimeout(pending);
     pending = undefined;
-    if (changed.size === 0) applyAll = true;
-    applying = applying
-      .then(() => {
-        // What accumulated until this apply starts; empty when an earlier one took it.
-        const [all, batch] = [applyAll, changed];
-        [applyAll, changed] = [false, new Map()];
-        if (all || batch.size > 0) return apply(all ? null : [...batch.values()]);
-      })
-      .catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
+    applying = applying.then(() => apply()).catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
   };
   if (apply) {
-    settings.store.onChange((changes) => {
-      if (stopped) return;
-      for (const change of changes) changed.set(change.systemId, change);
-      clearTimeout(pending);
-      pending = setTimeout(runApply, 0);
-    });
-    // On an edge the nodes change when the feed (or a queued call-back) changes the cache.
-    services.edge?.side.cache.onChange(() => {
+    settings.store.onChange(() => {
       if (stopped) return;
       clearTimeout(pending);
       pending = setTimeout(runApply, 200);
@@ -442,7 +352,6 @@ export async function startService(
       stopped = true;
       runApply();
       await applying;
-      await services?.edge?.close();
     },
   };
 }
