@@ -251,6 +251,23 @@ export function hostLinks(): Map<string, string> {
   return new Map(links.map((l) => [l.ifname, l.master ?? '']));
 }
 
+/** The command name of the parent of the running qemu with this MAC ('' when none runs). */
+function parentOfVm(mac: string): string {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('qemu-system') || !cmdline(Number(d)).includes(`mac=${mac}`)) continue;
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+      // ip netns exec execs the command: a VM the lab started is the lab's own child.
+      return fs.readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return '';
+}
+
 // ---- the lab ---------------------------------------------------------------------------
 
 interface NodeSummary {
@@ -346,9 +363,12 @@ class Lab {
       await must(['ip', '-n', lan, 'link', 'set', m.tap, 'master', 'br0', 'up']);
     }
 
-    // Only the VM lane of the machine (one VM-heavy job at a time: test/helpers/vm.ts).
-    say('waiting for the machine\'s VM lane (held by VM tests while they run)');
-    await holdVmLane(this);
+    // The machine's one VM lane (one VM-heavy job at a time: test/helpers/vm.ts), unless the
+    // caller holds it for us (test/e2e/lab.test.ts: UEC_LAB_VM_LANE=held).
+    if (process.env.UEC_LAB_VM_LANE !== 'held') {
+      say('waiting for the machine\'s VM lane (held by VM tests while they run)');
+      await holdVmLane(this);
+    }
 
     // The appliance: an overlay of the clean image, booted with systemd in uecl-appl.
     const base = path.join(RUN_DIR, 'overlay');
@@ -480,10 +500,15 @@ class Lab {
     throw new Error(`ipmi_sim for ${m.label} did not answer on ${m.bmcAddress}`);
   }
 
-  /** The lab's own hand on a BMC (the technician's): real ipmitool in the LAN namespace. */
+  /**
+   * The lab's own hand on a BMC (the technician's): real ipmitool in the LAN namespace. With
+   * cipher suite 3 given: ipmi_sim does not answer "Get Channel Cipher Suites", and without
+   * -C each ipmitool call spends about 10 s finding that out before it falls back to suite 3
+   * (the product's calls, which give no -C, do: docs/lab.md).
+   */
   private ipmi(m: LabMachine, action: 'on' | 'off' | 'status'): Promise<RunResult> {
     return new Promise((resolve) => {
-      const child = spawn('ip', ['netns', 'exec', this.plan.namespaces.lan, 'ipmitool', '-I', 'lanplus', '-H', m.bmcAddress!, '-U', BMC_USER, '-E', 'chassis', 'power', action], { env: { ...process.env, IPMI_PASSWORD: this.bmcPassword }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('ip', ['netns', 'exec', this.plan.namespaces.lan, 'ipmitool', '-I', 'lanplus', '-C', '3', '-H', m.bmcAddress!, '-U', BMC_USER, '-E', 'chassis', 'power', action], { env: { ...process.env, IPMI_PASSWORD: this.bmcPassword }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
@@ -577,15 +602,17 @@ class Lab {
       }
       await sleep(2000);
     }
-    // The enlist script powers the machine off; anything still on after 60 s is switched off.
-    for (const m of enlisting) {
-      for (let i = 0; i < 30 && (await this.isOn(m)); i++) await sleep(2000);
+    // The enlist script powers the machine off where its iPXE can (Debian's iPXE builds have
+    // no poweroff command: they go back to the firmware, which has nothing else to boot);
+    // anything still on after 20 s is switched off, by its BMC or its power cord.
+    await Promise.all(enlisting.map(async (m) => {
+      for (let i = 0; i < 10 && (await this.isOn(m)); i++) await sleep(2000);
       if (await this.isOn(m)) {
-        say(`${m.label} still on after enlisting: switching it off`);
+        say(`${m.label} still on after enlisting (no poweroff in this iPXE): switching it off${m.power === 'ipmi' ? ' with ipmitool' : ''}`);
         if (m.power === 'wol') this.vms.get(m.label)?.kill('SIGTERM');
         else await this.ipmi(m, 'off');
       }
-    }
+    }));
     for (const m of this.plan.machines.filter((x) => !x.enlists)) {
       await this.cli(['nodes', 'add', `lab-${m.label}`, '--mac', m.mac, '--arch', 'amd64', '--subarch', 'uefi']);
       const n = (await this.nodes()).find((x) => x.macs.includes(m.mac))!;
@@ -663,10 +690,14 @@ class Lab {
     this.check(deploy.status === 200 && deploy.json.deployed?.length === ids.length && deploy.json.deployed.every((n) => n.status === 'deploying') && deploy.json.powerOn === true, `POST /api/deploy with the API token: all ${ids.length} deploying, power on (${deploy.status})`);
     const deployedAt = Date.now() - 1000;
     let shot = false;
+    const startedBy = new Map<string, string>();
     const done = await this.watch(ids, 900_000, async (n, stage) => {
+      // Who started a machine's VM: the lab (after a magic packet) or its BMC's ipmi_sim.
+      const m = this.plan.machines.find((x) => n.macs.includes(x.mac));
+      if (m && !startedBy.has(m.label) && (stage === 'netboot' || stage === 'preseed')) startedBy.set(m.label, parentOfVm(m.mac));
       if (screenshot && !shot && stage === 'preseed') {
         shot = true;
-        await this.screenshot(screenshot).catch((err: Error) => say(`screenshot failed: ${err.message}`));
+        await this.screenshot(screenshot, n.systemId).catch((err: Error) => say(`screenshot failed: ${err.message}`));
       }
     });
     const dhcp = await this.journal('uec-provisioning-dhcpd');
@@ -678,7 +709,9 @@ class Lab {
       if (m.power === 'wol') {
         this.check(Boolean(power && /Wake-on-LAN: \d+ packet\(s\) for .* to 10\.67\.0\.255 on eth0/.test(power.message)), `${n.hostname}: the product powered it on by Wake-on-LAN (${power?.message ?? 'no power event'})`);
         this.check(this.wolSeen.some((w) => w.mac === m.mac && w.from === this.plan.applianceAddress && w.port === 9), `${m.label}: the agent received the magic packet for ${m.mac} from the appliance on UDP 9 and started the VM`);
+        this.check(startedBy.get(m.label) === 'node', `${m.label}: its qemu was started by the lab (parent ${startedBy.get(m.label) ?? 'not seen'})`);
       } else {
+        this.check(startedBy.get(m.label) === 'ipmi_sim', `${m.label}: its qemu was started by its BMC, ipmi_sim (parent ${startedBy.get(m.label) ?? 'not seen'})`);
         this.check(Boolean(power && new RegExp(`power on by IPMI \\(${m.bmcAddress!.replace(/\./g, '\\.')}\\): Chassis Power Control: Up/On`).test(power.message)), `${n.hostname}: the product powered it on by IPMI through ipmi_sim (${power?.message ?? 'no power event'})`);
       }
       const want = m.firmware === 'uefi-secure' || this.plan.uefiLoader === 'shim' && m.firmware !== 'bios' ? ['power', 'preseed', 'installing'] : ['power', 'netboot', 'preseed', 'installing'];
@@ -720,7 +753,7 @@ class Lab {
     this.check(added.length === 0 && enslaved.length === 0, `no host interface added (${added.join(', ') || 'none'}) or given a master (${enslaved.map(([k]) => k).join(', ') || 'none'})`);
   }
 
-  async screenshot(file: string): Promise<void> {
+  async screenshot(file: string, systemId: string): Promise<void> {
     const { chromium } = await import('playwright-core');
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
     try {
@@ -730,10 +763,14 @@ class Lab {
       await page.fill('#password', this.adminPassword);
       await page.press('#password', 'Enter');
       await page.waitForURL(`${this.base}/`);
-      await page.goto(`${this.base}/nodes`);
-      await page.waitForTimeout(1000);
+      await page.goto(`${this.base}/deploy`);
+      await page.waitForTimeout(1500);
       await page.screenshot({ path: file, fullPage: false });
-      say(`screenshot of the Nodes page mid-deploy: ${file}`);
+      const nodeShot = file.replace(/(\.png)?$/, '-node.png');
+      await page.goto(`${this.base}/nodes/${systemId}`);
+      await page.waitForTimeout(1500);
+      await page.screenshot({ path: nodeShot, fullPage: false });
+      say(`screenshots mid-deploy: the Deploy page ${file}, a node page ${nodeShot}`);
     } finally {
       await browser.close();
     }
