@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './configurator/command';
 import { AUDIT_COMMANDS } from './cli/audit';
+import { EDGE_COMMANDS } from './cli/edges';
 import { NODE_COMMANDS } from './cli/nodes';
 import { REGION_COMMANDS } from './cli/region';
 import { loadProcessActor } from './core/audit';
@@ -259,7 +260,7 @@ function commandUsage(command: Command): string {
 
 /** The core commands and those the installed components add. */
 export function allCommands(components: Component[]): Command[] {
-  return [...COMMANDS, ...NODE_COMMANDS, ...REGION_COMMANDS, ...AUDIT_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
+  return [...COMMANDS, ...NODE_COMMANDS, ...REGION_COMMANDS, ...EDGE_COMMANDS, ...AUDIT_COMMANDS, ...components.flatMap((c) => c.commands ?? [])];
 }
 
 export function mainUsage(commands: Command[] = COMMANDS): string {

@@ -134,6 +134,12 @@ export const COMMON_SCHEMA: ConfigSchema = {
         description:
           'SSH public keys installed for admin_user on every deployed machine. It must be a file directly in /etc/uec-provisioning/ whose name starts with authorized_keys (for example authorized_keys.lab): its lines are served to installing machines, so no other file can be published this way.',
       },
+      accept_shared_key: {
+        type: 'boolean',
+        default: true,
+        description:
+          'Accept the shared provisioning key from other hosts (edges not yet given their own key with `uec-provisioning edges add`). From this host it is always accepted. Set it to false once every edge has its own key.',
+      },
       store: {
         type: 'enum',
         values: ['embedded', 'postgresql'],
@@ -199,6 +205,14 @@ export const COMMON_SCHEMA: ConfigSchema = {
         format: 'path',
         default: '/var/lib/uec-provisioning/secrets/provisioning.key',
         description: 'The shared key this provisioning server presents to the region (created on first start when the region runs here).',
+      },
+      edge_key_file: {
+        type: 'string',
+        format: 'path',
+        allowEmpty: true,
+        default: '',
+        description:
+          "This provisioning server's own key (0600), printed once by `uec-provisioning edges add NAME --subnet CIDR` on the region; when set it is presented instead of the shared key. Empty means the shared key (provisioning.key_file).",
       },
       context_cache_seconds: {
         type: 'integer',

@@ -6,6 +6,7 @@
  */
 import { NODE_STATUSES, type Node } from '../../src/contract/node';
 import type { AuditEntry } from '../../src/core/audit';
+import type { PublicEdge } from '../../src/region/edges';
 import type { ApiToken } from './accounts';
 import type { HealthItem, ImageEntry, Lease } from './health';
 import { html, raw, type Html } from './html';
@@ -27,9 +28,10 @@ const NAV: [string, string][] = [
   ['/settings', 'Settings'],
   ['/account', 'Account'],
   ['/audit', 'Audit'],
+  ['/edges', 'Edges'],
 ];
 /** Pages only admins may open, left out of the others' navigation. */
-const ADMIN_PAGES = new Set(['/audit']);
+const ADMIN_PAGES = new Set(['/audit', '/edges']);
 
 function layout(title: string, user: PageUser | null, flash: string, body: Html, active = ''): string {
   return html`<!doctype html>
@@ -432,5 +434,44 @@ export function auditPage(user: PageUser, flash: string, view: AuditView, query:
     )}</tbody></table></div>
 ${view.pages > 1 ? html`<nav aria-label="Pages" class="pager">${view.page > 1 ? html`<a href="${link(view.page - 1)}">Newer</a>` : ''} ${view.page < view.pages ? html`<a href="${link(view.page + 1)}">Older</a>` : ''}</nav>` : ''}`,
     '/audit',
+  );
+}
+
+/**
+ * The edges registered with the region (admins): subnets, last contact (written at most once a
+ * minute), live or revoked; a form to register one (its key is shown once) and a Revoke button.
+ */
+export function edgesPage(user: PageUser, flash: string, edges: PublicEdge[]): string {
+  return layout(
+    'Edges',
+    user,
+    flash,
+    html`<p>Provisioning servers on other hosts, each with its own key. A revoked edge is refused at its next request. On the command line: <code>uec-provisioning edges list|add|revoke|assign</code>.</p>
+<div class="scroll"><table id="edges-table"><thead><tr><th scope="col">Name</th><th scope="col">Subnets</th><th scope="col">Last contact (UTC)</th><th scope="col">State</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
+${edges.map(
+  (e) =>
+    html`<tr><th scope="row">${e.name}</th><td>${e.subnets.join(', ')}</td><td>${e.lastContact ? time(e.lastContact) : 'never'}</td><td>${e.revoked ? html`revoked ${time(e.revokedAt)}` : 'live'}</td><td>${
+      e.revoked
+        ? ''
+        : html`<form method="post" action="${B}/api/edges/${e.name}">${csrfField(user)}${backField('/edges')}<input type="hidden" name="_method" value="DELETE"><button type="submit">Revoke</button></form>`
+    }</td></tr>`,
+)}
+</tbody></table></div>
+<section aria-labelledby="h-add-edge"><h2 id="h-add-edge">Register an edge</h2>
+<form method="post" action="${B}/api/edges" class="stack narrow">${csrfField(user)}${backField('/edges')}
+<label for="e-name">Name</label><input id="e-name" name="name" pattern="[a-z][a-z0-9-]{0,62}" required>
+<label for="e-subnets">Subnets it serves (CIDR, separated by spaces or commas)</label><input id="e-subnets" name="subnet" placeholder="10.1.0.0/16" required>
+<button type="submit">Register edge</button></form></section>`,
+    '/edges',
+  );
+}
+
+export function edgeCreatedPage(user: PageUser, name: string, key: string): string {
+  return layout(
+    'Edge registered',
+    user,
+    '',
+    html`<p>Edge <strong>${name}</strong>. Copy its key now: it is shown only once. On the edge, write it to a file only root can read (<code>umask 077; cat &gt; /var/lib/uec-provisioning/secrets/edge.key</code>) and set <code>provisioning.edge_key_file</code> to that file.</p><pre class="secret" tabindex="0">${key}</pre><p><a href="${B}/edges">Back to the edges</a></p>`,
+    '/edges',
   );
 }

@@ -4,7 +4,8 @@
  * provisioning server (boot scripts, boot files, preseeds). The provisioning side asks the
  * region only through the region client interface (the context view and claims): here an
  * in-process client (local-region-client.ts); with `[provisioning] region_url` set, the HTTP
- * client with the shared key, exactly as a provisioning server on another machine does.
+ * client with the shared key (or this edge's own key, provisioning.edge_key_file), exactly as
+ * a provisioning server on another machine does.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -26,6 +27,7 @@ import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOption
 import { handleRegionRequest, type RegionOptions } from '../region/region';
 import { createLocalRegionClient } from '../region/local-region-client';
 import { readStoreVersion, type NodeStore } from '../region/node-store';
+import { createEdgeRegistry, parseEdgeKey } from '../region/edges';
 import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
 import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
 import { createRegionClient, type RegionClient } from '../edge/region-client';
@@ -50,6 +52,25 @@ export async function loadProvisioningKey(paths: Paths, keyFile: string, create:
   await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const key = randomBytes(32).toString('base64url');
   await atomicWrite(file, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
+/**
+ * This edge's own key (provisioning.edge_key_file, from `edges add` on the region): it must be
+ * an edge key and readable by its owner only, else CONFIG_INVALID_VALUE naming the file.
+ */
+export async function loadEdgeKey(paths: Paths, keyFile: string): Promise<string> {
+  const file = paths.resolve(keyFile);
+  let key: string;
+  let mode: number;
+  try {
+    mode = (await fs.promises.stat(file)).mode & 0o777;
+    key = (await fs.promises.readFile(file, 'utf8')).trim();
+  } catch (err) {
+    throw new UecError('CONFIG_UNREADABLE', `cannot read the edge key ${keyFile} (provisioning.edge_key_file): ${describeError(err)}`, { cause: err });
+  }
+  if ((mode & 0o077) !== 0) throw new UecError('CONFIG_INVALID_VALUE', `the edge key ${keyFile} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 it`);
+  if (!parseEdgeKey(key)) throw new UecError('CONFIG_INVALID_VALUE', `${keyFile} (provisioning.edge_key_file) holds no edge key (the uecpe.NAME.… line \`uec-provisioning edges add\` printed)`);
   return key;
 }
 
@@ -111,6 +132,8 @@ export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; s
     store: o.store,
     urls: { base: o.base.replace(/\/$/, '') },
     provisioningKey: o.key,
+    edges: createEdgeRegistry(paths),
+    acceptSharedKey: config.getBoolean('region.accept_shared_key'),
     loadArchive: () => loadArchiveSettings(paths, config),
     loadRoles: () => loadRoles(paths),
     loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
@@ -158,6 +181,8 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   const regionUrl = (config.getString('provisioning.region_url') || `http://${settings.localHost && settings.localHost !== '0.0.0.0' ? settings.localHost : '127.0.0.1'}:${settings.localPort ?? server.httpPort}`).replace(/\/$/, '');
   // The region in this process (and not pointed elsewhere): asked in-process, through the same
   // client interface, with the context reused only while the node store is unchanged.
+  // An edge with its own key (edges add on the region) presents it instead of the shared key.
+  const edgeKeyFile = config.getString('provisioning.edge_key_file');
   let storeWrites = 0;
   if (region) store.onChange(() => void storeWrites++);
   const regionClient: RegionClient =
@@ -165,7 +190,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
       ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => `${storeWrites} ${readStoreVersion(paths)}` })
       : createRegionClient({
           regionUrl,
-          key,
+          key: edgeKeyFile ? await loadEdgeKey(paths, edgeKeyFile) : key,
           cacheMs: config.getNumber('provisioning.context_cache_seconds') * 1000,
           timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
         });

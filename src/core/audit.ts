@@ -51,6 +51,9 @@ export const AUDIT_ACTIONS = [
   'token.create',
   'token.revoke',
   'images.import',
+  'edge.register',
+  'edge.revoke',
+  'edge.assign',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

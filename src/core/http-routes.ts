@@ -17,7 +17,8 @@ import { BodyTooLargeError, readBody, text, tooLargeHeaders, type Reply } from '
 /**
  * Who may call a route:
  *  - open: anyone (the machine has nothing to show yet: enlistment, the bootstrap script);
- *  - provisioning-key: a provisioning server, with the shared key (Authorization: Bearer);
+ *  - provisioning-key: a provisioning server, with its own edge key or the shared key
+ *    (Authorization: Bearer); the region's authorizer sets `authenticatedEdge` for an edge key;
  *  - node: the node itself, with its token while it is deploying or commissioning, from an
  *    address it owns (node-address.ts);
  *  - node-address: the node, from an address it owns, while it is deploying or commissioning
@@ -28,6 +29,12 @@ export type Access = (typeof ACCESS_KINDS)[number];
 
 export type Method = 'GET' | 'HEAD' | 'POST';
 
+/** A provisioning server that presented its own key (src/region/edges.ts): its name and the subnets it serves. */
+export interface AuthenticatedEdge {
+  name: string;
+  subnets: readonly string[];
+}
+
 /** One request as a handler sees it: the path's captures, the body read within the limit. */
 export interface RouteRequest {
   req: IncomingMessage;
@@ -35,6 +42,11 @@ export interface RouteRequest {
   method: string;
   params: string[];
   body: string;
+  /**
+   * Set by the region's authorizer on a provisioning-key route when the caller presented a
+   * live edge's key; undefined for the shared key, a loopback caller and every other access.
+   */
+  authenticatedEdge?: AuthenticatedEdge;
 }
 
 /** One route; C is the service's options (passed to every handler), G what its authorizer grants. */

@@ -4,6 +4,9 @@
  * Every route is in REGION_ROUTES (method, path, who may call it, body limit, handler);
  * http-routes.ts dispatches them.
  *
+ * 'provisioning key' means an edge's own key (edges.ts; the request's `authenticatedEdge` says
+ * which edge) or the shared key (see authorizeProvisioningKey).
+ *
  *   GET  /api/v1/nodes                                   provisioning key
  *   GET  /api/v1/context?mac=M, /api/v1/nodes/<id>/context  provisioning key
  *   POST /api/v1/nodes/<id>/events                       provisioning key (netboot, preseed)
@@ -43,13 +46,18 @@ import {
   type StatusEvent,
 } from './node-ops';
 import type { NodeStore } from './node-store';
+import { isEdgeKey, type EdgeRegistry } from './edges';
 import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
 export interface RegionOptions {
   store: NodeStore;
   urls: RegionUrls;
-  /** The key provisioning servers present. */
+  /** The shared key provisioning servers present (the one-box setup, and edges without their own key). */
   provisioningKey: string;
+  /** The edge registry (edges.ts): provisioning servers with their own keys. Without it only the shared key is accepted. */
+  edges?: EdgeRegistry;
+  /** Accept the shared key from other hosts (edges not yet given their own key); from loopback always. Default true. */
+  acceptSharedKey?: boolean;
   loadArchive: () => Promise<ArchiveSettings>;
   loadRoles: () => Promise<Role[]>;
   /** The SSH public keys for admin_user, one per line. */
@@ -113,8 +121,45 @@ function describeNeighbour(neighbour: NeighbourEntry | null): string {
   return `neighbour MAC ${neighbour.mac}${neighbour.router ? ' (a router)' : ''}`;
 }
 
+/**
+ * A provisioning-key route's caller: a live edge's own key (edges.ts; the request then carries
+ * `authenticatedEdge`, and the edge's last contact is recorded), or the shared key (from
+ * loopback always, from elsewhere while `acceptSharedKey`). Every refusal is the same 403;
+ * the log line names the edge and why, never the key.
+ */
+async function authorizeProvisioningKey(options: RegionOptions, request: RouteRequest, presented: string, what: string): Promise<{ grant: RegionGrant } | { refuse: Reply }> {
+  const log = options.log;
+  if (isEdgeKey(presented)) {
+    if (!options.edges) {
+      log.warn(`refused ${what}: an edge key, and this region has no edge registry`);
+      return { refuse: FORBIDDEN };
+    }
+    const auth = await options.edges.authenticate(presented);
+    if (!auth.ok) {
+      log.warn(`refused ${what}: edge ${auth.name}: ${auth.reason}`);
+      return { refuse: FORBIDDEN };
+    }
+    request.authenticatedEdge = { name: auth.edge.name, subnets: [...auth.edge.subnets] };
+    // At most one write a minute per edge; a failure is logged and the request still served.
+    await options.edges.recordContact(auth.edge.name, options.clock.now()).catch((err: unknown) => log.error(`edge ${auth.edge.name}: last contact not recorded: ${describeError(err)}`));
+    return { grant: {} };
+  }
+  if (!tokenMatches(presented, options.provisioningKey)) {
+    log.warn(`refused ${what}: wrong provisioning key`);
+    return { refuse: FORBIDDEN };
+  }
+  if (options.acceptSharedKey === false) {
+    const client = (options.addressing ?? SYSTEM_ADDRESSING).clientAddress(request.req);
+    if (!isLoopbackAddress(client)) {
+      log.warn(`refused ${what} from ${client}: the shared provisioning key, accepted only from this host (region.accept_shared_key is false: give that edge its own key)`);
+      return { refuse: FORBIDDEN };
+    }
+  }
+  return { grant: {} };
+}
+
 /** Who may call: the provisioning key, or the node's token + status + address; open routes anyone. */
-const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (options, route, request) => {
+export const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (options, route, request) => {
   const log = options.log;
   const { req, url, method } = request;
   const what = `${method} ${url.pathname}`;
@@ -126,11 +171,7 @@ const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (options, 
       log.warn(`refused ${what}: no provisioning key`);
       return { refuse: text(401, 'unauthorized', { 'WWW-Authenticate': 'Bearer' }) };
     }
-    if (!tokenMatches(presented, options.provisioningKey)) {
-      log.warn(`refused ${what}: wrong provisioning key`);
-      return { refuse: FORBIDDEN };
-    }
-    return { grant: {} };
+    return authorizeProvisioningKey(options, request, presented, what);
   }
   // 'node' (the region has no 'node-address' route: every call-back carries the token).
   const addressing = options.addressing ?? SYSTEM_ADDRESSING;

@@ -5,14 +5,14 @@
  * the node store, and afterwards each route still answers its rightful caller.
  */
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import t from 'tap';
 import { ACCESS_KINDS } from '../../src/core/http-routes';
 import { addNode, deployNode } from '../../src/region/node-ops';
-import { NODES_FILE } from '../../src/region/node-store';
 import { PROVISIONING_ROUTES } from '../../src/edge/provisioning';
 import { REGION_ROUTES } from '../../src/region/region';
+import { createEdgeRegistry } from '../../src/region/edges';
+import { readStoreFiles } from '../helpers/node-store-files';
 import { KEY, startFixture } from '../helpers/region-fixture';
 
 const NODE_MAC = '52:54:00:00:00:01';
@@ -34,6 +34,12 @@ function request(url: string, method: string, headers: Record<string, string>, b
 
 t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405, 413, nothing changed, still answering', async (t) => {
   const f = await startFixture(t);
+  // Per-edge keys (src/region/edges.ts): a live edge answers below, a revoked one is refused everywhere.
+  const edges = createEdgeRegistry(f.paths);
+  f.region.edges = edges;
+  const edgeKey = (await edges.add('edge-a', ['10.0.0.0/24'])).key;
+  const revokedKey = (await edges.add('edge-gone', ['10.9.0.0/24'])).key;
+  await edges.revoke('edge-gone');
   f.lan.neighbour(NODE_IP, NODE_MAC);
   f.lan.neighbour(BYSTANDER_IP, '52:54:00:00:00:66');
   await addNode(f.store, { hostname: 'web1', macs: [NODE_MAC] }, f.clock);
@@ -47,7 +53,8 @@ t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405,
   const target = (path: string) =>
     path.replace('<id>', node.systemId).replace('<event>', 'installing').replace('<path>', 'nothing').replace('<mac>', NODE_MAC) + (path === '/metadata/enlist' ? `?mac=52:54:00:00:00:77` : '');
   const withQuery = (url: string, key: string, value: string) => `${url}${url.includes('?') ? '&' : '?'}${key}=${encodeURIComponent(value)}`;
-  const snapshot = () => crypto.createHash('sha256').update(fs.readFileSync(f.paths.resolve(NODES_FILE))).digest('hex');
+  // The embedded store is a snapshot and a journal: both must be unchanged.
+  const snapshot = () => crypto.createHash('sha256').update(readStoreFiles(f.paths)).digest('hex');
   const before = snapshot();
   const openRoutes: string[] = [];
   for (const { name, base, routes } of tables) {
@@ -67,6 +74,16 @@ t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405,
               ? await request(withQuery(url, 'token', `${node.token.slice(1)}x`), method, { 'X-Fake-Client': NODE_IP })
               : await request(url, method, { 'X-Fake-Client': '127.0.0.1' });
         t.equal(wrong.status, 403, `${what}: a wrong key or token, or loopback → 403`);
+        if (route.access === 'provisioning-key') {
+          for (const [how, key] of [
+            ['a revoked edge key', revokedKey],
+            ['a wrong secret for a live edge', `${edgeKey.slice(0, -1)}${edgeKey.endsWith('x') ? 'y' : 'x'}`],
+            ['an unknown edge', edgeKey.replace('edge-a', 'edge-q')],
+          ]) {
+            const refused = await request(url, method, { ...bystander, Authorization: `Bearer ${key}` });
+            t.same([refused.status, refused.body], [403, 'forbidden\n'], `${what}: ${how} → the same 403`);
+          }
+        }
         if (route.access === 'node') {
           const stolen = await request(withQuery(url, 'token', node.token), method, bystander);
           t.equal(stolen.status, 403, `${what}: the right token from another machine → 403`);
@@ -93,11 +110,15 @@ t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405,
     for (const route of [...routes].sort((a, b) => Number(a.path.includes('disable-netboot')) - Number(b.path.includes('disable-netboot')))) {
       let url = `${base}${target(route.path)}`;
       const headers: Record<string, string> = { 'X-Fake-Client': NODE_IP };
-      if (route.access === 'provisioning-key') headers.Authorization = `Bearer ${KEY}`;
+      // The live edge's own key; the shared key is checked once after the walk.
+      if (route.access === 'provisioning-key') headers.Authorization = `Bearer ${edgeKey}`;
       if (route.access === 'node') url = withQuery(url, 'token', node.token);
       const body = bodies[route.path];
       const res = await request(url, route.methods.includes('POST') && body ? 'POST' : route.methods[0]!, body ? { ...headers, 'Content-Type': 'application/json' } : headers, body ? Buffer.from(body) : undefined);
       t.equal(res.status, expected[route.path] ?? 200, `${name} ${route.path}: its caller is answered (${res.body.trim().slice(0, 60)})`);
     }
   }
+  t.equal((await request(`${f.regionUrl}/api/v1/nodes`, 'GET', { 'X-Fake-Client': NODE_IP, Authorization: `Bearer ${KEY}` })).status, 200, 'the shared key still answers');
+  t.notOk(f.lines.some((l) => l.includes(edgeKey.split('.')[2]!) || l.includes(revokedKey.split('.')[2]!)), 'no edge key in the log');
+  t.ok(f.lines.some((l) => l.includes('edge edge-gone: edge edge-gone was revoked')), 'refusals name the edge');
 });

@@ -7,6 +7,7 @@ import { accountRoutes } from './account';
 import { auditRoutes } from './audit';
 import { configRoutes } from './config';
 import { deployRoutes } from './deploy';
+import { edgeRoutes } from './edges';
 import { imageRoutes } from './images';
 import { metricsRoutes } from './metrics';
 import { nodeRoutes } from './nodes';
@@ -29,6 +30,7 @@ export const ROUTES: readonly Route[] = [
   ...tokenRoutes,
   ...metricsRoutes,
   ...auditRoutes,
+  ...edgeRoutes,
   ...pageRoutes,
 ];
 

@@ -39,7 +39,7 @@ t.test('policy: every state change needs a login and the CSRF token; reads carry
   }
   // What must never be opened up by an edit of the table.
   const who = (name: string) => routes.find((r) => `${r.method} ${r.path}` === name)?.who;
-  for (const name of ['POST /api/nodes', 'POST /api/nodes/import', 'DELETE /api/nodes/:ref', 'POST /api/deploy', 'PUT /api/config', 'POST /api/config', 'GET /api/users', 'POST /api/users', 'POST /api/images/import', 'PUT /api/nodes/:ref/bmc', 'POST /api/nodes/:ref/power']) {
+  for (const name of ['POST /api/nodes', 'POST /api/nodes/import', 'DELETE /api/nodes/:ref', 'POST /api/deploy', 'PUT /api/config', 'POST /api/config', 'GET /api/users', 'POST /api/users', 'POST /api/images/import', 'PUT /api/nodes/:ref/bmc', 'POST /api/nodes/:ref/power', 'GET /edges', 'GET /api/edges', 'POST /api/edges', 'DELETE /api/edges/:name', 'POST /api/edges/:name/subnets']) {
     t.equal(who(name), 'admin', `${name} is admin only`);
   }
   t.same(routes.filter((r) => r.who === 'public').map((r) => `${r.method} ${r.path}`).sort(), ['GET /login', 'GET /static/:name', 'POST /api/session', 'POST /login']);
@@ -125,6 +125,8 @@ function plausibleBody(w: World, method: string, pattern: string): string | unde
     'POST /api/users': { name: 'eve', role: 'admin', password: 'password-123' },
     'POST /api/tokens': { name: 'more' },
     'POST /api/images/import': { args: 'bookworm' },
+    'POST /api/edges': { name: 'edge-z', subnet: '10.9.0.0/16' },
+    'POST /api/edges/:name/subnets': { subnet: '10.9.0.0/16' },
   };
   return JSON.stringify(bodies[`${method} ${pattern}`] ?? {});
 }
