@@ -47,6 +47,27 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
     down: ['DROP TABLE node_feed', 'DROP TABLE node_changes', 'DROP TABLE node_macs', 'DROP TABLE nodes'],
   },
+  {
+    version: 2,
+    summary: 'nodes per status kept by a trigger (dashboard counts and page totals without a scan)',
+    up: [
+      'CREATE TABLE node_status_counts (status text PRIMARY KEY, n bigint NOT NULL)',
+      'INSERT INTO node_status_counts (status, n) SELECT status, count(*) FROM nodes GROUP BY status',
+      `CREATE FUNCTION uecp_count_status() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF TG_OP IN ('DELETE', 'UPDATE') THEN
+           UPDATE node_status_counts SET n = n - 1 WHERE status = OLD.status;
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+           INSERT INTO node_status_counts (status, n) VALUES (NEW.status, 1)
+             ON CONFLICT (status) DO UPDATE SET n = node_status_counts.n + 1;
+         END IF;
+         RETURN NULL;
+       END $$`,
+      'CREATE TRIGGER nodes_count_status AFTER INSERT OR DELETE OR UPDATE OF status ON nodes FOR EACH ROW EXECUTE FUNCTION uecp_count_status()',
+    ],
+    down: ['DROP TRIGGER nodes_count_status ON nodes', 'DROP FUNCTION uecp_count_status()', 'DROP TABLE node_status_counts'],
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length;

@@ -230,6 +230,28 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     return `node ${node.hostname} (${node.systemId}) breaks ${constraint ?? 'a unique constraint'}`;
   }
 
+  /** The slow path after a unique violation: row by row, so the one that breaks the rule is named. */
+  async function insertOneByOne(tx: Tx, puts: readonly Node[]): Promise<void> {
+    for (const node of puts) {
+      await tx.query('SAVEPOINT put');
+      try {
+        await tx.query('INSERT INTO nodes (system_id, hostname, ipv4, status, search, node) VALUES ($1, $2, $3, $4, $5, $6)', [
+          node.systemId,
+          node.hostname,
+          node.ipv4 === '' ? null : node.ipv4,
+          node.status,
+          renderSearchText(node),
+          JSON.stringify(node),
+        ]);
+        await tx.query('INSERT INTO node_macs (mac, system_id) SELECT unnest($1::text[]), $2', [node.macs, node.systemId]);
+      } catch (err) {
+        if ((err as DatabaseError).code !== UNIQUE_VIOLATION) throw err;
+        await tx.query('ROLLBACK TO SAVEPOINT put');
+        throw new UecError('NODE_CONFLICT', await describeConflict(tx, node, (err as DatabaseError).constraint));
+      }
+    }
+  }
+
   /**
    * Write `writes` (system id → node, or null to remove) in `tx`: only what differs from what
    * is stored. Returns the changes appended to the feed.
@@ -253,31 +275,27 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     if (changed.length === 0) return [];
     // Out with every old row first, so nodes may swap a MAC, hostname or address in one transaction.
     await tx.query('DELETE FROM nodes WHERE system_id = ANY($1)', [changed.map(([id]) => id)]);
-    for (const [, node] of changed) {
-      if (!node) continue;
-      await tx.query('SAVEPOINT put');
-      try {
-        await tx.query('INSERT INTO nodes (system_id, hostname, ipv4, status, search, node) VALUES ($1, $2, $3, $4, $5, $6)', [
-          node.systemId,
-          node.hostname,
-          node.ipv4 === '' ? null : node.ipv4,
-          node.status,
-          renderSearchText(node),
-          JSON.stringify(node),
-        ]);
-        await tx.query('INSERT INTO node_macs (mac, system_id) SELECT unnest($1::text[]), $2', [node.macs, node.systemId]);
-      } catch (err) {
-        const code = (err as DatabaseError).code;
-        if (code !== UNIQUE_VIOLATION) throw err;
-        await tx.query('ROLLBACK TO SAVEPOINT put');
-        throw new UecError('NODE_CONFLICT', await describeConflict(tx, node, (err as DatabaseError).constraint));
-      }
+    const puts = changed.flatMap(([, node]) => (node ? [node] : []));
+    await tx.query('SAVEPOINT puts');
+    try {
+      // All rows in three statements; a unique violation is then found again row by row, to name it.
+      await tx.query(
+        'INSERT INTO nodes (system_id, hostname, ipv4, status, search, node) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])',
+        [puts.map((n) => n.systemId), puts.map((n) => n.hostname), puts.map((n) => (n.ipv4 === '' ? null : n.ipv4)), puts.map((n) => n.status), puts.map(renderSearchText), puts.map((n) => JSON.stringify(n))],
+      );
+      await tx.query('INSERT INTO node_macs (mac, system_id) SELECT * FROM unnest($1::text[], $2::text[])', [puts.flatMap((n) => n.macs), puts.flatMap((n) => n.macs.map(() => n.systemId))]);
+    } catch (err) {
+      if ((err as DatabaseError).code !== UNIQUE_VIOLATION) throw err;
+      await tx.query('ROLLBACK TO SAVEPOINT puts');
+      await insertOneByOne(tx, puts);
+      throw err; // not reached: insertOneByOne meets the same violation
     }
-    const out: NodeChange[] = [];
-    for (const [id, node] of changed) {
-      const { rows: seqRows } = await tx.query<{ seq: string }>('INSERT INTO node_changes (system_id, node) VALUES ($1, $2) RETURNING seq', [id, node === null ? null : JSON.stringify(node)]);
-      out.push({ seq: Number(seqRows[0]!.seq), systemId: id, node: node === null ? null : structuredClone(node) });
-    }
+    const { rows: seqRows } = await tx.query<{ seq: string }>(
+      'INSERT INTO node_changes (system_id, node) SELECT c.system_id, c.node FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS c(system_id, node, i) ORDER BY c.i RETURNING seq',
+      [changed.map(([id]) => id), changed.map(([, node]) => (node === null ? null : JSON.stringify(node)))],
+    );
+    const seqs = seqRows.map((r) => Number(r.seq)).sort((a, b) => a - b);
+    const out: NodeChange[] = changed.map(([id, node], i) => ({ seq: seqs[i]!, systemId: id, node: node === null ? null : structuredClone(node) }));
     const last = out[out.length - 1]!.seq;
     if (last % 1000 < out.length || keepChanges < 1000) {
       // Now and then, forget what no follower within keepChanges needs; they reset instead.
@@ -382,22 +400,27 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
         where.push(`search LIKE $${values.length}`);
       }
       const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+      // Totals without a search come from node_status_counts (kept by a trigger): no scan.
+      const totalSql = needle
+        ? `SELECT count(*) FROM nodes ${clause}`
+        : `SELECT coalesce(sum(n), 0) FROM node_status_counts ${query.status !== undefined ? 'WHERE status = $1' : ''}`;
+      const filters = values.length;
       values.push(limit, offset);
       const rows = await read<{ node: Node; total: string }>(
         'cannot read the node store',
-        `SELECT node, count(*) OVER () AS total FROM nodes ${clause} ORDER BY hostname, system_id LIMIT $${values.length - 1} OFFSET $${values.length}`,
+        `SELECT node, (${totalSql}) AS total FROM nodes ${clause} ORDER BY hostname, system_id LIMIT $${filters + 1} OFFSET $${filters + 2}`,
         values,
       );
       let total = Number(rows[0]?.total ?? 0);
       if (rows.length === 0) {
-        // Past the last page the window count is not there: count on its own.
-        const counted = await read<{ total: string }>('cannot read the node store', `SELECT count(*) AS total FROM nodes ${clause}`, values.slice(0, -2));
+        // Past the last page there is no row to carry the total: ask for it alone.
+        const counted = await read<{ total: string }>('cannot read the node store', `SELECT (${totalSql}) AS total`, values.slice(0, filters));
         total = Number(counted[0]?.total ?? 0);
       }
       return { nodes: rows.map((r) => r.node), total };
     },
     async countByStatus() {
-      const rows = await read<{ status: string; n: string }>('cannot read the node store', 'SELECT status, count(*) AS n FROM nodes GROUP BY status');
+      const rows = await read<{ status: string; n: string }>('cannot read the node store', 'SELECT status, n FROM node_status_counts');
       const counts = Object.fromEntries(NODE_STATUSES.map((s) => [s, 0])) as Record<NodeStatus, number>;
       for (const r of rows) if ((NODE_STATUSES as readonly string[]).includes(r.status)) counts[r.status as NodeStatus] = Number(r.n);
       return counts;

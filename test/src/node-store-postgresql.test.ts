@@ -78,6 +78,12 @@ async function main(): Promise<void> {
     t.same((await store.page({ search: '10.0.0' })).nodes.map((n) => n.hostname), ['web2'], 'search: IPv4');
     t.same((await store.page({ search: '%' })).total, 0, 'LIKE wildcards are taken literally');
     t.same(await store.page({ offset: 10 }), { nodes: [], total: 3 }, 'past the end: no nodes, the total still');
+    t.same(await store.page({ offset: 10, status: 'deployed' }), { nodes: [], total: 1 });
+    t.same(await store.page({ offset: 10, search: 'web' }), { nodes: [], total: 2 });
+    await store.modify(['db1'], (_f, w) => w.remove('node-db1'));
+    t.same(await store.countByStatus(), { new: 0, commissioning: 0, ready: 1, deploying: 0, deployed: 1, failed: 0 }, 'counts follow removals');
+    t.equal((await store.page({})).total, 2);
+    await store.modify(['db1'], (_f, w) => w.put(db1));
     const found = (await store.modify(['web1', 'nothing', '52:54:00:01:00:03'], (f) => f.map((n) => n?.hostname)));
     t.same(found, ['web1', undefined, 'db1'], 'modify gets the nodes its refs name');
   });
@@ -227,7 +233,7 @@ async function main(): Promise<void> {
     await client.connect();
     t.teardown(() => client.end());
     t.same(await applyMigrations(client), { from: 0, to: LATEST_VERSION });
-    t.same(await tables(), ['node_changes', 'node_feed', 'node_macs', 'nodes', 'schema_version']);
+    t.same(await tables(), ['node_changes', 'node_feed', 'node_macs', 'node_status_counts', 'nodes', 'schema_version']);
     t.same(await sql(db, 'SELECT version FROM schema_version'), [{ version: LATEST_VERSION }]);
     t.same(await applyMigrations(client), { from: LATEST_VERSION, to: LATEST_VERSION }, 'again: nothing to do');
     t.same(await applyMigrations(client, 0), { from: LATEST_VERSION, to: 0 });
@@ -237,6 +243,13 @@ async function main(): Promise<void> {
     t.teardown(() => store.close());
     await store.modify([], (_f, w) => w.put(node('after', 1)));
     t.equal(await store.schemaVersion(), LATEST_VERSION);
+    await store.modify([], (_f, w) => w.put(node('second', 2, { status: 'deployed' })));
+    t.same(await applyMigrations(client, 1), { from: LATEST_VERSION, to: 1 }, 'one step down');
+    t.notOk((await tables()).includes('node_status_counts'));
+    await sql(db, "INSERT INTO nodes (system_id, hostname, status, search, node) SELECT 'node-third', 'third', 'new', 'third', node FROM nodes WHERE system_id = 'node-after'");
+    t.same(await applyMigrations(client), { from: 1, to: LATEST_VERSION }, 'and up again');
+    t.same(await store.countByStatus(), { new: 1, commissioning: 0, ready: 1, deploying: 0, deployed: 1, failed: 0 }, 'counts built from the rows already there');
+    await sql(db, "DELETE FROM nodes WHERE system_id = 'node-third'");
     await sql(db, 'UPDATE schema_version SET version = 99');
     await t.rejects(applyMigrations(client), { code: 'STORE_FAILED', message: /schema is version 99, newer than this uec-provisioning knows/ });
     t.throws(() => selectMigrationSteps(0, LATEST_VERSION + 1), { code: 'STORE_FAILED' });
