@@ -154,7 +154,7 @@ export function nodesPage(
     user,
     flash,
     html`<form method="get" action="${B}/nodes" class="filters" role="search">
-<label for="q">Filter</label><input id="q" name="q" value="${q}" placeholder="hostname, MAC, IP, role">
+<label for="q">Filter</label><input id="q" name="q" value="${q}" placeholder="hostname, system id, MAC, IP">
 <label for="status">Status</label><select id="status" name="status"><option value="">any</option>${NODE_STATUSES.map((s) => html`<option${s === status ? raw(' selected') : ''}>${s}</option>`)}</select>
 <input type="hidden" name="sort" value="${sort}"><input type="hidden" name="dir" value="${dir}">
 <button type="submit">Apply</button>

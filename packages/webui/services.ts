@@ -10,9 +10,9 @@ import { UecError, describeError } from '../../src/core/errors';
 import { decodePathSegment } from '../../src/core/http-util';
 import type { Logger } from '../../src/core/log';
 import type { NetworkFacts } from '../../src/core/network-facts';
-import { createNode, newSystemId, newToken, type Node } from '../../src/contract/node';
+import { NODE_STATUSES, createNode, newSystemId, newToken, type Node, type NodeStatus } from '../../src/contract/node';
 import { recordNodeEvent, type Clock } from '../../src/region/node-ops';
-import { getNode, type NodeStore } from '../../src/region/node-store';
+import { getNode, selectQueryMatch, type NodeStore } from '../../src/region/node-store';
 import type { Paths } from '../../src/core/paths';
 import { maskTokenIn } from '../../src/edge/preseed';
 import { renderNodePreseed } from '../../src/edge/provisioning';
@@ -161,16 +161,25 @@ export function createWebuiServices(options: WebuiOptions): WebuiServices {
   }
 
   async function queryNodes(url: URL): Promise<NodeQuery> {
-    const all = await store.list();
     const q = (url.searchParams.get('q') ?? '').toLowerCase().slice(0, 100);
     const status = url.searchParams.get('status') ?? '';
     const sort = url.searchParams.get('sort') ?? 'hostname';
     const dir = url.searchParams.get('dir') === 'desc' ? -1 : 1;
     const per = Math.min(Math.max(Number(url.searchParams.get('per')) || 200, 1), 1000);
     const page = Math.max(Number(url.searchParams.get('page')) || 1, 1);
+    const counts = await store.countByStatus();
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const known = (NODE_STATUSES as readonly string[]).includes(status);
+    if (sort === 'hostname' && dir === 1 && (status === '' || known)) {
+      // The default order is the store's: one page read through its index, whatever the size.
+      const found = await store.page({ offset: (page - 1) * per, limit: per, status: known ? (status as NodeStatus) : undefined, search: q || undefined });
+      return { total, matched: found.total, nodes: found.nodes.map(summariseNode), page, per };
+    }
+    // Another column's order: every node is read (O(N)).
+    const all = await store.list();
     let nodes = all.map(summariseNode);
     if (status) nodes = nodes.filter((n) => n.status === status);
-    if (q) nodes = nodes.filter((n) => `${n.hostname} ${n.systemId} ${n.macs.join(' ')} ${n.ipv4} ${n.role} ${n.arch}`.toLowerCase().includes(q));
+    if (q) nodes = nodes.filter((n) => selectQueryMatch(n, { search: q }));
     const keyOf: Record<string, (n: NodeSummary) => string> = {
       hostname: (n) => n.hostname,
       mac: (n) => n.macs[0] ?? '',
@@ -183,7 +192,7 @@ export function createWebuiServices(options: WebuiOptions): WebuiServices {
     const key = keyOf[sort] ?? keyOf.hostname!;
     nodes.sort((a, b) => (key(a) < key(b) ? -dir : key(a) > key(b) ? dir : a.hostname.localeCompare(b.hostname)));
     const matched = nodes.length;
-    return { total: all.length, matched, nodes: nodes.slice((page - 1) * per, page * per), page, per };
+    return { total, matched, nodes: nodes.slice((page - 1) * per, page * per), page, per };
   }
 
   async function importCsv(textInput: string): Promise<Node[]> {
@@ -191,13 +200,15 @@ export function createWebuiServices(options: WebuiOptions): WebuiServices {
     if (rows[0] && rows[0].cells[0]?.toLowerCase() === 'hostname') rows.shift();
     if (rows.length === 0) throw new UecError('INVALID_VALUE', 'the CSV has no rows (columns: hostname,mac[,arch,role,release,ipv4]; several MACs separated by spaces)');
     if (rows.length > 10_000) throw new UecError('INVALID_VALUE', 'at most 10000 rows per import');
-    return store.update((nodes) => {
+    // One transaction that writes only the new nodes; the store's indexes refuse a taken MAC,
+    // hostname or address (NODE_CONFLICT) and then nothing is imported.
+    return store.modify([], async (_found, writes) => {
       const created: Node[] = [];
-      const ids = new Set(nodes.map((n) => n.systemId));
+      const ids = new Set<string>();
       for (const { line, cells } of rows) {
         const [hostname = '', macs = '', arch, role, release, ipv4] = cells;
         let systemId = newSystemId();
-        while (ids.has(systemId)) systemId = newSystemId();
+        while (ids.has(systemId) || (await store.find(systemId))?.systemId === systemId) systemId = newSystemId();
         ids.add(systemId);
         try {
           const node = createNode(
@@ -205,7 +216,7 @@ export function createWebuiServices(options: WebuiOptions): WebuiServices {
             options.clock.now(),
             { systemId, token: newToken() },
           );
-          nodes.push(node);
+          writes.put(node);
           created.push(structuredClone(node));
         } catch (err) {
           if (err instanceof UecError) throw new UecError(err.code, `CSV line ${line}: ${err.message}; nothing was imported`);

@@ -34,7 +34,6 @@ import { createRegionClient, type RegionClient } from '../edge/region-client';
 import { loadRoles } from '../contract/roles';
 import type { ServerAddress } from '../core/server-address';
 import { templateDirs } from '../core/template';
-import { selectStatusCounts } from '../contract/node';
 
 /** The provisioning key: read it, or (where the region runs) create it once, 0600. */
 export async function loadProvisioningKey(paths: Paths, keyFile: string, create: boolean): Promise<string> {
@@ -321,7 +320,7 @@ export async function startService(
   }
   const server = servers[0]!;
   useMetricsSources({
-    countNodesByStatus: services.region ? async () => selectStatusCounts(await settings.store.list()) : undefined,
+    countNodesByStatus: services.region ? () => settings.store.countByStatus() : undefined,
     dnsmasqBusName: DHCPD_BUS_NAME,
     mirrorStateFile: () => selectMirrorStateFile(settings.paths, settings.config),
     lastRegionAnswer: watchRegionAnswers(services.provisioning.region),

@@ -44,8 +44,10 @@ export function createLocalRegionClient(options: LocalRegionClientOptions): Regi
   async function buildContext(lookup: ContextLookup): Promise<NodeContext | null> {
     const region = options.region();
     try {
-      const nodes = await region.store.list();
-      const node = lookup.kind === 'node' ? nodes.find((n) => n.systemId === lookup.systemId) : nodes.find((n) => n.macs.includes(parseMac(lookup.mac)));
+      // Indexed look-ups: the cost of one node, whatever the size of the store.
+      const key = lookup.kind === 'node' ? lookup.systemId : parseMac(lookup.mac);
+      const found = await region.store.find(key);
+      const node = found && (lookup.kind === 'node' ? found.systemId === key : found.macs.includes(key)) ? found : undefined;
       return node ? await selectNodeContext(region, node) : null;
     } catch (err) {
       throw new UecError('UPSTREAM_FAILED', `the region (in this process) could not build the context of ${lookup.kind === 'node' ? lookup.systemId : lookup.mac}: ${describeError(err)}`, { cause: err });

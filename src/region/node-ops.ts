@@ -1,7 +1,8 @@
 /**
  * What can happen to nodes, as one place the CLI, the region's HTTP endpoints and the web
- * UI all call. Each operation is one store update (locked, validated, atomic), so two
- * deploys of the same node at once give one success and one NODE_STATE error.
+ * UI all call. Each operation is one store transaction over the nodes it names (`modify`:
+ * locked, validated, atomic, writing only those nodes), so two deploys of the same node at
+ * once give one success and one NODE_STATE error, and the cost does not grow with the store.
  */
 import { UecError } from '../core/errors';
 import {
@@ -28,7 +29,7 @@ import {
 import { recordDeployEnded, recordDeploysStarted } from '../core/metrics';
 import { selectAddressOwnership, type Ownership } from '../contract/node-address';
 import type { NeighbourEntry } from '../core/neighbours';
-import { selectNode, type NodeStore } from './node-store';
+import type { NodeStore, NodeWrites } from './node-store';
 import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
 export interface Clock {
@@ -37,23 +38,50 @@ export interface Clock {
 
 export const SYSTEM_CLOCK: Clock = { now: () => new Date() };
 
-function requireNode(nodes: Node[], ref: string): Node {
-  const node = selectNode(nodes, ref);
+function requireNode(node: Node | undefined, ref: string): Node {
   if (!node) throw new UecError('NODE_UNKNOWN', `no node ${JSON.stringify(ref)} (give a system id, hostname or MAC)`);
   return node;
 }
 
-function uniqueSystemId(nodes: Node[]): string {
+/** The node a system id names (not a hostname or MAC: the machine's own call-backs). */
+function requireSystemId(node: Node | undefined, systemId: string): Node {
+  if (!node || node.systemId !== systemId) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+  return node;
+}
+
+/** A system id no node has (asked inside the transaction that stores it). */
+async function uniqueSystemId(store: NodeStore): Promise<string> {
   for (;;) {
     const id = newSystemId();
-    if (!nodes.some((n) => n.systemId === id)) return id;
+    if ((await store.find(id))?.systemId !== id) return id;
   }
 }
 
+/** One node by reference, changed in place by `change` and put back, in one transaction. */
+function modifyNode<T>(store: NodeStore, ref: string, change: (node: Node, writes: NodeWrites) => T, bySystemId = false): Promise<T> {
+  return store.modify([ref], ([found], writes) => {
+    const node = bySystemId ? requireSystemId(found, ref) : requireNode(found, ref);
+    const out = change(node, writes);
+    writes.put(node);
+    return out;
+  });
+}
+
+/** Has the node recorded the event with this id already (an edge's queue delivering again)? */
+function seenEvent(node: Node, eventId: string | undefined): boolean {
+  return eventId !== undefined && node.events.some((e) => (e as { id?: string }).id === eventId);
+}
+
+/** Mark the node's newest event with the id it came with, so a repeat is recognised. */
+function markEvent(node: Node, eventId: string | undefined): void {
+  const last = node.events[node.events.length - 1];
+  if (eventId !== undefined && last) (last as { id?: string }).id = eventId;
+}
+
 export async function addNode(store: NodeStore, input: NewNodeInput, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
-  return store.update((nodes) => {
-    const node = createNode(input, clock.now(), { systemId: uniqueSystemId(nodes), token: newToken() });
-    nodes.push(node);
+  return store.modify([], async (_found, writes) => {
+    const node = createNode(input, clock.now(), { systemId: await uniqueSystemId(store), token: newToken() });
+    writes.put(node);
     return structuredClone(node);
   });
 }
@@ -70,8 +98,7 @@ export interface NodeEdit {
 }
 
 export async function editNode(store: NodeStore, ref: string, edit: NodeEdit, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
-  return store.update((nodes) => {
-    const node = requireNode(nodes, ref);
+  return modifyNode(store, ref, (node) => {
     const changed: string[] = [];
     const set = <K extends keyof Node>(key: K, value: Node[K]) => {
       if (JSON.stringify(node[key]) !== JSON.stringify(value)) {
@@ -99,30 +126,35 @@ export async function editNode(store: NodeStore, ref: string, edit: NodeEdit, cl
 }
 
 /**
- * Several nodes changed in ONE store update, all or none: an unknown node, one named twice or
+ * Several nodes changed in ONE store transaction, all or none: an unknown node, one named twice or
  * a change that throws refuses the lot, so a command naming several nodes never fails half-way
  * with the first ones already changed. `change` edits the node in place, or answers 'remove'.
  * Each node is returned as it was and as it is (null when removed).
  */
 async function changeNodes(store: NodeStore, refs: readonly string[], change: (node: Node) => void | 'remove'): Promise<{ before: Node; after: Node | null }[]> {
   if (refs.length === 0) throw new UecError('INVALID_VALUE', 'no node named');
-  return store.update((nodes) => {
-    const seen = new Set<string>();
-    const picked = refs.map((ref) => {
-      const node = requireNode(nodes, ref);
-      if (seen.has(node.systemId)) throw new UecError('INVALID_VALUE', `node ${node.hostname} (${node.systemId}) is named twice`);
-      seen.add(node.systemId);
-      return node;
-    });
-    const results = picked.map((node) => {
+  return store.modify(refs, (found, writes) => {
+    const picked = pickNodes(refs, found);
+    return picked.map((node) => {
       const before = structuredClone(node);
       if (change(node) === 'remove') {
-        nodes.splice(nodes.indexOf(node), 1);
+        writes.remove(node.systemId);
         return { before, after: null };
       }
+      writes.put(node);
       return { before, after: structuredClone(node) };
     });
-    return results;
+  });
+}
+
+/** The nodes refs name, each once (NODE_UNKNOWN, or INVALID_VALUE for one named twice). */
+function pickNodes(refs: readonly string[], found: readonly (Node | undefined)[]): Node[] {
+  const seen = new Set<string>();
+  return refs.map((ref, i) => {
+    const node = requireNode(found[i], ref);
+    if (seen.has(node.systemId)) throw new UecError('INVALID_VALUE', `node ${node.hostname} (${node.systemId}) is named twice`);
+    seen.add(node.systemId);
+    return node;
   });
 }
 
@@ -140,10 +172,10 @@ export function releaseNodes(store: NodeStore, refs: readonly string[], clock: C
 }
 
 export async function removeNode(store: NodeStore, ref: string): Promise<Node> {
-  return store.update((nodes) => {
-    const node = requireNode(nodes, ref);
-    nodes.splice(nodes.indexOf(node), 1);
-    return structuredClone(node);
+  return store.modify([ref], ([found], writes) => {
+    const node = requireNode(found, ref);
+    writes.remove(node.systemId);
+    return node;
   });
 }
 
@@ -159,8 +191,7 @@ export async function deployNode(
   options: { role?: string; release?: string } = {},
   clock: Clock = SYSTEM_CLOCK,
 ): Promise<Node> {
-  const node = await store.update((nodes) => {
-    const node = requireNode(nodes, ref);
+  const node = await modifyNode(store, ref, (node) => {
     startDeployment(node, roles, options, clock);
     return structuredClone(node);
   });
@@ -168,7 +199,7 @@ export async function deployNode(
   return node;
 }
 
-/** One node to deploying (in place, inside a store update); throws before changing it when it cannot. */
+/** One node to deploying (in place, inside a store transaction); throws before changing it when it cannot. */
 function startDeployment(node: Node, roles: readonly Role[], options: { role?: string; release?: string }, clock: Clock): void {
   const role = selectRole(roles, options.role ?? node.role);
   const release = options.release !== undefined ? parseNodeName('release', options.release) : node.release;
@@ -183,8 +214,7 @@ function startDeployment(node: Node, roles: readonly Role[], options: { role?: s
 
 /** Give a node back: ready again, netboot on (its next boot may be a new deployment). */
 export async function releaseNode(store: NodeStore, ref: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
-  return store.update((nodes) => {
-    const node = requireNode(nodes, ref);
+  return modifyNode(store, ref, (node) => {
     if (node.status !== 'ready') transition(node, 'ready', clock.now(), 'released');
     node.netboot = true;
     return structuredClone(node);
@@ -198,11 +228,11 @@ export type StatusEvent = (typeof STATUS_EVENTS)[number];
  * A call-back from the installing machine. installing and installed are timeline events of a
  * deploying node; deployed (first boot) finishes the deployment; failed ends it with the reason.
  */
-export async function recordStatusEvent(store: NodeStore, systemId: string, event: StatusEvent, message: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+export async function recordStatusEvent(store: NodeStore, systemId: string, event: StatusEvent, message: string, clock: Clock = SYSTEM_CLOCK, eventId?: string): Promise<Node> {
   let deployStartedAt: string | undefined;
-  const updated = await store.update((nodes) => {
-    const node = nodes.find((n) => n.systemId === systemId);
-    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+  const updated = await modifyNode(store, systemId, (node) => {
+    deployStartedAt = undefined;
+    if (seenEvent(node, eventId)) return structuredClone(node);
     deployStartedAt = node.status === 'deploying' ? node.statusChangedAt : undefined;
     const note = parseNote(message);
     if (event === 'deployed') {
@@ -215,23 +245,23 @@ export async function recordStatusEvent(store: NodeStore, systemId: string, even
       }
       addEvent(node, clock.now(), event, note || event);
     }
+    markEvent(node, eventId);
     return structuredClone(node);
-  });
+  }, true);
   // A deploy ended here: deploying → deployed or failed (metrics.ts).
   if (deployStartedAt !== undefined && (updated.status === 'deployed' || updated.status === 'failed')) recordDeployEnded(updated.status, deployStartedAt, new Date(updated.statusChangedAt));
   return updated;
 }
 
-export async function disableNetboot(store: NodeStore, systemId: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
-  return store.update((nodes) => {
-    const node = nodes.find((n) => n.systemId === systemId);
-    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
-    if (node.netboot) {
+export async function disableNetboot(store: NodeStore, systemId: string, clock: Clock = SYSTEM_CLOCK, eventId?: string): Promise<Node> {
+  return modifyNode(store, systemId, (node) => {
+    if (node.netboot && !seenEvent(node, eventId)) {
       node.netboot = false;
       addEvent(node, clock.now(), 'netboot-disabled', 'next netboot boots the local disk');
+      markEvent(node, eventId);
     }
     return structuredClone(node);
-  });
+  }, true);
 }
 
 export interface EnlistInput {
@@ -271,8 +301,8 @@ export async function enlistNode(
   maxNew: number = DEFAULT_MAX_NEW_NODES,
 ): Promise<{ node: Node; created: boolean }> {
   const mac = parseMac(input.mac);
-  return store.update((nodes) => {
-    const existing = nodes.find((n) => n.macs.includes(mac));
+  return store.modify([mac], async ([found], writes) => {
+    const existing = found?.macs.includes(mac) ? found : undefined;
     const hardware = sanitiseHardware(input.hardware ?? {});
     if (existing) {
       const differs = (Object.keys(hardware) as (keyof Hardware)[]).filter((k) => existing.hardware[k] !== hardware[k]);
@@ -280,17 +310,18 @@ export async function enlistNode(
       const message = `enlisted again from ${mac}; reported ${differs.map((k) => `${k} ${JSON.stringify(hardware[k])}`).join(', ')}, recorded details kept`;
       // Once per distinct report: repeating the same request does not rewrite the store.
       if (differs.length > 0 && last?.message !== parseNote(message)) addEvent(existing, clock.now(), 'enlisted', message);
+      writes.put(existing);
       return { node: structuredClone(existing), created: false };
     }
-    if (nodes.filter((n) => n.status === 'new').length >= maxNew) throw new EnlistLimitError(maxNew);
-    const systemId = uniqueSystemId(nodes);
+    if ((await store.countByStatus()).new >= maxNew) throw new EnlistLimitError(maxNew);
+    const systemId = await uniqueSystemId(store);
     const node = createNode(
       { hostname: systemId, macs: [mac], arch: input.arch, subarch: input.subarch, status: 'new', hardware },
       clock.now(),
       { systemId, token: newToken() },
     );
     addEvent(node, clock.now(), 'enlisted', `enlisted by netboot from ${mac}`);
-    nodes.push(node);
+    writes.put(node);
     return { node: structuredClone(node), created: true };
   });
 }
@@ -298,23 +329,38 @@ export async function enlistNode(
 /** Nodes deploying for longer than the timeout become failed, with the reason. */
 export async function failStuckDeployments(store: NodeStore, timeoutSeconds: number, clock: Clock = SYSTEM_CLOCK): Promise<Node[]> {
   const now = clock.now();
-  const stuck = (await store.list()).filter((n) => n.status === 'deploying' && now.getTime() - Date.parse(n.statusChangedAt) > timeoutSeconds * 1000);
-  if (stuck.length === 0) return [];
-  const started: string[] = [];
-  const failed = await store.update((nodes) => {
-    const failed: Node[] = [];
-    for (const node of nodes) {
-      if (node.status === 'deploying' && now.getTime() - Date.parse(node.statusChangedAt) > timeoutSeconds * 1000) {
+  const isStuck = (n: Node) => n.status === 'deploying' && now.getTime() - Date.parse(n.statusChangedAt) > timeoutSeconds * 1000;
+  // Only the deploying nodes are read (a page at a time), and only the stuck ones written.
+  const stuck: string[] = [];
+  for (let offset = 0; ; offset += STUCK_BATCH) {
+    const { nodes, total } = await store.page({ status: 'deploying', offset, limit: STUCK_BATCH });
+    for (const node of nodes) if (isStuck(node)) stuck.push(node.systemId);
+    if (nodes.length === 0 || offset + STUCK_BATCH >= total) break;
+  }
+  const failed: Node[] = [];
+  for (let i = 0; i < stuck.length; i += STUCK_BATCH) {
+    const ids = stuck.slice(i, i + STUCK_BATCH);
+    const started: string[] = [];
+    const batch = await store.modify(ids, (found, writes) => {
+      const done: Node[] = [];
+      for (const [j, node] of found.entries()) {
+        // Looked at again inside the transaction: a report may have come in meanwhile.
+        if (!node || node.systemId !== ids[j] || !isStuck(node)) continue;
         started.push(node.statusChangedAt);
         transition(node, 'failed', now, `no deployed report within ${timeoutSeconds} s of the deploy`);
-        failed.push(structuredClone(node));
+        writes.put(node);
+        done.push(structuredClone(node));
       }
-    }
-    return failed;
-  });
-  for (const at of started) recordDeployEnded('failed', at, now, 'timeout');
+      return done;
+    });
+    for (const at of started) recordDeployEnded('failed', at, now, 'timeout');
+    failed.push(...batch);
+  }
   return failed;
 }
+
+/** Nodes read or changed per step by failStuckDeployments. */
+const STUCK_BATCH = 500;
 
 /**
  * Deploy several nodes in one store update: either every node becomes deploying or, when one
@@ -329,14 +375,11 @@ export async function deployNodes(
   clock: Clock = SYSTEM_CLOCK,
 ): Promise<Node[]> {
   if (refs.length === 0) throw new UecError('INVALID_VALUE', 'deploy needs at least one node');
-  return store.update((nodes) => {
-    const seen = new Set<string>();
+  return store.modify(refs, (found, writes) => {
     const deployed: Node[] = [];
-    for (const ref of refs) {
-      const node = requireNode(nodes, ref);
-      if (seen.has(node.systemId)) throw new UecError('INVALID_VALUE', `node ${node.hostname} (${node.systemId}) is named twice`);
-      seen.add(node.systemId);
+    for (const node of pickNodes(refs, found)) {
       startDeployment(node, roles, options, clock);
+      writes.put(node);
       deployed.push(structuredClone(node));
     }
     return deployed;
@@ -347,11 +390,13 @@ export async function deployNodes(
 }
 
 /** Add one timeline event (a power action, a note) to a node. */
-export async function recordNodeEvent(store: NodeStore, ref: string, type: string, message: string, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
+export async function recordNodeEvent(store: NodeStore, ref: string, type: string, message: string, clock: Clock = SYSTEM_CLOCK, eventId?: string): Promise<Node> {
   const kind = parseWord('event type', type);
-  return store.update((nodes) => {
-    const node = requireNode(nodes, ref);
-    addEvent(node, clock.now(), kind, message);
+  return modifyNode(store, ref, (node) => {
+    if (!seenEvent(node, eventId)) {
+      addEvent(node, clock.now(), kind, message);
+      markEvent(node, eventId);
+    }
     return structuredClone(node);
   });
 }
@@ -370,19 +415,19 @@ export async function claimNodeAddress(
   neighbour: NeighbourEntry | null,
   clock: Clock = SYSTEM_CLOCK,
 ): Promise<{ node: Node; ownership: Ownership }> {
-  const judge = (nodes: readonly Node[]) => {
-    const node = nodes.find((n) => n.systemId === systemId);
-    if (!node) throw new UecError('NODE_UNKNOWN', `no node ${systemId}`);
+  const judge = (found: Node | undefined) => {
+    const node = requireSystemId(found, systemId);
     if (!isInstalling(node.status)) throw new UecError('NODE_STATE', `node ${node.hostname} (${node.systemId}) is ${node.status}, not deploying or commissioning`);
     return { node, ownership: selectAddressOwnership(node, client, neighbour) };
   };
-  const first = judge(await store.list());
+  const first = judge(await store.find(systemId));
   if (!first.ownership.owned || !first.ownership.bind) return first;
-  return store.update((nodes) => {
-    const again = judge(nodes);
+  return store.modify([systemId], ([found], writes) => {
+    const again = judge(found);
     if (again.ownership.owned && again.ownership.bind) {
       again.node.boundAddress = client;
       addEvent(again.node, clock.now(), 'address-bound', `this ${again.node.status === 'commissioning' ? 'commissioning' : 'deploy'} is bound to ${client} (${again.ownership.rule})`);
+      writes.put(again.node);
     }
     return { node: structuredClone(again.node), ownership: again.ownership };
   });

@@ -177,7 +177,8 @@ export const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (op
   const addressing = options.addressing ?? SYSTEM_ADDRESSING;
   const client = addressing.clientAddress(req);
   const systemId = request.params[0] ?? '';
-  const node = (await options.store.list()).find((n) => n.systemId === systemId);
+  const found = await options.store.find(systemId);
+  const node = found?.systemId === systemId ? found : undefined;
   const tokenOk = tokenMatches(presented ?? '', node?.token ?? DUMMY_TOKEN);
   if (!node || !tokenOk) {
     log.warn(`refused ${what} from ${client}: unknown node or wrong token`);
@@ -275,17 +276,18 @@ export async function judgeClaim(options: RegionOptions, systemId: string, addre
 }
 
 async function nodeContext(options: RegionOptions, { params, url }: RouteRequest): Promise<Reply> {
-  const nodes = await options.store.list();
   let node: Node | undefined;
-  if (params[0] !== undefined) node = nodes.find((n) => n.systemId === params[0]);
-  else {
+  if (params[0] !== undefined) {
+    const found = await options.store.find(params[0]);
+    node = found?.systemId === params[0] ? found : undefined;
+  } else {
     let mac: string;
     try {
       mac = parseMac(url.searchParams.get('mac') ?? '');
     } catch {
       return text(400, 'mac= is not a MAC address');
     }
-    node = nodes.find((n) => n.macs.includes(mac));
+    node = await options.store.find(mac);
   }
   if (!node) return text(404, 'no such node');
   return json(200, await selectNodeContext(options, node));

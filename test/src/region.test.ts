@@ -1,9 +1,9 @@
-import * as fs from 'node:fs';
 import t from 'tap';
 import { ARCHIVE_OVERRIDE_FILE } from '../../src/core/archive';
 import type { NodeContext } from '../../src/contract/context';
 import { addNode, deployNode, failStuckDeployments } from '../../src/region/node-ops';
 import { selectContextBootAction } from '../../src/edge/provisioning';
+import { readStoreFiles } from '../helpers/node-store-files';
 import { KEY, startFixture } from '../helpers/region-fixture';
 import { put } from '../helpers/scratch';
 
@@ -140,7 +140,7 @@ t.test('wrong token, another node\'s token, unknown node: the same 403, nothing 
   const f = await startFixture(t);
   const a = await deploying(f, 'web1', '52:54:00:00:00:01');
   const b = await deploying(f, 'web2', '52:54:00:00:00:02', '10.0.0.6');
-  const before = fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const before = readStoreFiles(f.paths);
   const answers = new Set<string>();
   for (const target of [
     `/metadata/latest/${a.systemId}/status/deployed?token=wrong`,
@@ -164,7 +164,7 @@ t.test('wrong token, another node\'s token, unknown node: the same 403, nothing 
   }
   t.equal(answers.size, 1, 'one identical answer: no hint whether the node exists');
   t.match([...answers][0], /^\[403,"forbidden\\n"/);
-  t.equal(fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8'), before);
+  t.equal(readStoreFiles(f.paths), before);
 });
 
 t.test('disable-netboot: the next boot action is the local disk', async (t) => {
@@ -217,12 +217,12 @@ t.test('enlistment with the iPXE variables: new node with arch and hardware; twi
   await fetch(`${f.regionUrl}/metadata/enlist?mac=52:54:00:aa:bb:02&buildarch=i386&platform=pcbios`);
   nodes = await f.store.list();
   t.same(nodes.map((n) => `${n.macs[0]} ${n.arch}/${n.subarch}`).sort(), ['52:54:00:aa:bb:01 arm64/uefi', '52:54:00:aa:bb:02 i386/bios', '52:54:00:aa:bb:cc amd64/uefi']);
-  const before = fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const before = readStoreFiles(f.paths);
   for (const bad of ['', 'mac=', 'mac=zz:zz', 'mac=52:54:00:aa:bb:cc:dd', 'mac=52:54:00:aa:bb:0%0A']) {
     const r = await fetch(`${f.regionUrl}/metadata/enlist?${bad}`);
     t.equal(r.status, 400, bad || '(no params)');
   }
-  t.equal(fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8'), before, 'bad enlistments change nothing');
+  t.equal(readStoreFiles(f.paths), before, 'bad enlistments change nothing');
   // Many enlistments of one machine at once: still one node.
   await Promise.all(Array.from({ length: 20 }, () => fetch(`${f.regionUrl}/metadata/enlist?mac=52:54:00:cc:cc:cc&buildarch=x86_64`)));
   t.equal((await f.store.list()).filter((n) => n.macs.includes('52:54:00:cc:cc:cc')).length, 1);
@@ -244,7 +244,7 @@ t.test('claim (provisioning key): 200 with the rule and a first routed claim bin
     const res = await fetch(target, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
     return { status: res.status, text: await res.text() };
   };
-  const file = () => fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const file = () => readStoreFiles(f.paths);
   const before = file();
   t.equal((await claim({ address: '10.0.0.9', mac: '52:54:00:00:00:99' }, {})).status, 401, 'no key');
   t.equal((await claim({ address: '10.0.0.9', mac: '52:54:00:00:00:99' }, { Authorization: `Bearer ${node.token}` })).status, 403, 'a node token is not the key');

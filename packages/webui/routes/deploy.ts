@@ -18,9 +18,9 @@ export const deployRoutes: Route[] = [
       const who = auth.user.name;
       const refs = [...list(body, 'nodes'), ...list(body, 'node')].map(nodeRef);
       const roles = await loadRoles(options.paths);
-      const beforeAll = await options.store.list();
+      const before = await Promise.all(refs.map((ref) => options.store.find(ref)));
       const deployed = await deployNodes(options.store, refs, roles, { role: field(body, 'role') || undefined, release: field(body, 'release') || undefined }, options.clock);
-      for (const node of deployed) await auditNodeRequest(ctx, 'node.deploy', beforeAll.find((n) => n.systemId === node.systemId) ?? null, node);
+      for (const node of deployed) await auditNodeRequest(ctx, 'node.deploy', before.find((n) => n?.systemId === node.systemId) ?? null, node);
       options.log.info(`${who} deployed ${deployed.map((n) => n.hostname).join(', ')}`);
       const powerOn = !['false', '0', 'off', 'no'].includes(field(body, 'power_on').toLowerCase()) && !(form && field(body, 'power_on') === '');
       if (powerOn) {

@@ -11,10 +11,10 @@ export const overviewRoutes: Route[] = [
     csrf: false,
     bodyLimit: NO_BODY,
     async handler({ options }) {
-      const nodes = await options.store.list();
-      const counts: Record<string, number> = { new: 0, commissioning: 0, ready: 0, deploying: 0, deployed: 0, failed: 0 };
-      for (const n of nodes) counts[n.status] = (counts[n.status] ?? 0) + 1;
-      return json({ total: nodes.length, counts, health: await loadHealth({ paths: options.paths, config: await options.loadConfig() }) });
+      // Counts kept by the store: no node is read.
+      const counts = await options.store.countByStatus();
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      return json({ total, counts, health: await loadHealth({ paths: options.paths, config: await options.loadConfig() }) });
     },
   },
   {

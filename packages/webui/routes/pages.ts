@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatValue } from '../../../src/core/config';
 import { describeError } from '../../../src/core/errors';
-import { getNode } from '../../../src/region/node-store';
+import { compareNodes, getNode } from '../../../src/region/node-store';
 import { loadRoles } from '../../../src/contract/roles';
 import { listImages, loadHealth, loadLeases } from '../health';
-import { summariseNode } from '../live';
+import { summariseNode, type NodeSummary } from '../live';
 import * as pages from '../pages';
 import { NODE_REF, nodeRef } from '../services';
 import { HttpError, NO_BODY, htmlPage, written, type Outcome, type Route, type SignedInContext } from './route';
@@ -26,10 +26,10 @@ function page(pathPattern: string, render: (ctx: SignedInContext, user: pages.Pa
 
 export const pageRoutes: Route[] = [
   page('/', async ({ options }, user, flash) => {
-    const nodes = await options.store.list();
-    const counts: Record<string, number> = {};
-    for (const n of nodes) counts[n.status] = (counts[n.status] ?? 0) + 1;
-    return pages.dashboardPage(user, flash, nodes.length, counts, await loadHealth({ paths: options.paths, config: await options.loadConfig() }));
+    // Counts kept by the store: no node is read. (Statuses with no node are left out, as before.)
+    const counts = Object.fromEntries(Object.entries(await options.store.countByStatus()).filter(([, n]) => n > 0));
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    return pages.dashboardPage(user, flash, total, counts, await loadHealth({ paths: options.paths, config: await options.loadConfig() }));
   }),
   page('/nodes', async ({ options, services, url }, user, flash) => {
     const result = await services.queryNodes(url);
@@ -50,9 +50,18 @@ export const pageRoutes: Route[] = [
     return pages.nodePage(user, flash, node, summariseNode(node), preseed, bmc ? { address: bmc.address, user: bmc.user } : null, leases);
   }),
   page('/deploy', async ({ options, url }, user, flash) => {
-    const nodes = (await options.store.list()).map(summariseNode);
-    const roles = await loadRoles(options.paths).catch(() => []);
     const watch = (url.searchParams.get('watch') ?? '').split(',').filter((id) => NODE_REF.test(id));
+    // A bounded page per status the page shows (not every node), and the watched ones.
+    const byId = new Map<string, NodeSummary>();
+    for (const status of ['new', 'ready', 'deploying', 'failed', 'deployed'] as const) {
+      for (const node of (await options.store.page({ status, limit: 1000 })).nodes) byId.set(node.systemId, summariseNode(node));
+    }
+    for (const id of watch.slice(0, 1000)) {
+      const node = await options.store.find(id);
+      if (node) byId.set(node.systemId, summariseNode(node));
+    }
+    const nodes = [...byId.values()].sort((a, b) => compareNodes(a, b));
+    const roles = await loadRoles(options.paths).catch(() => []);
     return pages.deployPage(user, flash, nodes, roles.map((r) => ({ name: r.name, releases: Object.keys(r.packages).sort() })), watch);
   }),
   page('/images', async ({ options, services }, user, flash) => pages.imagesPage(user, flash, await listImages(options.paths), Boolean(services.imagesCommand()))),
