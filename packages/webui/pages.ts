@@ -437,26 +437,91 @@ ${view.pages > 1 ? html`<nav aria-label="Pages" class="pager">${view.page > 1 ? 
   );
 }
 
+/** One edge's poll of the region's change feed, as the region process reports it (edges.md, "Last contact and lag"). */
+export interface EdgeFollower {
+  name: string;
+  address: string;
+  lastContact: string;
+  behind: number;
+  lagSeconds: number;
+}
+
+/** A registered edge with what the feed knows of it (null: it has not polled since the region started). */
+export type EdgeRow = PublicEdge & { feed: EdgeFollower | null };
+
+export interface EdgesView {
+  edges: EdgeRow[];
+  /** Followers that are no registered edge: edges still on the shared key (named by their host). */
+  sharedKey: EdgeFollower[];
+}
+
+/** The followers in the region's answer (pure): well-formed entries only, anything else dropped. */
+export function selectEdgeFollowers(value: unknown): EdgeFollower[] {
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((v: Record<string, unknown>) =>
+    v && typeof v.name === 'string' && typeof v.address === 'string' && typeof v.last_contact === 'string' && Number.isFinite(v.behind) && Number.isFinite(v.lag_seconds)
+      ? [{ name: v.name, address: v.address, lastContact: v.last_contact, behind: Number(v.behind), lagSeconds: Number(v.lag_seconds) }]
+      : [],
+  );
+}
+
 /**
- * The edges registered with the region (admins): subnets, last contact (written at most once a
- * minute), live or revoked; a form to register one (its key is shown once) and a Revoke button.
+ * The registry joined with the feed's followers by name (pure): the latest last contact of the
+ * two (the registry writes it once a minute, the feed at every poll), the lag of the most recent
+ * poll, and the followers that are not registered (the shared key).
  */
-export function edgesPage(user: PageUser, flash: string, edges: PublicEdge[]): string {
+export function selectEdgesView(edges: readonly PublicEdge[], followers: readonly EdgeFollower[]): EdgesView {
+  const latest = new Map<string, EdgeFollower>();
+  for (const f of followers) {
+    const seen = latest.get(f.name);
+    if (!seen || f.lastContact > seen.lastContact) latest.set(f.name, f);
+  }
+  const names = new Set(edges.map((e) => e.name));
+  return {
+    edges: edges.map((e) => {
+      const feed = latest.get(e.name) ?? null;
+      const lastContact = feed && !e.revoked && feed.lastContact > e.lastContact ? feed.lastContact : e.lastContact;
+      return { ...e, lastContact, feed: e.revoked ? null : feed };
+    }),
+    sharedKey: followers.filter((f) => !names.has(f.name)),
+  };
+}
+
+function lagText(feed: EdgeFollower | null): string {
+  if (!feed) return 'unknown';
+  return feed.behind === 0 ? 'up to date' : `${feed.behind} change${feed.behind === 1 ? '' : 's'} behind, ${feed.lagSeconds} s`;
+}
+
+/**
+ * The edges registered with the region (admins): subnets, last contact, lag behind the change
+ * feed (when the region process reports it), live or revoked; a form to register one (its key is
+ * shown once) and a Revoke button; below, edges that still follow the feed with the shared key.
+ */
+export function edgesPage(user: PageUser, flash: string, view: EdgesView): string {
   return layout(
     'Edges',
     user,
     flash,
     html`<p>Provisioning servers on other hosts, each with its own key. A revoked edge is refused at its next request. On the command line: <code>uec-provisioning edges list|add|revoke|assign</code>.</p>
-<div class="scroll"><table id="edges-table"><thead><tr><th scope="col">Name</th><th scope="col">Subnets</th><th scope="col">Last contact (UTC)</th><th scope="col">State</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
-${edges.map(
+<div class="scroll"><table id="edges-table"><thead><tr><th scope="col">Name</th><th scope="col">Subnets</th><th scope="col">Last contact (UTC)</th><th scope="col">Lag</th><th scope="col">State</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
+${view.edges.map(
   (e) =>
-    html`<tr><th scope="row">${e.name}</th><td>${e.subnets.join(', ')}</td><td>${e.lastContact ? time(e.lastContact) : 'never'}</td><td>${e.revoked ? html`revoked ${time(e.revokedAt)}` : 'live'}</td><td>${
+    html`<tr><th scope="row">${e.name}</th><td>${e.subnets.join(', ')}</td><td>${e.lastContact ? time(e.lastContact) : 'never'}</td><td>${e.revoked ? '' : lagText(e.feed)}</td><td>${e.revoked ? html`revoked ${time(e.revokedAt)}` : 'live'}</td><td>${
       e.revoked
         ? ''
         : html`<form method="post" action="${B}/api/edges/${e.name}">${csrfField(user)}${backField('/edges')}<input type="hidden" name="_method" value="DELETE"><button type="submit">Revoke</button></form>`
     }</td></tr>`,
 )}
 </tbody></table></div>
+${
+  view.sharedKey.length > 0
+    ? html`<section aria-labelledby="h-shared"><h2 id="h-shared">Following with the shared key</h2>
+<p>These provisioning servers still use the shared key (named by their host): register each and give it its own key (docs/http-api.md, migration).</p>
+<div class="scroll"><table id="shared-key-table"><thead><tr><th scope="col">Host</th><th scope="col">Address</th><th scope="col">Last contact (UTC)</th><th scope="col">Lag</th></tr></thead><tbody>
+${view.sharedKey.map((f) => html`<tr><th scope="row">${f.name}</th><td>${f.address}</td><td>${time(f.lastContact)}</td><td>${lagText(f)}</td></tr>`)}
+</tbody></table></div></section>`
+    : ''
+}
 <section aria-labelledby="h-add-edge"><h2 id="h-add-edge">Register an edge</h2>
 <form method="post" action="${B}/api/edges" class="stack narrow">${csrfField(user)}${backField('/edges')}
 <label for="e-name">Name</label><input id="e-name" name="name" pattern="[a-z][a-z0-9-]{0,62}" required>

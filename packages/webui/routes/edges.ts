@@ -26,8 +26,28 @@ function bodySubnets(body: Body): string[] {
   return [...list(body, 'subnet'), ...list(body, 'subnets')];
 }
 
-async function listEdges(ctx: SignedInContext) {
-  return (await createEdgeRegistry(ctx.options.paths).list()).map(publicEdge);
+/** How long the page waits for the region's list of feed followers before showing last contact only. */
+const FOLLOWERS_TIMEOUT_MS = 1000;
+
+/**
+ * What the region process knows of each edge following its change feed (GET
+ * /api/v1/changes/followers on this host, allowed from loopback): last poll, changes behind,
+ * seconds behind. Empty when the region does not answer (not running, or without the feed).
+ */
+async function loadFollowers(ctx: SignedInContext): Promise<pages.EdgeFollower[]> {
+  const port = (await ctx.options.loadConfig()).getNumber('server.http_port');
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/changes/followers`, { signal: AbortSignal.timeout(FOLLOWERS_TIMEOUT_MS) });
+    if (res.status !== 200) return [];
+    return pages.selectEdgeFollowers(await res.json());
+  } catch {
+    return [];
+  }
+}
+
+async function listEdges(ctx: SignedInContext): Promise<pages.EdgesView> {
+  const [edges, followers] = await Promise.all([createEdgeRegistry(ctx.options.paths).list(), loadFollowers(ctx)]);
+  return pages.selectEdgesView(edges.map(publicEdge), followers);
 }
 
 export const edgeRoutes: Route[] = [
@@ -45,7 +65,7 @@ export const edgeRoutes: Route[] = [
     who: 'admin',
     csrf: false,
     bodyLimit: NO_BODY,
-    handler: async (ctx) => json(await listEdges(ctx)),
+    handler: async (ctx) => json((await listEdges(ctx)).edges),
   },
   {
     method: 'POST',

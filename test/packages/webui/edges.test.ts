@@ -5,9 +5,11 @@
  * by the region's registry at once.
  */
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import t from 'tap';
 import { AUDIT_LOG } from '../../../src/core/audit';
 import { EDGES_FILE, createEdgeRegistry } from '../../../src/region/edges';
+import { selectEdgeFollowers, selectEdgesView } from '../../../packages/webui/pages';
 import { ADMIN, VIEWER, login, startHarness } from './harness';
 
 t.test('register, list, assign, revoke through the API; the key only in the answer', async (t) => {
@@ -75,7 +77,7 @@ t.test('the Edges page: listed for admins, a form registers (key shown once), Re
   t.match(shown, /shown only once/);
   const page = await admin.call('GET', '/edges');
   t.equal(page.status, 200);
-  t.match(page.text, /<th scope="row">edge-a<\/th><td>10\.1\.0\.0\/16, 10\.11\.0\.0\/16<\/td><td>never<\/td><td>live<\/td>/);
+  t.match(page.text, /<th scope="row">edge-a<\/th><td>10\.1\.0\.0\/16, 10\.11\.0\.0\/16<\/td><td>never<\/td><td>unknown<\/td><td>live<\/td>/);
   t.notOk(page.text.includes(key!.split('.')[2]!), 'the list page does not show the key again');
   t.match(page.text, /href="\/uec-provisioning\/edges" aria-current="page">Edges/, 'in the navigation for admins');
   t.notMatch((await viewer.call('GET', '/')).text, /\/uec-provisioning\/edges/, 'not in the navigation for viewers');
@@ -84,4 +86,49 @@ t.test('the Edges page: listed for admins, a form registers (key shown once), Re
   t.equal(revoked.status, 303);
   t.match(revoked.headers.get('location'), /^\/uec-provisioning\/edges\?msg=edge%20edge-a%20revoked/);
   t.match((await admin.call('GET', '/edges')).text, /<td>revoked <time/, 'the page shows it revoked, without a Revoke button');
+});
+
+t.test('selectEdgeFollowers and selectEdgesView (pure): malformed entries dropped, latest contact wins, shared-key followers apart', async (t) => {
+  t.same(selectEdgeFollowers({}), []);
+  t.same(selectEdgeFollowers([{ name: 'x' }, null, { name: 'e', address: '10.0.0.2', last_contact: 'T2', behind: 3, lag_seconds: 40 }]), [{ name: 'e', address: '10.0.0.2', lastContact: 'T2', behind: 3, lagSeconds: 40 }]);
+  const edge = (name: string, lastContact: string, revoked = false) => ({ name, subnets: ['10.1.0.0/16'], createdAt: '', lastContact, revoked, revokedAt: revoked ? 'T0' : '' });
+  const follower = (name: string, lastContact: string, behind = 0) => ({ name, address: '10.0.0.9', lastContact, behind, lagSeconds: behind * 10 });
+  const view = selectEdgesView(
+    [edge('a', '2026-12-06T12:00:00.000Z'), edge('b', '2026-12-06T12:05:00.000Z'), edge('gone', '', true)],
+    [follower('a', '2026-12-06T12:01:00.000Z', 2), follower('a', '2026-12-06T12:00:30.000Z'), follower('b', '2026-12-06T12:04:00.000Z'), follower('gone', '2026-12-06T12:09:00.000Z'), follower('oldbox', '2026-12-06T12:02:00.000Z')],
+  );
+  t.same(
+    view.edges.map((e) => [e.name, e.lastContact, e.feed?.behind ?? null]),
+    [
+      ['a', '2026-12-06T12:01:00.000Z', 2],
+      ['b', '2026-12-06T12:05:00.000Z', 0],
+      ['gone', '', null],
+    ],
+    "the feed's newer poll wins, the registry's newer write wins, a revoked edge shows no feed",
+  );
+  t.same(view.sharedKey.map((f) => f.name), ['oldbox']);
+});
+
+t.test('the Edges page shows the lag the region reports, and the edges still on the shared key', async (t) => {
+  let answer: unknown = [
+    { name: 'edge-a', address: '10.1.0.2', last_contact: '2099-01-01T00:00:00.000Z', cursor: 5, behind: 3, lag_seconds: 42 },
+    { name: 'oldbox', address: '10.7.0.2', last_contact: '2099-01-01T00:00:00.000Z', cursor: 8, behind: 0, lag_seconds: 0 },
+  ];
+  const region = http.createServer((req, res) => {
+    res.writeHead(req.url === '/api/v1/changes/followers' ? 200 : 404, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(answer));
+  });
+  await new Promise<void>((resolve) => region.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => region.close(() => resolve())));
+  const h = await startHarness(t, process.env, { settings: [['server.http_port', String((region.address() as { port: number }).port)]] });
+  const admin = await login(h, ADMIN);
+  t.equal((await admin.call('POST', '/api/edges', { name: 'edge-a', subnet: '10.1.0.0/16' })).status, 201);
+  const page = (await admin.call('GET', '/edges')).text;
+  t.match(page, /<th scope="row">edge-a<\/th><td>10\.1\.0\.0\/16<\/td><td><time datetime="2099-01-01T00:00:00.000Z">[^<]*<\/time><\/td><td>3 changes behind, 42 s<\/td><td>live<\/td>/);
+  t.match(page, /Following with the shared key[\s\S]*<th scope="row">oldbox<\/th><td>10\.7\.0\.2<\/td>/);
+  t.match((await admin.call('GET', '/api/edges')).json, [{ name: 'edge-a', lastContact: '2099-01-01T00:00:00.000Z', feed: { behind: 3, lagSeconds: 42 } }]);
+  answer = 'not a list';
+  const plain = (await admin.call('GET', '/edges')).text;
+  t.match(plain, /<th scope="row">edge-a<\/th><td>10\.1\.0\.0\/16<\/td><td>never<\/td><td>unknown<\/td>/, 'a region that says nothing useful: last contact only');
+  t.notMatch(plain, /Following with the shared key/);
 });
