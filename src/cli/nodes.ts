@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadProcessActor } from '../core/audit';
 import { recordNodeAudit } from '../region/node-audit';
-import { applyComponents, printApplyResult, usageError, type Command, type Session, type Values } from '../configurator/command';
+import { applyComponents, applyNodeChanges, printApplyResult, usageError, type Command, type Session, type Values } from '../configurator/command';
+import type { ChangedNode } from '../configurator/component';
 import { buildNodeContext, type NodeContext } from '../contract/context';
 import { loadArchiveSettings } from '../core/archive';
 import { loadConfig } from '../core/config';
@@ -35,11 +36,16 @@ function optional(values: Values, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** After a node change, bring the node-aware files (DHCP reservations, pxelinux.cfg) up to date. */
-async function applyNodeChanges(session: Session, values: Values): Promise<void> {
+/**
+ * After a node change, bring the changed nodes' files (DHCP reservation, pxelinux/GRUB files)
+ * up to date: only theirs are rendered and written (configurator applyNodeChanges).
+ */
+async function applyAfterNodeChange(session: Session, values: Values, changes: readonly ChangedNode[]): Promise<void> {
   if (values['no-apply']) return;
-  for (const result of await applyComponents(session, [], { nodeAwareOnly: true })) printApplyResult(session, result, false, false);
+  for (const result of await applyNodeChanges(session, changes)) printApplyResult(session, result, false, false);
 }
+
+const changedTo = (nodes: readonly Node[]): ChangedNode[] => nodes.map((node) => ({ systemId: node.systemId, node }));
 
 function printNode(session: Session, node: Node): void {
   if (session.json) {
@@ -216,7 +222,7 @@ export const NODE_COMMANDS: Command[] = [
       await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.add', null, node, session.log);
       if (!(await loadRoles(session.paths)).some((r) => r.name === node.role)) session.log.warn(`role ${node.role} does not exist yet; deploy will refuse until it does`);
       session.log.info(`added ${node.hostname} (${node.systemId})`);
-      await applyNodeChanges(session, values);
+      await applyAfterNodeChange(session, values, changedTo([node]));
       if (session.json) printNode(session, node);
       else session.io.stdout(`${node.systemId}\n`);
       return 0;
@@ -255,7 +261,7 @@ export const NODE_COMMANDS: Command[] = [
       const before = await getNode(session.nodeStore(), positionals[0]!);
       const node = await editNode(session.nodeStore(), before.systemId, edit);
       if (JSON.stringify(before) !== JSON.stringify(node)) await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.edit', before, node, session.log);
-      await applyNodeChanges(session, values);
+      await applyAfterNodeChange(session, values, changedTo([node]));
       printNode(session, node);
       return 0;
     },
@@ -274,7 +280,7 @@ export const NODE_COMMANDS: Command[] = [
         await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.remove', node, null, session.log);
         session.log.info(`removed ${node.hostname} (${node.systemId})`);
       }
-      await applyNodeChanges(session, values);
+      await applyAfterNodeChange(session, values, removed.map((node) => ({ systemId: node.systemId, node: null })));
       if (session.json) session.io.stdout(`${JSON.stringify(removed.map(publicNode), null, 2)}\n`);
       return 0;
     },
@@ -299,7 +305,7 @@ export const NODE_COMMANDS: Command[] = [
         await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.deploy', befores[i]!, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is deploying role ${node.role} (${node.os} ${node.release}); it installs on its next netboot`);
       }
-      await applyNodeChanges(session, values);
+      await applyAfterNodeChange(session, values, changedTo(deployed));
       if (session.json) session.io.stdout(`${JSON.stringify(deployed.map(publicNode), null, 2)}\n`);
       return 0;
     },
@@ -319,7 +325,7 @@ export const NODE_COMMANDS: Command[] = [
         if (JSON.stringify(before) !== JSON.stringify(node)) await recordNodeAudit(session.paths, loadProcessActor(session.io.env), 'node.release', before, node, session.log);
         session.log.info(`${node.hostname} (${node.systemId}) is ready`);
       }
-      await applyNodeChanges(session, values);
+      await applyAfterNodeChange(session, values, changedTo(released));
       if (session.json) session.io.stdout(`${JSON.stringify(released.map(publicNode), null, 2)}\n`);
       return 0;
     },
@@ -472,8 +478,9 @@ export const NODE_COMMANDS: Command[] = [
         // would undo the admin's `config set` in the DHCP and TFTP files.
         onNodesChanged: values['no-apply']
           ? undefined
-          : async () => {
-              for (const result of await applyComponents(session, [], { nodeAwareOnly: true })) printApplyResult(session, result, false, false);
+          : async (changes) => {
+              const results = changes ? await applyNodeChanges(session, changes) : await applyComponents(session, [], { nodeAwareOnly: true });
+              for (const result of results) printApplyResult(session, result, false, false);
             },
       });
       if (session.json) session.io.stdout(`${JSON.stringify({ port: running.port })}\n`);

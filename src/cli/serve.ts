@@ -31,6 +31,7 @@ import { createEdgeRegistry, parseEdgeKey } from '../region/edges';
 import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
 import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
 import { createRegionClient, type RegionClient } from '../edge/region-client';
+import type { ChangedNode } from '../configurator/component';
 import { loadRoles } from '../contract/roles';
 import type { ServerAddress } from '../core/server-address';
 import { templateDirs } from '../core/template';
@@ -280,7 +281,12 @@ export function selectListenAddresses(asked: string | undefined, server: { addre
 
 /** Listen, sweep stuck deployments every minute, and stop cleanly. */
 export async function startService(
-  settings: ServiceSettings & { port: number; host?: string; onNodesChanged?: () => Promise<void> },
+  settings: ServiceSettings & {
+    port: number;
+    host?: string;
+    /** Bring the files of these nodes up to date (DHCP reservations, boot files); null: all of them. */
+    onNodesChanged?: (changes: readonly ChangedNode[] | null) => Promise<void>;
+  },
 ): Promise<RunningService> {
   let services: Services | undefined;
   const answering = new Set<Promise<void>>();
@@ -338,10 +344,14 @@ export async function startService(
   const timer = services.region ? setInterval(() => void sweep(), 60_000) : undefined;
   timer?.unref();
   if (services.region) void sweep();
-  // Node changes are applied (DHCP reservations, boot configs) one apply at a time, in order;
-  // many changes in a burst (a boot storm of enlistments) make one apply. close() runs the
-  // apply still waiting and waits for it.
+  // Node changes are applied (DHCP reservations, boot configs) one apply at a time, in order,
+  // each for the nodes that changed only (a node apply: no other node is read). The store's
+  // commits of one turn of the event loop make one apply, so does a burst that arrives while
+  // an apply runs (a boot storm of enlistments). A trigger without changes (the edge's cache)
+  // applies every node. close() runs the apply still waiting and waits for it.
   let pending: NodeJS.Timeout | undefined;
+  let changed = new Map<string, ChangedNode>();
+  let applyAll = false;
   let applying: Promise<void> = Promise.resolve();
   let stopped = false;
   const apply = settings.onNodesChanged;
@@ -349,13 +359,22 @@ export async function startService(
     if (pending === undefined || !apply) return;
     clearTimeout(pending);
     pending = undefined;
-    applying = applying.then(() => apply()).catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
+    if (changed.size === 0) applyAll = true;
+    applying = applying
+      .then(() => {
+        // What accumulated until this apply starts; empty when an earlier one took it.
+        const [all, batch] = [applyAll, changed];
+        [applyAll, changed] = [false, new Map()];
+        if (all || batch.size > 0) return apply(all ? null : [...batch.values()]);
+      })
+      .catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
   };
   if (apply) {
-    settings.store.onChange(() => {
+    settings.store.onChange((changes) => {
       if (stopped) return;
+      for (const change of changes) changed.set(change.systemId, change);
       clearTimeout(pending);
-      pending = setTimeout(runApply, 200);
+      pending = setTimeout(runApply, 0);
     });
   }
   settings.log.info(`listening on ${hosts.map((h) => `${h}:${port}`).join(' and ')}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);

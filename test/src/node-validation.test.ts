@@ -119,10 +119,10 @@ t.test('an old store with one bad node: apply tftpd writes every other node and 
     }
   }
   t.notOk(fs.existsSync(paths.resolve(`${BOOT}/pxelinux.cfg/01-52-54-00-00-00-09`)), 'no file for the bad node');
-  // Unrelated node commands still work, and apply the other nodes' files.
+  // Unrelated node commands still work, and apply their node's files.
   const added = await cli(paths, 'nodes', 'add', 'web7', '--mac', '52:54:00:00:00:07');
   t.equal(added.code, 0, added.stderr);
-  t.match(added.stderr, /broken \(node-dddddd\): release "\.\."/, 'the bad node is reported');
+  t.notMatch(added.stderr, /broken/, 'the bad node is not even read: the apply after a node change renders that node alone');
   t.ok(fs.existsSync(paths.resolve(`${BOOT}/pxelinux.cfg/01-52-54-00-00-00-07`)), 'the new node got its boot file');
   // Fixing the bad node makes apply clean again.
   const fixed = await cli(paths, 'nodes', 'edit', 'broken', '--release', 'bookworm');
