@@ -73,10 +73,23 @@ export interface ApplyComponentsOptions {
   invalidNodes?: string[];
 }
 
+/** Where the nodes to render come from instead of the store's list, per store (useRenderNodeSource). */
+const renderNodeSources = new WeakMap<NodeStore, () => Promise<Node[]>>();
+
+/**
+ * On an edge (serve --no-region) the nodes its DHCP reservations and boot files are rendered
+ * from are those of its cache of the region's feed, not this host's store: `serve` names the
+ * source for its session's store.
+ */
+export function useRenderNodeSource(store: NodeStore, source: () => Promise<Node[]>): void {
+  renderNodeSources.set(store, source);
+}
+
 /** The stored nodes the renderers can take; each other one is reported once and left out. */
 async function loadRenderableNodes(session: Session, report: (line: string) => void): Promise<Node[]> {
   const good: Node[] = [];
-  for (const node of await session.nodeStore().list()) {
+  const store = session.nodeStore();
+  for (const node of await (renderNodeSources.get(store) ?? (() => store.list()))()) {
     const problem = checkNode(node);
     if (problem) report(`${describeNodeProblem(node, problem)}; its DHCP and boot files are left out until it is fixed (uec-provisioning nodes edit) or removed`);
     else good.push(node);

@@ -11,12 +11,22 @@ import type { Architecture, Node, NodeStatus, Subarchitecture } from './node';
 import type { ArchiveSettings } from '../core/archive';
 import type { Role } from './roles';
 
-export const CONTEXT_VERSION = 1;
+/**
+ * 2 added what an edge needs to render a node's DHCP reservation and per-node boot files, and
+ * to judge who owns a deploy, from its cache with the region away: macs, ipv4, bound_address.
+ */
+export const CONTEXT_VERSION = 2;
 
 export interface NodeContext {
   version: typeof CONTEXT_VERSION;
   system_id: string;
   hostname: string;
+  /** Lower-case; the first is the boot interface (DHCP reservations, per-node boot files). */
+  macs: string[];
+  /** The fixed DHCP reservation, or '' for an address from the pool. */
+  ipv4: string;
+  /** The client address bound to the current deploy (node-address.ts), or ''. */
+  bound_address: string;
   os: string;
   release: string;
   architecture: Architecture;
@@ -76,6 +86,9 @@ export function buildNodeContext(
     version: CONTEXT_VERSION,
     system_id: node.systemId,
     hostname: node.hostname,
+    macs: [...node.macs],
+    ipv4: node.ipv4,
+    bound_address: node.boundAddress ?? '',
     os: node.os,
     release: node.release,
     architecture: node.arch,
@@ -104,5 +117,34 @@ export function buildNodeContext(
       preseed: role.preseed,
       late_commands: role.lateCommands,
     },
+  };
+}
+
+/**
+ * Pure: the node record a context stands for, for what renders per node from a context alone
+ * (an edge's DHCP reservations and per-node boot files). What the context does not carry
+ * (the timeline, hardware, times) is empty.
+ */
+export function selectContextNode(context: NodeContext): Node {
+  return {
+    systemId: context.system_id,
+    hostname: context.hostname,
+    macs: [...context.macs],
+    arch: context.architecture,
+    subarch: context.subarchitecture,
+    role: context.role.name,
+    os: context.os,
+    release: context.release,
+    status: context.status,
+    statusReason: '',
+    statusChangedAt: '',
+    ipv4: context.ipv4,
+    token: context.token,
+    netboot: context.netboot,
+    ...(context.bound_address ? { boundAddress: context.bound_address } : {}),
+    hardware: {},
+    createdAt: '',
+    updatedAt: '',
+    events: [],
   };
 }

@@ -43,3 +43,60 @@ export function createEventRepeatFilter(repeatMs: number, now: () => number): (k
     return true;
   };
 }
+
+/** One entry of the region's change feed (GET /api/v1/changes): the node's context now, or null when it is gone. */
+export interface ContextChange {
+  seq: number;
+  systemId: string;
+  context: NodeContext | null;
+}
+
+/**
+ * One answer of the change feed: the changes after the asked cursor, oldest first, and the
+ * cursor to ask from next. `reset`: the cursor was older than what the region keeps (or from
+ * another store): `changes` is then the whole set of nodes, and the follower replaces its cache.
+ */
+export interface ContextFeedBatch {
+  cursor: number;
+  reset: boolean;
+  changes: ContextChange[];
+  /** The digest of the region's context settings (roles, archive, keys, URLs): sent back with the next poll. */
+  settings?: string;
+  /** A reset's next page: ask `reset=<cursor>&offset=<next_offset>`; absent on the last page. */
+  next_offset?: number;
+}
+
+/** At most this many changes in one answer of the feed; `wait` at most FEED_MAX_WAIT_SECONDS. */
+export const FEED_BATCH_LIMIT = 500;
+export const FEED_MAX_WAIT_SECONDS = 30;
+
+/**
+ * What an edge sends the region from its on-disk queue (edge/outbox.ts), each with a unique
+ * event id the region records, so a delivery repeated after a crash or a lost answer is
+ * recorded once (POST /api/v1/nodes/<id>/events with "id").
+ *   netboot, preseed                          boot events the edge saw
+ *   installing, installed, deployed, failed   the installer's status call-backs, taken by the edge
+ *   disable-netboot                           the installer's disable-netboot call-back
+ */
+export const EDGE_EVENT_TYPES = ['netboot', 'preseed', 'installing', 'installed', 'deployed', 'failed', 'disable-netboot'] as const;
+export type EdgeEventType = (typeof EDGE_EVENT_TYPES)[number];
+
+/** An event id: 8 to 64 of [A-Za-z0-9_-] (the edge makes them from random bytes). */
+export function checkEventId(id: unknown): string | null {
+  return typeof id === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(id) ? null : 'must be 8 to 64 letters, digits, "-" or "_"';
+}
+
+/** What the region knows of one edge's contact: the web UI's Edges page shows it. */
+export interface EdgeContact {
+  name: string;
+  /** The address the last poll came from. */
+  address: string;
+  /** ISO 8601: the edge's last poll of the feed. */
+  last_contact: string;
+  /** The cursor the edge asked from at its last poll. */
+  cursor: number;
+  /** How many changes it had not seen then (the region's cursor minus the edge's). */
+  behind: number;
+  /** Seconds since the edge was last up to date (0 when it is). */
+  lag_seconds: number;
+}

@@ -17,18 +17,31 @@
  * runs in this process: local-region-client.ts), which keeps the binding; an accepted answer
  * is remembered for a few seconds per node, token, address and MAC (ownership-cache.ts).
  *
- * It knows nodes only through the region (region-client.ts); when the region does not
- * answer it says 503 with Retry-After, and the machine's iPXE (or d-i's wget) retries.
+ * It knows nodes through the region (region-client.ts); when the region does not answer it
+ * says 503 with Retry-After, and the machine's iPXE (or d-i's wget) retries.
+ *
+ * An edge (`serve --no-region`, options.edge) follows the region's change feed into its cache
+ * (edge-cache.ts, follower.ts) and answers from it, so its machines install with the region
+ * away: contexts come from the cache; ownership is asked of the region and, when it cannot
+ * answer, judged here from the cached MACs, reservation and binding (a first binding of a
+ * routed client needs the region: 503); the installers' call-backs come to this server
+ *
+ *   GET|POST /metadata/latest/<id>/status/<event>   node: queued, then 200
+ *   GET|POST /metadata/latest/<id>/disable-netboot  node: queued, then 200
+ *
+ * (the preseed points them here) and are queued on disk (outbox.ts) with the boot events,
+ * and enlistments the region cannot take now; the follower delivers them in order.
  */
 import * as fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import * as path from 'node:path';
 import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootAction } from './boot';
 import type { NodeContext } from '../contract/context';
+import type { ContextLookup } from '../contract/region-api';
 import { UecError, describeError } from '../core/errors';
 import { checkLine, checkUrl } from '../core/formats';
 import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from '../core/http-routes';
-import { decodePathSegment, presentedToken, text, type Reply } from '../core/http-util';
+import { decodePathSegment, json, presentedToken, text, type Reply } from '../core/http-util';
 import type { Logger } from '../core/log';
 import { timeRender } from '../core/metrics';
 import { SYSTEM_ADDRESSING, type ClientAddressing } from '../core/neighbours';
@@ -47,6 +60,10 @@ import {
 } from './preseed';
 import { selectOwnershipKey, type OwnershipCache } from './ownership-cache';
 import type { RegionClient } from './region-client';
+import type { EdgeCache } from './edge-cache';
+import type { Outbox } from './outbox';
+import { selectAddressOwnership } from '../contract/node-address';
+import { createEventRepeatFilter, type EdgeEventType } from '../contract/region-api';
 import { loadTemplate, refusingEscaper, renderTemplate, type Template, type TemplateDirs } from '../core/template';
 
 export interface ProvisioningOptions {
@@ -67,6 +84,51 @@ export interface ProvisioningOptions {
   addressing?: ClientAddressing;
   /** Accepted claims remembered for a short while (ownership-cache.ts); none: the region is asked every time. */
   ownership?: OwnershipCache;
+  /** On an edge (serve --no-region): its cache of the region's feed and its queue of call-backs. */
+  edge?: EdgeSide;
+}
+
+export interface EdgeSide {
+  cache: EdgeCache;
+  outbox: Outbox;
+  /** The same boot event of a node is queued once in this window (createEdgeSide: 60 s). */
+  isNews: (key: string) => boolean;
+}
+
+export function createEdgeSide(cache: EdgeCache, outbox: Outbox, now: () => number = Date.now): EdgeSide {
+  return { cache, outbox, isNews: createEventRepeatFilter(60_000, now) };
+}
+
+/**
+ * Pure: a cached context as this edge serves it: the call-back URLs (status, disable-netboot,
+ * metadata, enlistment) point at this server, which queues what the region cannot take now.
+ */
+export function selectEdgeContext(context: NodeContext, httpBase: string): NodeContext {
+  const nodeBase = `${httpBase}/metadata/latest/${context.system_id}`;
+  return {
+    ...context,
+    metadata_url: `${httpBase}/metadata/`,
+    enlistment_url: `${httpBase}/enlist`,
+    disable_netboot_url: `${nodeBase}/disable-netboot`,
+    status_url: `${nodeBase}/status/`,
+  };
+}
+
+/** Rewritten contexts per cached object (a change in the cache is a new object). */
+const edgeContexts = new WeakMap<NodeContext, NodeContext>();
+
+/**
+ * A node's context: on a synced edge from its cache (a node absent there is unknown: the
+ * machine enlists), else from the region (fresh: never from the region client's short cache).
+ */
+export async function lookupContext(options: ProvisioningOptions, lookup: ContextLookup): Promise<NodeContext | null> {
+  const edge = options.edge;
+  if (!edge || !edge.cache.synced()) return options.region.fetchContext(lookup, { fresh: true });
+  const cached = lookup.kind === 'node' ? edge.cache.get(lookup.systemId) : edge.cache.byMac(lookup.mac);
+  if (!cached) return null;
+  let served = edgeContexts.get(cached);
+  if (!served) edgeContexts.set(cached, (served = selectEdgeContext(cached, options.urls.httpBase)));
+  return served;
 }
 
 /** Directories, and single files: Debian's ipxe links /usr/lib/ipxe/ipxe.efi and ipxe.lkrn to /boot/ (never all of /boot). */
@@ -193,6 +255,14 @@ function unavailable(options: ProvisioningOptions, err: unknown, what: string): 
  * or fails the machine's boot: sent in the background, a failure is only logged.
  */
 function reportToRegion(options: ProvisioningOptions, context: NodeContext, type: 'netboot' | 'preseed', message: string): void {
+  const edge = options.edge;
+  if (edge) {
+    if (!edge.isNews(`${context.system_id} ${type} ${message}`)) return;
+    edge.outbox.append({ type, systemId: context.system_id, message }).catch((err: unknown) => {
+      options.log.warn(`could not queue the ${type} event of ${context.hostname} (${context.system_id}): ${describeError(err)}`);
+    });
+    return;
+  }
   options.region.reportEvent(context.system_id, type, message).catch((err: unknown) => {
     options.log.warn(`could not report ${type} of ${context.hostname} (${context.system_id}) to the region: ${describeError(err)}`);
   });
@@ -215,7 +285,11 @@ async function refuseUnlessOwner(options: ProvisioningOptions, req: IncomingMess
   try {
     answer = await options.region.claimAddress(context.system_id, client, neighbour);
   } catch (err) {
-    return unavailable(options, err, what);
+    if (!options.edge) return unavailable(options, err, what);
+    // The region is away: judge from the cached context; a first binding must wait for it.
+    const local = selectAddressOwnership({ hostname: context.hostname, systemId: context.system_id, macs: context.macs, ipv4: context.ipv4, boundAddress: context.bound_address }, client, neighbour);
+    if (local.owned && local.rule === 'binding' && local.bind) return unavailable(options, err, `${what} (a routed client, which only the region can bind)`);
+    answer = local.owned ? ({ owned: true, rule: local.rule } as const) : ({ owned: false, status: 403, reason: `${local.reason} (judged by this edge, the region is away)` } as const);
   }
   if (answer.owned) {
     options.ownership?.remember(key);
@@ -247,12 +321,12 @@ const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> 
   if (route.access === 'open') return { grant: {} };
   if (route.access === 'provisioning-key') throw new UecError('INTERNAL', `${route.path}: the provisioning server has no keyed routes`);
   const systemId = request.params[0] ?? '';
-  const what = route.access === 'node' ? 'first-boot script' : 'preseed';
+  const what = route.access === 'node' ? (route.path.startsWith('/metadata/') ? 'call-back' : 'first-boot script') : 'preseed';
   let context: NodeContext | null;
   try {
     // Fresh, not from the context cache: right after a new deploy the cached context would
     // still hold the last install's status and token. (One fetch of each per install.)
-    context = await options.region.fetchContext({ kind: 'node', systemId }, { fresh: true });
+    context = await lookupContext(options, { kind: 'node', systemId });
   } catch (err) {
     return { refuse: unavailable(options, err, `${what} for ${systemId}`) };
   }
@@ -288,7 +362,7 @@ async function nodeBootScript(options: ProvisioningOptions, { req, url }: RouteR
   try {
     // Never from the cache: a machine that has just called disable-netboot and reboots
     // must get its local disk, not the installer again. (One request per boot.)
-    context = await options.region.fetchContext({ kind: 'mac', mac }, { fresh: true });
+    context = await lookupContext(options, { kind: 'mac', mac });
   } catch (err) {
     return unavailable(options, err, `boot script for ${mac}`);
   }
@@ -323,12 +397,58 @@ async function firstbootScript(options: ProvisioningOptions, _request: RouteRequ
 
 async function passEnlistment(options: ProvisioningOptions, { url }: RouteRequest): Promise<Reply> {
   const target = `${options.regionUrl}/metadata/enlist${url.search}`;
+  let failure: unknown;
   try {
     const response = await fetch(target, { signal: AbortSignal.timeout(5000) });
-    return text(response.status, await response.text());
+    const body = await response.text();
+    if (!options.edge || response.status < 500) return text(response.status, body);
+    failure = new UecError('UPSTREAM_FAILED', `region answered ${response.status}`);
   } catch (err) {
-    return unavailable(options, err, 'enlistment');
+    if (!options.edge) return unavailable(options, err, 'enlistment');
+    failure = err;
   }
+  // An edge with the region away: the enlistment waits in the queue.
+  let mac: string;
+  try {
+    mac = parseMac(url.searchParams.get('mac') ?? '');
+  } catch (err) {
+    return text(400, describeError(err));
+  }
+  if (url.search.length > 2048) return text(400, 'enlistment query too long');
+  await options.edge.outbox.append({ type: 'enlist', systemId: '', message: `enlistment of ${mac}`, query: url.search.slice(1) });
+  options.log.info(`enlistment of ${mac} queued for the region: ${describeError(failure)}`);
+  return json(202, { queued: true, mac });
+}
+
+/** The machine's message, made one line of at most 200 characters (what the region's event route takes). */
+export function selectEventMessage(raw: string): string {
+  // eslint-disable-next-line no-control-regex
+  return raw.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim().slice(0, 200);
+}
+
+const CALLBACK_EVENTS = ['installing', 'installed', 'deployed', 'failed'] as const;
+
+/** Pure: what a call-back taken by an edge changes in its cached context until the region's own view arrives. */
+export function selectCallbackEffect(context: NodeContext, type: EdgeEventType): NodeContext {
+  if (type === 'disable-netboot') return { ...context, netboot: false };
+  if (type === 'deployed') return { ...context, status: 'deployed', commissioning: false };
+  if (type === 'failed') return { ...context, status: 'failed', commissioning: false };
+  return context;
+}
+
+/** An installer's call-back on an edge: queued on disk (synced) before the 200, and its effect kept in the cache. */
+async function queueCallback(options: ProvisioningOptions, { params, url, body }: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
+  const edge = options.edge;
+  if (!edge) throw new UecError('INTERNAL', 'a call-back route ran on a provisioning server that is not an edge');
+  const context = requireContext(grant);
+  const event = params[1] ?? 'disable-netboot';
+  if (event !== 'disable-netboot' && !(CALLBACK_EVENTS as readonly string[]).includes(event)) return text(404, `unknown status event (known: ${CALLBACK_EVENTS.join(', ')})`);
+  const type = event as EdgeEventType;
+  const message = selectEventMessage(url.searchParams.get('message') ?? body.slice(0, 500));
+  await edge.outbox.append({ type, systemId: context.system_id, message });
+  await edge.cache.applyLocal(context.system_id, (c) => selectCallbackEffect(c, type));
+  options.log.info(`node ${context.hostname} (${context.system_id}) reported ${type}; queued for the region`);
+  return text(200, 'ok');
 }
 
 async function bootTreeFile(options: ProvisioningOptions, { params }: RouteRequest): Promise<Reply> {
@@ -361,6 +481,12 @@ export const PROVISIONING_ROUTES: readonly ProvisioningRoute[] = [
   { methods: GET, path: '/enlist?mac=<mac>', pattern: /^\/enlist$/, access: 'open', bodyLimit: 0, handler: passEnlistment },
 ];
 
+/** An edge's own routes (options.edge set): the installers' call-backs, queued for the region. Elsewhere the region answers these paths. */
+export const EDGE_ROUTES: readonly ProvisioningRoute[] = [
+  { methods: ['GET', 'POST'], path: '/metadata/latest/<id>/status/<event>', pattern: new RegExp(`^/metadata/latest/${ID}/status/([a-z]+)$`), access: 'node', bodyLimit: 16 * 1024, handler: queueCallback },
+  { methods: ['GET', 'POST'], path: '/metadata/latest/<id>/disable-netboot', pattern: new RegExp(`^/metadata/latest/${ID}/disable-netboot$`), access: 'node', bodyLimit: 16 * 1024, handler: queueCallback },
+];
+
 function errorReply(options: ProvisioningOptions, err: unknown, what: string): Reply {
   const code = err instanceof UecError ? err.code : 'INTERNAL';
   options.log.error(`${what}: ${describeError(err)}`, { code });
@@ -369,7 +495,9 @@ function errorReply(options: ProvisioningOptions, err: unknown, what: string): R
 
 /** Route one request; null when the path is not the provisioning server's. */
 export async function handleProvisioningRequest(options: ProvisioningOptions, req: IncomingMessage, url: URL): Promise<Reply | null> {
-  const reply = await dispatchRoutes(PROVISIONING_ROUTES, options, req, url, authorizeProvisioning, (err, what) => errorReply(options, err, what));
+  const reply =
+    (await dispatchRoutes(PROVISIONING_ROUTES, options, req, url, authorizeProvisioning, (err, what) => errorReply(options, err, what))) ??
+    (options.edge ? await dispatchRoutes(EDGE_ROUTES, options, req, url, authorizeProvisioning, (err, what) => errorReply(options, err, what)) : null);
   if (reply) return reply;
   if (url.pathname.startsWith('/preseed/')) return text(404, 'not found');
   return null;

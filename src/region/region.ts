@@ -9,7 +9,9 @@
  *
  *   GET  /api/v1/nodes                                   provisioning key
  *   GET  /api/v1/context?mac=M, /api/v1/nodes/<id>/context  provisioning key
- *   POST /api/v1/nodes/<id>/events                       provisioning key (netboot, preseed)
+ *   POST /api/v1/nodes/<id>/events                       provisioning key (netboot, preseed; from an
+ *                                                        edge's queue also its call-backs, with event ids)
+ *   GET  /api/v1/changes?since=C&wait=S                  provisioning key: the change feed (change-feed.ts)
  *   POST /api/v1/nodes/<id>/claim                        provisioning key: may this client act for the node?
  *   GET|POST /metadata/latest/<id>/status/<event>        node (installing, installed, deployed, failed)
  *   GET|POST /metadata/latest/<id>/disable-netboot       node
@@ -46,6 +48,8 @@ import {
   type StatusEvent,
 } from './node-ops';
 import type { NodeStore } from './node-store';
+import { selectFeedFollowers, serveChanges } from './change-feed';
+import { EDGE_EVENT_TYPES, checkEventId, type EdgeEventType } from '../contract/region-api';
 import { isEdgeKey, type EdgeRegistry } from './edges';
 import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
@@ -77,9 +81,21 @@ const DUMMY_TOKEN = 'x'.repeat(32);
 const SMALL_BODY = 16 * 1024;
 const CLAIM_BODY = 1024;
 
+/** What every context is built from besides its node: read once per request or feed answer. */
+export interface ContextInputs {
+  roles: Role[];
+  archive: ArchiveSettings;
+  authorizedKeys: string[];
+}
+
+export async function loadContextInputs(options: RegionOptions): Promise<ContextInputs> {
+  const [roles, archive, authorizedKeys] = await Promise.all([options.loadRoles(), options.loadArchive(), options.loadAuthorizedKeys()]);
+  return { roles, archive, authorizedKeys };
+}
+
 /** The context of one node; a deploying node whose role cannot be installed is an error. */
-export async function selectNodeContext(options: RegionOptions, node: Node): Promise<NodeContext> {
-  const roles = await options.loadRoles();
+export async function selectNodeContext(options: RegionOptions, node: Node, inputs?: ContextInputs): Promise<NodeContext> {
+  const roles = inputs?.roles ?? (await options.loadRoles());
   let role: Role;
   let packages: string[];
   try {
@@ -90,10 +106,10 @@ export async function selectNodeContext(options: RegionOptions, node: Node): Pro
     role = { name: node.role, description: '', tasks: [], packages: {}, preseed: [], lateCommands: [], file: '' };
     packages = [];
   }
-  return buildNodeContext(node, options.urls, await options.loadArchive(), role, packages, {
+  return buildNodeContext(node, options.urls, inputs?.archive ?? (await options.loadArchive()), role, packages, {
     commissioningRelease: DEFAULT_RELEASE,
     adminUser: options.adminUser,
-    authorizedKeys: await options.loadAuthorizedKeys(),
+    authorizedKeys: inputs?.authorizedKeys ?? (await options.loadAuthorizedKeys()),
   });
 }
 
@@ -202,6 +218,9 @@ export const authorizeRegion: Authorizer<RegionOptions, RegionGrant> = async (op
  * What a provisioning server saw of a node's boot, reported so the region's timeline (and the
  * web UI's deploy stages) show it: `netboot` (its install boot script was served) and
  * `preseed` (the installer fetched its preseed). Body: {"type": "...", "message": "..."}.
+ * An edge's queue (edge/outbox.ts) also sends here the installers' call-backs it took
+ * (installing, installed, deployed, failed, disable-netboot), each with "id" (an event id:
+ * recorded once, a repeat is answered 201 and changes nothing) and "at" (when it was taken).
  */
 export const BOOT_EVENTS = ['netboot', 'preseed'] as const;
 
@@ -209,14 +228,30 @@ async function recordBootEvent(options: RegionOptions, { params, body }: RouteRe
   const systemId = params[0]!;
   const parsed = parseJsonObject(body);
   if ('error' in parsed) return text(400, parsed.error);
-  const event: { type?: unknown; message?: unknown } = parsed.value;
-  if (typeof event.type !== 'string' || !(BOOT_EVENTS as readonly string[]).includes(event.type)) return text(400, `type must be one of ${BOOT_EVENTS.join(', ')}`);
+  const event: { type?: unknown; message?: unknown; id?: unknown; at?: unknown } = parsed.value;
+  if (typeof event.type !== 'string' || !(EDGE_EVENT_TYPES as readonly string[]).includes(event.type)) return text(400, `type must be one of ${EDGE_EVENT_TYPES.join(', ')}`);
   const message = typeof event.message === 'string' ? event.message : '';
   if (message.length > 200 || checkLine(message) !== null) return text(400, 'message must be one line of at most 200 characters');
-  if (!(await options.store.list()).some((n) => n.systemId === systemId)) return text(404, 'no such node');
-  const node = await recordNodeEvent(options.store, systemId, event.type, message, options.clock);
-  options.log.info(`node ${node.hostname} (${node.systemId}): ${event.type} ${message}`);
-  return json(201, { system_id: node.systemId, type: event.type });
+  const idProblem = event.id === undefined ? null : checkEventId(event.id);
+  if (idProblem) return text(400, `id ${idProblem}`);
+  const eventId = event.id as string | undefined;
+  // A queued event keeps the time the edge took it (never later than now).
+  let clock = options.clock;
+  if (event.at !== undefined) {
+    const at = typeof event.at === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/.test(event.at) ? new Date(event.at) : null;
+    if (!at || Number.isNaN(at.getTime())) return text(400, 'at must be an ISO 8601 UTC time such as 2026-03-01T10:00:00.000Z');
+    clock = { now: () => new Date(Math.min(at.getTime(), options.clock.now().getTime())) };
+  }
+  if (!(await options.store.find(systemId))) return text(404, 'no such node');
+  const type = event.type as EdgeEventType;
+  const node =
+    type === 'netboot' || type === 'preseed'
+      ? await recordNodeEvent(options.store, systemId, type, message, clock, eventId)
+      : type === 'disable-netboot'
+        ? await disableNetboot(options.store, systemId, clock, eventId)
+        : await recordStatusEvent(options.store, systemId, type, message, clock, eventId);
+  options.log.info(`node ${node.hostname} (${node.systemId}): ${type} ${message}${eventId ? ` (event ${eventId})` : ''}`);
+  return json(201, { system_id: node.systemId, type });
 }
 
 /**
@@ -331,6 +366,9 @@ export const REGION_ROUTES: readonly RegionRoute[] = [
   { methods: ['GET'], path: '/api/v1/nodes', pattern: /^\/api\/v1\/nodes$/, access: 'provisioning-key', bodyLimit: 0, handler: async (o) => json(200, (await o.store.list()).map(publicNode)) },
   { methods: ['GET'], path: '/api/v1/context?mac=<mac>', pattern: /^\/api\/v1\/context$/, access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
   { methods: ['GET'], path: '/api/v1/nodes/<id>/context', pattern: new RegExp(`^/api/v1/nodes/${ID}/context$`), access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
+  // The change feed edges follow (change-feed.ts), and what the region knows of their contact.
+  { methods: ['GET'], path: '/api/v1/changes', pattern: /^\/api\/v1\/changes$/, access: 'provisioning-key', bodyLimit: 0, handler: (o, r) => serveChanges(o, r) },
+  { methods: ['GET'], path: '/api/v1/changes/followers', pattern: /^\/api\/v1\/changes\/followers$/, access: 'provisioning-key', loopback: true, bodyLimit: 0, handler: async (o) => json(200, await selectFeedFollowers(o.store, o.clock.now())) },
   { methods: ['POST'], path: '/api/v1/nodes/<id>/events', pattern: new RegExp(`^/api/v1/nodes/${ID}/events$`), access: 'provisioning-key', bodyLimit: SMALL_BODY, handler: recordBootEvent },
   { methods: ['POST'], path: '/api/v1/nodes/<id>/claim', pattern: new RegExp(`^/api/v1/nodes/${ID}/claim$`), access: 'provisioning-key', bodyLimit: CLAIM_BODY, handler: claimAddress },
   {

@@ -1,5 +1,6 @@
 /** A region and a provisioning server on loopback port 0, over a scratch root, for the HTTP tests. */
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Test } from 'tap';
 import { loadArchiveSettings } from '../../src/core/archive';
@@ -12,9 +13,12 @@ import type { Clock } from '../../src/region/node-ops';
 import { createFileNodeStore, type NodeStore } from '../../src/region/node-store';
 import type { Paths } from '../../src/core/paths';
 import { preseedDirs } from '../../src/edge/preseed';
-import { LOADER_LINK_TARGETS, handleProvisioningRequest, type ProvisioningOptions } from '../../src/edge/provisioning';
+import { LOADER_LINK_TARGETS, createEdgeSide, handleProvisioningRequest, type ProvisioningOptions } from '../../src/edge/provisioning';
+import { loadEdgeCache, type EdgeCache } from '../../src/edge/edge-cache';
+import { openOutbox, type Outbox } from '../../src/edge/outbox';
+import { startFollower, type Follower } from '../../src/edge/follower';
 import { handleRegionRequest, type RegionOptions } from '../../src/region/region';
-import { createRegionClient } from '../../src/edge/region-client';
+import { createRegionClient, createRegionFeed } from '../../src/edge/region-client';
 import { loadRoles } from '../../src/contract/roles';
 import { templateDirs } from '../../src/core/template';
 import { REPO_ROOT, scratchRoot } from './scratch';
@@ -144,3 +148,77 @@ export function sampleContext(over: Partial<Node> = {}): NodeContext {
 }
 
 export { SILENT_LOGGER };
+
+/**
+ * A TCP pass-through to `target` (http://127.0.0.1:PORT) that a test can take down and bring
+ * back: down() closes every connection and refuses new ones, as a stopped region does.
+ */
+export async function startSwitch(t: Test, target: string): Promise<{ url: string; down(): void; up(): void }> {
+  const port = Number(new URL(target).port);
+  let isDown = false;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    if (isDown) return void client.destroy();
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of open) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    down: () => {
+      isDown = true;
+      for (const s of open) s.destroy();
+    },
+    up: () => void (isDown = false),
+  };
+}
+
+export interface EdgeFixture {
+  edgeUrl: string;
+  provisioning: ProvisioningOptions;
+  cache: EdgeCache;
+  outbox: Outbox;
+  follower: Follower;
+  /** The region as the edge reaches it: take it down and bring it back. */
+  region: { down(): void; up(): void };
+}
+
+/**
+ * An edge on loopback in front of the fixture's region (through a switch): its cache and
+ * outbox under `dir`, its follower polling every second at most, retrying every 100 ms.
+ */
+export async function startEdgeFixture(t: Test, f: Fixture, dir: string, options: { edgeName?: string } = {}): Promise<EdgeFixture> {
+  const regionSwitch = await startSwitch(t, f.regionUrl);
+  const cache = await loadEdgeCache(dir);
+  const outbox = await openOutbox(dir);
+  const feed = createRegionFeed({ regionUrl: regionSwitch.url, key: KEY, edgeName: options.edgeName ?? 'edge-b', timeoutMs: 2000 });
+  const follower = startFollower({ cache, outbox, feed, log: f.provisioning.log, waitSeconds: 1, retryMs: 100 });
+  const provisioning: ProvisioningOptions = {
+    ...f.provisioning,
+    region: createRegionClient({ regionUrl: regionSwitch.url, key: KEY, cacheMs: 0, timeoutMs: 1000 }),
+    regionUrl: regionSwitch.url,
+    urls: { httpBase: 'http://192.0.2.20:5248', domain: 'example.org' },
+    edge: createEdgeSide(cache, outbox),
+  };
+  const edgeUrl = await listen(t, (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    void handleProvisioningRequest(provisioning, req, url).then((reply) => send(res, reply ?? text(404, 'not found'), req.method));
+  });
+  t.teardown(async () => {
+    await follower.stop();
+    await cache.close();
+    await outbox.close();
+  });
+  return { edgeUrl, provisioning, cache, outbox, follower, region: regionSwitch };
+}
