@@ -53,20 +53,25 @@ export const MIGRATIONS: readonly Migration[] = [
     up: [
       'CREATE TABLE node_status_counts (status text PRIMARY KEY, n bigint NOT NULL)',
       'INSERT INTO node_status_counts (status, n) SELECT status, count(*) FROM nodes GROUP BY status',
+      // Per statement, from the transition tables: a bulk insert of N nodes is one update per
+      // status, not N updates of one row.
       `CREATE FUNCTION uecp_count_status() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          IF TG_OP IN ('DELETE', 'UPDATE') THEN
-           UPDATE node_status_counts SET n = n - 1 WHERE status = OLD.status;
+           UPDATE node_status_counts c SET n = c.n - o.k
+             FROM (SELECT status, count(*) AS k FROM old_rows GROUP BY status) o WHERE c.status = o.status;
          END IF;
          IF TG_OP IN ('INSERT', 'UPDATE') THEN
-           INSERT INTO node_status_counts (status, n) VALUES (NEW.status, 1)
-             ON CONFLICT (status) DO UPDATE SET n = node_status_counts.n + 1;
+           INSERT INTO node_status_counts (status, n) SELECT status, count(*) FROM new_rows GROUP BY status
+             ON CONFLICT (status) DO UPDATE SET n = node_status_counts.n + excluded.n;
          END IF;
          RETURN NULL;
        END $$`,
-      'CREATE TRIGGER nodes_count_status AFTER INSERT OR DELETE OR UPDATE OF status ON nodes FOR EACH ROW EXECUTE FUNCTION uecp_count_status()',
+      'CREATE TRIGGER nodes_count_insert AFTER INSERT ON nodes REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION uecp_count_status()',
+      'CREATE TRIGGER nodes_count_delete AFTER DELETE ON nodes REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION uecp_count_status()',
+      'CREATE TRIGGER nodes_count_update AFTER UPDATE ON nodes REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION uecp_count_status()',
     ],
-    down: ['DROP TRIGGER nodes_count_status ON nodes', 'DROP FUNCTION uecp_count_status()', 'DROP TABLE node_status_counts'],
+    down: ['DROP TRIGGER nodes_count_update ON nodes', 'DROP TRIGGER nodes_count_delete ON nodes', 'DROP TRIGGER nodes_count_insert ON nodes', 'DROP FUNCTION uecp_count_status()', 'DROP TABLE node_status_counts'],
   },
 ];
 

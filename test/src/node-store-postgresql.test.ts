@@ -250,6 +250,8 @@ async function main(): Promise<void> {
     t.same(await applyMigrations(client), { from: 1, to: LATEST_VERSION }, 'and up again');
     t.same(await store.countByStatus(), { new: 1, commissioning: 0, ready: 1, deploying: 0, deployed: 1, failed: 0 }, 'counts built from the rows already there');
     await sql(db, "DELETE FROM nodes WHERE system_id = 'node-third'");
+    await sql(db, "UPDATE nodes SET status = 'failed' WHERE system_id IN ('node-after', 'node-second')");
+    t.same(await store.countByStatus(), { new: 0, commissioning: 0, ready: 0, deploying: 0, deployed: 0, failed: 2 }, 'the trigger follows deletes and updates too');
     await sql(db, 'UPDATE schema_version SET version = 99');
     await t.rejects(applyMigrations(client), { code: 'STORE_FAILED', message: /schema is version 99, newer than this uec-provisioning knows/ });
     t.throws(() => selectMigrationSteps(0, LATEST_VERSION + 1), { code: 'STORE_FAILED' });
