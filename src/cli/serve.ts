@@ -30,7 +30,14 @@ import { readStoreVersion, type NodeStore } from '../region/node-store';
 import { createEdgeRegistry, parseEdgeKey } from '../region/edges';
 import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
 import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
-import { createRegionClient, type RegionClient } from '../edge/region-client';
+import { createRegionClient, createRegionFeed, type RegionClient } from '../edge/region-client';
+import { EDGE_DIR, loadEdgeCache } from '../edge/edge-cache';
+import { openOutbox } from '../edge/outbox';
+import { startFollower, type Follower } from '../edge/follower';
+import { createEdgeSide, type EdgeSide } from '../edge/provisioning';
+import { selectContextNode } from '../contract/context';
+import { useRenderNodeSource } from '../configurator/command';
+import * as os from 'node:os';
 import type { ChangedNode } from '../configurator/component';
 import { loadRoles } from '../contract/roles';
 import type { ServerAddress } from '../core/server-address';
@@ -122,6 +129,8 @@ export interface ServiceSettings {
 export interface Services {
   region?: RegionOptions;
   provisioning: ProvisioningOptions;
+  /** On an edge (no region here, provisioning.region_url set): its cache, queue and follower. */
+  edge?: RunningEdge;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
 }
 
@@ -195,12 +204,15 @@ export async function createServices(settings: ServiceSettings): Promise<Service
           timeoutMs: config.getNumber('provisioning.region_timeout_ms'),
         });
   const ownership = createOwnershipCache({ ttlMs: OWNERSHIP_TTL_MS });
+  const edge = !region && config.getString('provisioning.region_url') ? await startEdge(settings, regionUrl, edgeKeyFile ? await loadEdgeKey(paths, edgeKeyFile) : key) : undefined;
   const provisioningFor = (c: EffectiveConfig) => ({
     ...buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing ?? SYNC_SYSTEM_ADDRESSING }),
     ownership,
+    edge: edge?.side,
   });
   const services: Services = {
     region,
+    edge,
     provisioning: provisioningFor(config),
     async handle(req, res) {
       const client = clientAddress(req);
@@ -257,6 +269,34 @@ export async function createServices(settings: ServiceSettings): Promise<Service
 }
 
 const CONFIG_RELOAD_MS = 1000;
+
+export interface RunningEdge {
+  side: EdgeSide;
+  follower: Follower;
+  close(): Promise<void>;
+}
+
+/**
+ * An edge's cache, queue and follower (edge/follower.ts), under EDGE_DIR. The configurator's
+ * nodes come from the cache from now on (DHCP reservations, per-node boot files), so the
+ * automatic apply renders what the region's feed says, not this host's (empty) store.
+ */
+async function startEdge(settings: ServiceSettings, regionUrl: string, key: string): Promise<RunningEdge> {
+  const dir = settings.paths.resolve(EDGE_DIR);
+  const cache = await loadEdgeCache(dir);
+  const outbox = await openOutbox(dir);
+  const feed = createRegionFeed({ regionUrl, key, edgeName: os.hostname().toLowerCase(), timeoutMs: settings.config.getNumber('provisioning.region_timeout_ms') });
+  const follower = startFollower({ cache, outbox, feed, log: settings.log.child({ side: 'edge' }) });
+  useRenderNodeSource(settings.store, async () => cache.list().map(selectContextNode));
+  return {
+    side: createEdgeSide(cache, outbox),
+    follower,
+    async close() {
+      await follower.stop();
+      await Promise.all([cache.close(), outbox.close()]);
+    },
+  };
+}
 
 export interface RunningService {
   /** The first listener (the provisioning address, or the one asked for). */
@@ -376,6 +416,23 @@ export async function startService(
       clearTimeout(pending);
       pending = setTimeout(runApply, 0);
     });
+    // On an edge the nodes change when the feed (or a queued call-back) changes the cache: those
+    // nodes, or all of them after a reset; and all once at start, so the files match the cache.
+    const cache = services.edge?.side.cache;
+    cache?.onChange((ids, reset) => {
+      if (stopped) return;
+      if (reset) applyAll = true;
+      for (const id of ids) {
+        const context = cache.get(id);
+        changed.set(id, { systemId: id, node: context ? selectContextNode(context) : null });
+      }
+      clearTimeout(pending);
+      pending = setTimeout(runApply, 0);
+    });
+    if (cache?.synced()) {
+      applyAll = true;
+      pending = setTimeout(runApply, 0);
+    }
   }
   settings.log.info(`listening on ${hosts.map((h) => `${h}:${port}`).join(' and ')}${services.region ? ' (region and provisioning server)' : ' (provisioning server)'}`);
   return {
@@ -395,6 +452,7 @@ export async function startService(
       stopped = true;
       runApply();
       await applying;
+      await services?.edge?.close();
     },
   };
 }

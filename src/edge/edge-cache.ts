@@ -44,8 +44,8 @@ export interface EdgeCache {
   applyBatch(batch: ContextFeedBatch): Promise<void>;
   /** A change made here (a call-back taken with the region away), stored like a feed change; the cursor stays. */
   applyLocal(systemId: string, change: (context: NodeContext) => NodeContext): Promise<NodeContext | undefined>;
-  /** Called after each stored change, with the system ids it touched. */
-  onChange(listener: (systemIds: readonly string[]) => void): void;
+  /** Called after each stored change, with the system ids it touched; `reset`: everything was replaced (nodes may be gone unnamed). */
+  onChange(listener: (systemIds: readonly string[], reset: boolean) => void): void;
   close(): Promise<void>;
 }
 
@@ -173,7 +173,7 @@ export async function loadEdgeCache(dir: string, options: { compactEvery?: numbe
     for (const [id, c] of nodes) for (const mac of c.macs ?? []) macs.set(mac, id);
   };
   index();
-  const listeners: ((ids: readonly string[]) => void)[] = [];
+  const listeners: ((ids: readonly string[], reset: boolean) => void)[] = [];
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
     const run = queue.then(work);
@@ -220,7 +220,7 @@ export async function loadEdgeCache(dir: string, options: { compactEvery?: numbe
     }
     index();
     const ids = entry.changes.map((c) => c.systemId);
-    for (const listener of listeners) listener(ids);
+    for (const listener of listeners) listener(ids, entry.reset);
   }
 
   return {
