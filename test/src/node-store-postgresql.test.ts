@@ -15,6 +15,7 @@ import type { NodeChange } from '../../src/region/node-store';
 import { createPostgresNodeStore, describePostgresTarget, renderCanonicalJson, type PostgresNodeStoreOptions } from '../../src/region/node-store-postgresql';
 import { checkPostgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgresql';
 import { REPO_ROOT } from '../helpers/scratch';
+import { runNodeStoreSuite } from './node-store-suite';
 
 const unavailable = checkPostgresAvailable();
 if (unavailable) {
@@ -50,6 +51,22 @@ async function main(): Promise<void> {
       await client.end();
     }
   }
+
+  t.test('the shared NodeStore suite (test/src/node-store-suite.ts) on PostgreSQL', async (t) => {
+    runNodeStoreSuite(t, async (t) => {
+      const db = await server.createDatabase();
+      const store = createPostgresNodeStore(db);
+      t.teardown(() => store.close());
+      return {
+        store,
+        async open() {
+          const other = createPostgresNodeStore(db);
+          t.teardown(() => other.close());
+          return other;
+        },
+      };
+    });
+  });
 
   t.test('put, find by system id, hostname (any case) or any MAC spelling; list, page and counts by SQL', async (t) => {
     const { store } = await openStore(t);
