@@ -415,10 +415,21 @@ async function passEnlistment(options: ProvisioningOptions, { url }: RouteReques
     return text(400, describeError(err));
   }
   if (url.search.length > 2048) return text(400, 'enlistment query too long');
-  await options.edge.outbox.append({ type: 'enlist', systemId: '', message: `enlistment of ${mac}`, query: url.search.slice(1) });
+  // Open to anyone on the LAN: one queued enlistment per MAC, and a bound on the queue.
+  const pending = options.edge.outbox.pending();
+  const message = `enlistment of ${mac}`;
+  if (pending.some((e) => e.type === 'enlist' && e.message === message)) return json(202, { queued: true, mac });
+  if (pending.length >= MAX_QUEUED_ENLISTMENTS) {
+    options.log.warn(`enlistment of ${mac} refused: ${pending.length} events wait for the region`);
+    return text(429, 'too many events wait for the region; try again later', { 'Retry-After': '300' });
+  }
+  await options.edge.outbox.append({ type: 'enlist', systemId: '', message, query: url.search.slice(1) });
   options.log.info(`enlistment of ${mac} queued for the region: ${describeError(failure)}`);
   return json(202, { queued: true, mac });
 }
+
+/** Enlistments are queued (region away) only while fewer events than this wait. */
+export const MAX_QUEUED_ENLISTMENTS = 10_000;
 
 /** The machine's message, made one line of at most 200 characters (what the region's event route takes). */
 export function selectEventMessage(raw: string): string {

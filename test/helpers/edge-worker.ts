@@ -2,19 +2,23 @@
  * A child process that writes an edge's outbox or cache forever, for the kill -9 tests of
  * test/src/edge-crash.test.ts (run as plain JavaScript transpiled by transpileForChildren).
  *
- *   edge-worker DIR both     both loops at once (one kill interrupts either)
+ *   edge-worker DIR both WINDOW   both loops at once (one kill interrupts either)
  *   edge-worker DIR outbox   appends events "m<i>" (i continues after what is stored) and marks
  *                            every third pending one delivered; prints "queued <id> <i>" once an
- *                            append is synced and "done <id>" once a delivery is recorded
- *   edge-worker DIR cache    stores feed answers, each adding node n<c> and setting the counter
- *                            node's release to r<c> in ONE answer (a half-stored answer would
- *                            show); compacts every 7 answers; prints "stored <c>" per answer
+ *                            append is synced, "doing <id>" before recording a delivery and
+ *                            "done <id>" once it is recorded
+ *   edge-worker DIR cache    stores feed answers, each adding node n<c>, removing n<c-WINDOW> and
+ *                            setting the counter node's release to r<c> in ONE answer (a
+ *                            half-stored answer would show); compacts every 7 answers; prints
+ *                            "stored <c>" per answer
  */
 import { loadEdgeCache } from '../../src/edge/edge-cache';
 import { openOutbox } from '../../src/edge/outbox';
 import type { NodeContext } from '../../src/contract/context';
 
-const [dir, mode] = process.argv.slice(2);
+const [dir, mode, window] = process.argv.slice(2);
+/** The cache keeps the last WINDOW nodes n<i> (argument 3), so its snapshot stays small however long the test runs. */
+const WINDOW = Number(window ?? 40);
 
 function context(id: string, hostname: string, mac: string, release: string): NodeContext {
   return {
@@ -35,6 +39,7 @@ async function outbox(): Promise<void> {
     next++;
     if (next % 3 === 0) {
       const first = box.pending()[0]!;
+      process.stdout.write(`doing ${first.id}\n`);
       await box.done(first.id);
       process.stdout.write(`done ${first.id}\n`);
     }
@@ -52,6 +57,7 @@ async function cache(): Promise<void> {
       changes: [
         { seq: c, systemId: `node-n${c}`, context: context(`node-n${c}`, `n${c}`, mac(c), 'bookworm') },
         { seq: c, systemId: 'node-counter', context: context('node-counter', 'counter', '52:54:00:ff:ff:ff', `r${c}`) },
+        ...(c > WINDOW ? [{ seq: c, systemId: `node-n${c - WINDOW}`, context: null }] : []),
       ],
     });
     process.stdout.write(`stored ${c}\n`);

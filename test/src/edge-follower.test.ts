@@ -8,7 +8,11 @@ import { FEED_BATCH_LIMIT } from '../../src/contract/region-api';
 import { createNode, newToken } from '../../src/contract/node';
 import { addNode, deployNode, editNode } from '../../src/region/node-ops';
 import { selectEdgeServes } from '../../src/region/change-feed';
-import { KEY, startEdgeFixture, startFixture } from '../helpers/region-fixture';
+import { createEdgeRegistry } from '../../src/region/edges';
+import { KEY, memoryLog, startEdgeFixture, startFixture } from '../helpers/region-fixture';
+import { loadEdgeCache } from '../../src/edge/edge-cache';
+import { openOutbox } from '../../src/edge/outbox';
+import { startFollower } from '../../src/edge/follower';
 
 const auth = { Authorization: `Bearer ${KEY}` };
 
@@ -122,6 +126,8 @@ t.test('an edge with the region away: boot script, preseed, call-backs (queued, 
   t.match(await (await fetch(`${edge.edgeUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`, from)).text(), /netboot disabled/, 'the next boot is the local disk, from the cache');
   const enlist = await fetch(`${edge.edgeUrl}/enlist?mac=52:54:00:00:00:77&buildarch=x86_64&platform=pcbios`);
   t.equal(enlist.status, 202, 'enlistment queued');
+  t.equal((await fetch(`${edge.edgeUrl}/enlist?mac=52-54-00-00-00-77&buildarch=x86_64&platform=pcbios`)).status, 202, 'again: queued once');
+  t.equal((await fetch(`${edge.edgeUrl}/enlist?mac=ff:ff:ff:ff:ff:ff`)).status, 400, 'not a machine\'s MAC: nothing queued');
   t.same(edge.outbox.pending().map((e) => e.type), ['netboot', 'preseed', 'installing', 'installed', 'disable-netboot', 'enlist']);
   t.equal((await f.store.find('web1'))!.netboot, true, 'the region knows nothing yet');
 
@@ -159,10 +165,75 @@ t.test('the region ignores an event id it has already recorded', async (t) => {
   t.equal((await post({ id: 'evt-late-0004', type: 'reboot' })).status, 400, 'an unknown type');
 });
 
+t.test('an edge with its own key is sent the nodes of its subnets; a node that leaves them comes as null', async (t) => {
+  const f = await startFixture(t);
+  const edges = createEdgeRegistry(f.paths);
+  f.region.edges = edges;
+  const key = (await edges.add('edge-b', ['10.72.0.0/24'])).key;
+  const mine = await addNode(f.store, { hostname: 'mine', macs: ['52:54:00:00:00:01'], ipv4: '10.72.0.5' }, f.clock);
+  await addNode(f.store, { hostname: 'other', macs: ['52:54:00:00:00:02'], ipv4: '10.71.0.5' }, f.clock);
+  await addNode(f.store, { hostname: 'pool', macs: ['52:54:00:00:00:03'] }, f.clock);
+  const first = await feed(f.regionUrl, 'since=0', { Authorization: `Bearer ${key}` });
+  t.same(first.batch.changes.map((c) => c.context?.hostname), ['mine', 'pool'], 'its subnet, and the node with no address yet');
+  await editNode(f.store, mine.systemId, { ipv4: '10.71.0.6' }, f.clock);
+  const next = await feed(f.regionUrl, `since=${first.batch.cursor}&settings=${first.batch.settings}`, { Authorization: `Bearer ${key}` });
+  t.same(next.batch.changes.map((c) => [c.systemId, c.context]), [[mine.systemId, null]], 'moved out of its subnets: gone for this edge');
+  const shared = await feed(f.regionUrl, 'since=0');
+  t.equal(shared.batch.changes.length, 3, 'the shared key: every node');
+});
+
 t.test('which nodes an edge with subnets is sent (pure)', async (t) => {
   t.ok(selectEdgeServes(undefined, { ipv4: '10.1.0.5' }), 'the shared key: every node');
   t.ok(selectEdgeServes(['10.1.0.0/16'], { ipv4: '10.1.0.5' }));
   t.notOk(selectEdgeServes(['10.2.0.0/16'], { ipv4: '10.1.0.5' }));
   t.ok(selectEdgeServes(['10.2.0.0/16'], { ipv4: '', boundAddress: '10.2.3.4' }), 'the bound address when no reservation');
   t.ok(selectEdgeServes(['10.2.0.0/16'], { ipv4: '' }), 'no address yet: every edge');
+});
+
+t.test('follower: a delivery the region cannot take now stops the line (order kept) and the feed waits; a refusal for good is logged and dropped', async (t) => {
+  const dir = t.testdir();
+  const cache = await loadEdgeCache(dir);
+  const outbox = await openOutbox(dir);
+  const { log, lines } = memoryLog();
+  const sent: string[] = [];
+  let regionUp = false;
+  let polls = 0;
+  const first = await outbox.append({ type: 'installing', systemId: 'node-a', message: 'one' });
+  await outbox.append({ type: 'failed', systemId: 'node-gone', message: 'two' });
+  await outbox.append({ type: 'installed', systemId: 'node-a', message: 'three' });
+  const follower = startFollower({
+    cache,
+    outbox,
+    log,
+    waitSeconds: 0,
+    retryMs: 20,
+    feed: {
+      fetchChanges: async (since) => {
+        polls++;
+        return { cursor: since + 1, reset: false, changes: [] };
+      },
+      fetchResetPage: async () => ({ cursor: 0, reset: true, changes: [] }),
+      deliver: async (event) => {
+        if (!regionUp) return { outcome: 'retry', status: 503, reason: 'starting' };
+        sent.push(event.message);
+        return event.systemId === 'node-gone' ? { outcome: 'done', status: 404, reason: 'no such node' } : { outcome: 'done', status: 201, reason: '' };
+      },
+    },
+  });
+  t.teardown(async () => {
+    await follower.stop();
+    await cache.close();
+    await outbox.close();
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(sent, [], 'nothing taken while the region cannot');
+  t.equal(polls, 0, 'and the feed is not polled while call-backs wait');
+  t.equal(outbox.pending()[0]?.id, first.id, 'the first event still heads the line');
+  regionUp = true;
+  await until('the outbox to drain', () => outbox.pending().length === 0);
+  t.same(sent, ['one', 'two', 'three'], 'delivered in order');
+  t.ok(lines.some((l) => l.includes('refused the queued failed of node-gone (404 no such node); dropped')), 'the refusal is logged');
+  t.ok(lines.some((l) => l.includes('region unavailable')) && lines.some((l) => l.includes('the region answers again')), 'going and coming back logged once each');
+  await until('the feed to be polled', () => polls > 0);
+  t.equal(follower.status().pending, 0);
 });
