@@ -577,8 +577,12 @@ async function main(): Promise<void> {
     const prof = process.env.BENCH_CPU_PROF;
     const newest = prof ? fs.readdirSync(prof).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(prof, f)).sort((x, y) => fs.statSync(y).mtimeMs - fs.statSync(x).mtimeMs)[0] : undefined;
     if (newest) {
-      console.log(`\nuec-provisioning serve, where its time went (${newest}, from its start to its stop):\n\n| part | CPU seconds |\n|---|---|`);
-      for (const { category, ms } of summarizeCpuProfile(JSON.parse(fs.readFileSync(newest, 'utf8')) as CpuProfile)) console.log(`| ${category} | ${(ms / 1000).toFixed(2)} |`);
+      // Sample intervals are wall time, so on a busy machine they add up to more than the CPU
+      // seconds measured from /proc: the shares are what to read.
+      const parts = summarizeCpuProfile(JSON.parse(fs.readFileSync(newest, 'utf8')) as CpuProfile).filter((p) => p.category !== 'idle');
+      const busy = parts.reduce((sum, p) => sum + p.ms, 0);
+      console.log(`\nuec-provisioning serve, where its time went (${newest}, from its start to its stop):\n\n| part | share of the busy samples |\n|---|---|`);
+      for (const { category, ms } of parts) console.log(`| ${category} | ${((100 * ms) / busy).toFixed(1)} % |`);
     }
   }
 }
