@@ -26,6 +26,9 @@ t.test('plan: own namespaces, a firmware mix, machine 2 on a BMC, shim only with
   t.equal(three.uefiLoader, 'shim', 'Secure Boot needs the signed shim');
   t.equal(new Set(three.machines.map((m) => m.mac)).size, 3);
   t.equal(three.machines[1]!.bmcAddress, '10.67.0.3');
+  const proxied = planLab({ machines: 3, proxy: true });
+  t.same(proxied.machines.map((m) => m.firmware), ['bios', 'uefi', 'uefi'], '--proxy: no Secure Boot (GRUB does not follow a proxy-DHCP answer)');
+  t.equal(proxied.uefiLoader, 'ipxe');
   const two = planLab({ machines: 2, proxy: true });
   t.equal(two.uefiLoader, 'ipxe');
   t.equal(two.namespaces.site, 'uecl-site');
