@@ -86,8 +86,10 @@ t.test('region and two edges in namespaces: the region killed after the deploy, 
   await until('edge B to have the deploy in its cache', async () => /^kernel /m.test((await curl(net, nb, `${B}/boot/ipxe/node?mac=${mac}`)).body));
   // The configurator on the edge renders from its cache: the node's own pxelinux and GRUB files.
   const pxe = pathsB.resolve(`/var/lib/uec-provisioning/boot/pxelinux.cfg/01-${mac}`);
-  await until('edge B to write the node\'s pxelinux file', async () => fs.existsSync(pxe));
-  t.match(fs.readFileSync(pxe, 'utf8'), new RegExp(`url=${B.replace(/\./g, '\\.')}/preseed/${node.systemId}`), 'its pxelinux file, from the cache');
+  // (It may first hold the local-disk entry of the node before its deploy: wait for the install one.)
+  const installEntry = new RegExp(`url=${B.replace(/\./g, '\\.')}/preseed/${node.systemId}`);
+  await until('edge B to write the node\'s install pxelinux file', async () => fs.existsSync(pxe) && installEntry.test(fs.readFileSync(pxe, 'utf8')));
+  t.match(fs.readFileSync(pxe, 'utf8'), installEntry, 'its pxelinux file, from the cache');
   t.ok(fs.existsSync(pathsB.resolve(`/var/lib/uec-provisioning/boot/grub/grub.cfg-01-${mac}`)), 'and its GRUB file');
 
   region.child.kill('SIGKILL');
