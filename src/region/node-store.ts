@@ -339,6 +339,14 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
           if (bytesRead === 0) break;
           continue;
         }
+        if (header === undefined && !(pending + text).startsWith('{"version":2,"seq":'.slice(0, (pending + text).length))) {
+          // Not a streamed version 2 snapshot (a version 1 store, often one long line): read it whole.
+          whole = pending + text;
+          pending = '';
+          header = null;
+          if (bytesRead === 0) break;
+          continue;
+        }
         pending += text;
         const lines = pending.split('\n');
         pending = bytesRead > 0 ? lines.pop()! : '';

@@ -3,8 +3,9 @@
  * test/src/node-store.test.ts (run with node -r ts-node/register/transpile-only).
  *
  *   store-worker.ts ROOT churn           writes forever; each write adds node n-<i> and sets the
- *                                        counter node's release to r<i> in ONE update, so a half
- *                                        applied update is visible; prints "wrote <i>" per write
+ *                                        counter node's release to r<i> in ONE transaction, so a
+ *                                        half applied one is visible; prints "wrote <i>" per write;
+ *                                        compacts every few KiB of journal
  *   store-worker.ts ROOT add PREFIX N    adds N nodes PREFIX-<i>, one update each, then exits
  */
 import { createPaths } from '../../src/core/paths';
@@ -15,7 +16,8 @@ import { createNode, newToken } from '../../src/contract/node';
 // Run as `node -e 'require(...)' -- ARGS` (argv[1] is ARGS[0]) or as a script (argv[2]).
 const args = process.argv.slice(process.argv[1]?.endsWith('store-worker.ts') ? 2 : 1);
 const [root, mode, prefix, count] = args;
-const store = createFileNodeStore(createPaths(root!), { lockTimeoutMs: 60_000 });
+// A small compaction threshold: the kills land inside compactions too.
+const store = createFileNodeStore(createPaths(root!), { lockTimeoutMs: 60_000, compactMinBytes: mode === 'churn' ? 8 * 1024 : undefined });
 
 function mac(a: number, i: number): string {
   const hex = (n: number) => (n & 0xff).toString(16).padStart(2, '0');
@@ -23,22 +25,17 @@ function mac(a: number, i: number): string {
 }
 
 async function churn(): Promise<void> {
-  for (let i = 0; ; i++) {
-    const seq = await store.update((nodes) => {
-      let counter = nodes.find((n) => n.hostname === 'counter');
-      if (!counter) {
-        counter = createNode({ hostname: 'counter', macs: [mac(0xff, 0)], release: 'r0' }, new Date(), { systemId: 'node-counter', token: newToken() });
-        nodes.push(counter);
-      }
-      const next = nodes.filter((n) => n.hostname.startsWith('n-')).length;
-      nodes.push(createNode({ hostname: `n-${next}`, macs: [mac(0xfe, next)], role: 'x'.repeat(next % 64 + 1) }, new Date(), { systemId: `node-n${next}`, token: newToken() }));
+  for (;;) {
+    // One transaction of two nodes: the counter and a new n-<i>, so a half-applied one shows.
+    const seq = await store.modify(['counter'], ([found], writes) => {
+      const counter = found ?? createNode({ hostname: 'counter', macs: [mac(0xff, 0)], release: 'r0' }, new Date(), { systemId: 'node-counter', token: newToken() });
+      const next = found ? Number(found.release.slice(1)) + 1 : 0;
+      writes.put(createNode({ hostname: `n-${next}`, macs: [mac(0xfe, next)], role: 'x'.repeat(next % 64 + 1) }, new Date(), { systemId: `node-n${next}`, token: newToken() }));
       counter.release = `r${next}`;
-      // Some writes shrink the file too, so a torn write could not pass by accident.
-      if (next % 7 === 6) for (const n of nodes) if (n.hostname.startsWith('n-')) n.events = n.events.slice(-1);
+      writes.put(counter);
       return next;
     });
     process.stdout.write(`wrote ${seq}\n`);
-    void i;
   }
 }
 

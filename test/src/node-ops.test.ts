@@ -10,11 +10,13 @@ import {
   editNode,
   enlistNode,
   failStuckDeployments,
+  recordNodeEvent,
   recordStatusEvent,
   releaseNode,
   removeNode,
   selectArchitecture,
 } from '../../src/region/node-ops';
+import { createNode } from '../../src/contract/node';
 import { createFileNodeStore } from '../../src/region/node-store';
 import { readStoreFiles } from '../helpers/node-store-files';
 import { loadRoles } from '../../src/contract/roles';
@@ -139,6 +141,39 @@ t.test('enlist: new node with MAC, arch and hardware; the same MAC again never d
   await t.rejects(enlistNode(store, { mac: 'garbage' }), { code: 'INVALID_VALUE' });
   const results = await Promise.all(Array.from({ length: 10 }, () => enlistNode(store, { mac: '52:54:00:bb:00:01' })));
   t.equal(results.filter((r) => r.created).length, 1, 'concurrent enlistments of one machine create one node');
+});
+
+t.test('event ids (an edge\'s queue delivering again): an event with an id already recorded changes nothing', async (t) => {
+  const { store, roles } = await setup(t);
+  const node = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] });
+  await deployNode(store, 'web1', roles);
+  await recordNodeEvent(store, node.systemId, 'netboot', 'served', undefined, 'evt-00000001');
+  await recordStatusEvent(store, node.systemId, 'installing', 'step', undefined, 'evt-00000002');
+  const once = (await store.find('web1'))!.events.length;
+  const cursor = await store.currentCursor();
+  await recordNodeEvent(store, node.systemId, 'netboot', 'served', undefined, 'evt-00000001');
+  await recordStatusEvent(store, node.systemId, 'installing', 'step', undefined, 'evt-00000002');
+  await disableNetboot(store, node.systemId, undefined, 'evt-00000003');
+  await disableNetboot(store, node.systemId, undefined, 'evt-00000003');
+  const events = (await store.find('web1'))!.events;
+  t.equal(events.length, once + 1, 'each id once: only the first disable-netboot was new');
+  t.equal(await store.currentCursor(), cursor + 1, 'the repeats wrote nothing');
+  await recordNodeEvent(store, node.systemId, 'netboot', 'served', undefined);
+  t.equal((await store.find('web1'))!.events.length, once + 2, 'without an id, every call records');
+});
+
+t.test('failStuckDeployments: 1,200 deploying nodes, read and failed in batches, none missed', async (t) => {
+  const { store, roles } = await setup(t);
+  const clock = clockAt();
+  const hex = (i: number) => `${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+  await store.modify([], (_f, writes) => {
+    for (let i = 0; i < 1200; i++) writes.put(createNode({ hostname: `s${i}`, macs: [`52:54:00:01:${hex(i)}`] }, clock.now(), { systemId: `node-s${String(i).padStart(5, '0')}`, token: 'x'.repeat(32) }));
+  });
+  await deployNodes(store, Array.from({ length: 1200 }, (_, i) => `s${i}`), roles, {}, clock);
+  clock.advance(1000);
+  const failed = await failStuckDeployments(store, 120, clock);
+  t.equal(failed.length, 1200);
+  t.equal((await store.countByStatus()).failed, 1200);
 });
 
 t.test('selectArchitecture: iPXE buildarch and platform', async (t) => {
