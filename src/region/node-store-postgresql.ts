@@ -55,6 +55,16 @@ export function renderSearchText(node: Node): string {
   return [node.hostname, node.systemId, ...node.macs, node.ipv4].join('\u0001').toLowerCase();
 }
 
+/** Rows per bulk statement: big enough to save round trips, small enough to keep each parameter small. */
+const BATCH = 2000;
+
+/** `items` in slices of at most `size` (pure). */
+export function selectBatches<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
 /** `%`, `_` and `\` taken literally in a LIKE pattern. */
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
@@ -230,6 +240,32 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     return `node ${node.hostname} (${node.systemId}) breaks ${constraint ?? 'a unique constraint'}`;
   }
 
+  /**
+   * After a unique violation of a bulk insert: which value, of which put, and whose it is, in a
+   * few set queries (the puts among themselves, then against the stored nodes).
+   */
+  async function findBulkConflict(tx: Tx, puts: readonly Node[]): Promise<string | null> {
+    const seen = new Map<string, Node>();
+    for (const node of puts) {
+      const keys = [`hostname ${node.hostname}`, ...node.macs.map((m) => `MAC ${m}`), ...(node.ipv4 ? [`address ${node.ipv4}`] : [])];
+      for (const key of keys) {
+        const owner = seen.get(key);
+        if (owner) return `${key} is already used by ${owner.hostname} (${owner.systemId})`;
+        seen.set(key, node);
+      }
+    }
+    const stored = async (sql: string, values: string[], what: string): Promise<string | null> => {
+      const { rows } = await tx.query<{ key: string; node: Node }>(sql, [values]);
+      const row = rows[0];
+      return row ? `${what} ${row.key} is already used by ${row.node.hostname} (${row.node.systemId})` : null;
+    };
+    return (
+      (await stored('SELECT hostname AS key, node FROM nodes WHERE hostname = ANY($1) LIMIT 1', puts.map((n) => n.hostname), 'hostname')) ??
+      (await stored('SELECT m.mac AS key, n.node FROM node_macs m JOIN nodes n USING (system_id) WHERE m.mac = ANY($1) LIMIT 1', puts.flatMap((n) => n.macs), 'MAC')) ??
+      (await stored('SELECT ipv4 AS key, node FROM nodes WHERE ipv4 = ANY($1) LIMIT 1', puts.flatMap((n) => (n.ipv4 ? [n.ipv4] : [])), 'address'))
+    );
+  }
+
   /** The slow path after a unique violation: row by row, so the one that breaks the rule is named. */
   async function insertOneByOne(tx: Tx, puts: readonly Node[]): Promise<void> {
     for (const node of puts) {
@@ -278,22 +314,30 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     const puts = changed.flatMap(([, node]) => (node ? [node] : []));
     await tx.query('SAVEPOINT puts');
     try {
-      // All rows in three statements; a unique violation is then found again row by row, to name it.
-      await tx.query(
-        'INSERT INTO nodes (system_id, hostname, ipv4, status, search, node) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])',
-        [puts.map((n) => n.systemId), puts.map((n) => n.hostname), puts.map((n) => (n.ipv4 === '' ? null : n.ipv4)), puts.map((n) => n.status), puts.map(renderSearchText), puts.map((n) => JSON.stringify(n))],
-      );
-      await tx.query('INSERT INTO node_macs (mac, system_id) SELECT * FROM unnest($1::text[], $2::text[])', [puts.flatMap((n) => n.macs), puts.flatMap((n) => n.macs.map(() => n.systemId))]);
+      // Rows in batches of a few statements; a unique violation is then found again row by row, to name it.
+      for (const batch of selectBatches(puts, BATCH)) {
+        await tx.query(
+          'INSERT INTO nodes (system_id, hostname, ipv4, status, search, node) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])',
+          [batch.map((n) => n.systemId), batch.map((n) => n.hostname), batch.map((n) => (n.ipv4 === '' ? null : n.ipv4)), batch.map((n) => n.status), batch.map(renderSearchText), batch.map((n) => JSON.stringify(n))],
+        );
+        await tx.query('INSERT INTO node_macs (mac, system_id) SELECT * FROM unnest($1::text[], $2::text[])', [batch.flatMap((n) => n.macs), batch.flatMap((n) => n.macs.map(() => n.systemId))]);
+      }
     } catch (err) {
       if ((err as DatabaseError).code !== UNIQUE_VIOLATION) throw err;
       await tx.query('ROLLBACK TO SAVEPOINT puts');
+      const conflict = await findBulkConflict(tx, puts);
+      if (conflict) throw new UecError('NODE_CONFLICT', conflict);
       await insertOneByOne(tx, puts);
       throw err; // not reached: insertOneByOne meets the same violation
     }
-    const { rows: seqRows } = await tx.query<{ seq: string }>(
-      'INSERT INTO node_changes (system_id, node) SELECT c.system_id, c.node FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS c(system_id, node, i) ORDER BY c.i RETURNING seq',
-      [changed.map(([id]) => id), changed.map(([, node]) => (node === null ? null : JSON.stringify(node)))],
-    );
+    const seqRows: { seq: string }[] = [];
+    for (const batch of selectBatches(changed, BATCH)) {
+      const { rows: batchRows } = await tx.query<{ seq: string }>(
+        'INSERT INTO node_changes (system_id, node) SELECT c.system_id, c.node FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS c(system_id, node, i) ORDER BY c.i RETURNING seq',
+        [batch.map(([id]) => id), batch.map(([, node]) => (node === null ? null : JSON.stringify(node)))],
+      );
+      seqRows.push(...batchRows);
+    }
     const seqs = seqRows.map((r) => Number(r.seq)).sort((a, b) => a - b);
     const out: NodeChange[] = changed.map(([id, node], i) => ({ seq: seqs[i]!, systemId: id, node: node === null ? null : structuredClone(node) }));
     const last = out[out.length - 1]!.seq;

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { createNode, type Node } from '../../src/contract/node';
 import { LATEST_VERSION, applyMigrations, selectMigrationSteps } from '../../src/region/migrations';
 import type { NodeChange } from '../../src/region/node-store';
-import { createPostgresNodeStore, describePostgresTarget, renderCanonicalJson, type PostgresNodeStoreOptions } from '../../src/region/node-store-postgresql';
+import { createPostgresNodeStore, describePostgresTarget, renderCanonicalJson, selectBatches, type PostgresNodeStoreOptions } from '../../src/region/node-store-postgresql';
 import { checkPostgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgresql';
 import { REPO_ROOT } from '../helpers/scratch';
 import { runNodeStoreSuite } from './node-store-suite';
@@ -298,6 +298,26 @@ async function main(): Promise<void> {
     t.match(err.message, /^cannot connect to PostgreSQL \(database x on .*no-socket\)/);
     t.notMatch(err.message, /sekrit/);
     t.equal(describePostgresTarget({ connectionString: 'postgresql://u:sekrit@db.example:5433/uecp' }), 'postgresql://u@db.example:5433/uecp');
+  });
+
+  t.test('one transaction of 4,500 puts (three bulk batches): all stored, one feed entry each in order; a conflict in the last batch stores none', async (t) => {
+    const { store } = await openStore(t);
+    const many = Array.from({ length: 4500 }, (_, i) => node(`b${i}`, i, { status: i % 2 ? 'ready' : 'new' }));
+    await store.modify([], (_f, w) => many.forEach((n) => w.put(n)));
+    t.equal((await store.page({})).total, 4500);
+    t.same(await store.countByStatus(), { new: 2250, commissioning: 0, ready: 2250, deploying: 0, deployed: 0, failed: 0 });
+    const feed = await store.changesSince(4490, 100);
+    t.same(feed.changes.map((c) => [c.seq, c.systemId]), many.slice(4490).map((n, i) => [4491 + i, n.systemId]), 'seqs follow the order of the puts');
+    const more = Array.from({ length: 4200 }, (_, i) => node(`c${i}`, 5000 + i));
+    more.push({ ...node('clash', 9999), macs: [many[0]!.macs[0]!] });
+    await t.rejects(store.modify([], (_f, w) => more.forEach((n) => w.put(n))), { code: 'NODE_CONFLICT', message: `MAC ${many[0]!.macs[0]} is already used by b0 (node-b0)` });
+    t.equal((await store.page({})).total, 4500, 'nothing of the failed transaction');
+    t.equal(await store.currentCursor(), 4500);
+  });
+
+  t.test('selectBatches: slices of at most the size, in order', async (t) => {
+    t.same(selectBatches([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
+    t.same(selectBatches([], 2), []);
   });
 
   t.test('canonical JSON: key order does not matter, undefined keys are left out', async (t) => {
