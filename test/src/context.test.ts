@@ -9,7 +9,7 @@ import { put, scratchRoot } from '../helpers/scratch';
 
 t.test('buildNodeContext: the seed items from node, urls, archive and role (pure)', async (t) => {
   const c = sampleContext({ status: 'commissioning', netboot: false });
-  t.equal(c.version, 1);
+  t.equal(c.version, 2);
   t.equal(c.metadata_url, 'http://192.0.2.10:5248/metadata/');
   t.equal(metadataUrl({ base: 'http://x:1' }), 'http://x:1/metadata/');
   t.equal(c.token, 'Tok3nTok3nTok3nTok3nTok3nTok3n_-');

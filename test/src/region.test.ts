@@ -35,7 +35,7 @@ t.test('context view: exactly the seed items, JSON over HTTP, by id and by MAC',
   t.equal(c.config.main_archive, 'http://deb.debian.org/debian', 'from [archive] defaults');
   t.equal(c.config.http_proxy, '');
   t.same(c.role.packages, ['openssh-server']);
-  t.same(Object.keys(c).sort(), ['architecture', 'commissioning', 'config', 'disable_netboot_url', 'enlistment_url', 'hostname', 'metadata_url', 'netboot', 'os', 'release', 'role', 'status', 'status_url', 'subarchitecture', 'system_id', 'token', 'version']);
+  t.same(Object.keys(c).sort(), ['architecture', 'bound_address', 'commissioning', 'config', 'disable_netboot_url', 'enlistment_url', 'hostname', 'ipv4', 'macs', 'metadata_url', 'netboot', 'os', 'release', 'role', 'status', 'status_url', 'subarchitecture', 'system_id', 'token', 'version']);
   const byMac = (await (await fetch(`${f.regionUrl}/api/v1/context?mac=52-54-00-00-00-01`, { headers: auth })).json()) as NodeContext;
   t.same(byMac, c);
   t.equal((await fetch(`${f.regionUrl}/api/v1/context?mac=52:54:00:00:00:99`, { headers: auth })).status, 404);
@@ -88,7 +88,7 @@ t.test('boot events from a provisioning server: netboot and preseed on the timel
   t.equal((await post(JSON.stringify({ type: 'preseed', message: 'install preseed fetched' }))).status, 201);
   const before = (await f.store.find('web1'))!.events.length;
   t.same((await f.store.find('web1'))!.events.slice(-2).map((e) => [e.type, e.message]), [['netboot', 'install boot script served'], ['preseed', 'install preseed fetched']]);
-  t.equal((await post(JSON.stringify({ type: 'deployed', message: 'x' }))).status, 400, 'a status is not a boot event');
+  t.equal((await post(JSON.stringify({ type: 'rebooted', message: 'x' }))).status, 400, 'not an event an edge reports (netboot, preseed or a relayed call-back)');
   t.equal((await post(JSON.stringify({ type: 'preseed', message: 'two\nlines' }))).status, 400, 'a newline in the message');
   t.equal((await post('not json')).status, 400);
   t.equal((await post(JSON.stringify({ type: 'preseed', message: 'x'.repeat(20000) }))).status, 413, 'a body over the limit');
