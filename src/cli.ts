@@ -3,6 +3,7 @@
  * Output that is data goes to stdout (`--json` where it is data); messages and logs to
  * stderr, so maintainer scripts can send everything to stderr and keep stdout for debconf.
  */
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { applyComponents, printApplyResult, usageError, type Command, type Options, type Session, type Values } from './configurator/command';
 import { AUDIT_COMMANDS } from './cli/audit';
@@ -19,6 +20,9 @@ import { createSystemNetworkFacts, type NetworkFacts } from './core/network-fact
 import { createPaths, rootFrom } from './core/paths';
 import type { NodeStore } from './region/node-store';
 import { openNodeStore } from './region/open-store';
+import { EDGE_DIR, readEdgeContexts } from './edge/edge-cache';
+import { selectContextNode } from './contract/context';
+import { useRenderNodeSource } from './configurator/command';
 
 import type { Io } from './configurator/command';
 
@@ -324,7 +328,7 @@ export async function main(
       components,
       schema: mergeSchemas(components),
       network: () => (network ??= createSystemNetworkFacts()),
-      nodeStore: () => (nodeStore ??= openNodeStore(paths, async () => (await inspectConfig(paths, mergeSchemas(components))).config)),
+      nodeStore: () => (nodeStore ??= openCommandStore(paths, async () => (await inspectConfig(paths, mergeSchemas(components))).config)),
     };
     return await command.run(session, parsed.positionals.slice(command.words.length), values);
   } catch (err) {
@@ -337,6 +341,23 @@ export async function main(
     if (err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
     return ERROR_CODES.INTERNAL.exit;
   }
+}
+
+/**
+ * The node store a command works on. On an edge host (provisioning.region_url set, and `serve
+ * --no-region` keeps its cache of the region's feed here) the DHCP and boot files are rendered
+ * from that cache, as serve renders them: from this host's own, empty, store `uec-provisioning
+ * apply` or a package's postinst would remove every node's files until serve's next apply. The
+ * cache is only read (serve may be writing it); a line being written is left out.
+ */
+export function openCommandStore(paths: ReturnType<typeof createPaths>, loadConfig: () => Promise<EffectiveConfig>): NodeStore {
+  const store = openNodeStore(paths, loadConfig);
+  const edgeDir = paths.resolve(EDGE_DIR);
+  useRenderNodeSource(store, async () => {
+    if (fs.existsSync(edgeDir) && (await loadConfig()).getString('provisioning.region_url')) return (await readEdgeContexts(edgeDir)).map(selectContextNode);
+    return store.list();
+  });
+  return store;
 }
 
 if (require.main === module) {
