@@ -321,7 +321,14 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return fresh;
       throw failRead(err);
     }
-    const nodes: Node[] = [];
+    // Each node is indexed as soon as it is parsed, so the parsed objects do not pile up.
+    const load = (node: Node): void => {
+      if (!node || typeof node !== 'object' || typeof node.systemId !== 'string') throw new UecError('STORE_FAILED', `node store ${where} holds an entry that is not a node`);
+      const entry = entryOf(node);
+      const old = fresh.byId.get(entry.systemId);
+      if (old) unindex(fresh, old);
+      index(fresh, entry);
+    };
     try {
       const st = await handle.stat();
       fresh.snapshot = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
@@ -365,7 +372,7 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
             ended = true;
             continue;
           }
-          nodes.push(JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as Node);
+          load(JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as Node);
         }
         if (header === null) {
           // Not a streamed version 2 snapshot: one JSON document (version 1, or 2 written by hand).
@@ -378,7 +385,8 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       }
       if (whole !== null || header === undefined) {
         const parsed = parseStoreDocument(whole ?? '');
-        nodes.push(...parsed.nodes);
+        whole = null;
+        for (const node of parsed.nodes) load(node);
         fresh.snapshotSeq = parsed.seq;
         fresh.snapshotV1 = parsed.version === 1;
       } else if (!ended) {
@@ -389,13 +397,6 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       throw failRead(err);
     } finally {
       await handle.close();
-    }
-    for (const node of nodes) {
-      if (!node || typeof node !== 'object' || typeof node.systemId !== 'string') throw new UecError('STORE_FAILED', `node store ${where} holds an entry that is not a node`);
-      const entry = entryOf(node);
-      const old = fresh.byId.get(entry.systemId);
-      if (old) unindex(fresh, old);
-      index(fresh, entry);
     }
     fresh.sorted = [...fresh.byId.values()].sort(compareNodes);
     fresh.seq = fresh.snapshotSeq;
