@@ -9,11 +9,11 @@ import * as http from 'node:http';
 import t from 'tap';
 import { ACCESS_KINDS } from '../../src/core/http-routes';
 import { addNode, deployNode } from '../../src/region/node-ops';
-import { PROVISIONING_ROUTES } from '../../src/edge/provisioning';
+import { EDGE_ROUTES, PROVISIONING_ROUTES } from '../../src/edge/provisioning';
 import { REGION_ROUTES } from '../../src/region/region';
 import { createEdgeRegistry } from '../../src/region/edges';
 import { readStoreFiles } from '../helpers/node-store-files';
-import { KEY, startFixture } from '../helpers/region-fixture';
+import { KEY, startEdgeFixture, startFixture } from '../helpers/region-fixture';
 
 const NODE_MAC = '52:54:00:00:00:01';
 const NODE_IP = '10.0.0.5';
@@ -122,3 +122,38 @@ t.test('every route of REGION_ROUTES and PROVISIONING_ROUTES: 401/403, 403, 405,
   t.notOk(f.lines.some((l) => l.includes(edgeKey.split('.')[2]!) || l.includes(revokedKey.split('.')[2]!)), 'no edge key in the log');
   t.ok(f.lines.some((l) => l.includes('edge edge-gone: edge edge-gone was revoked')), 'refusals name the edge');
 });
+
+t.test('every route of EDGE_ROUTES (call-backs an edge takes and queues): 401/403, 403, 405, 413, nothing queued; the node itself is answered and queued', async (t) => {
+  const f = await startFixture(t);
+  f.lan.neighbour(NODE_IP, NODE_MAC);
+  f.lan.neighbour(BYSTANDER_IP, '52:54:00:00:00:66');
+  await addNode(f.store, { hostname: 'web1', macs: [NODE_MAC] }, f.clock);
+  const node = await deployNode(f.store, 'web1', await f.region.loadRoles(), {}, f.clock);
+  const e = await startEdgeFixture(t, f, t.testdir());
+  for (let i = 0; i < 200 && e.cache.get(node.systemId)?.token !== node.token; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(e.cache.get(node.systemId)?.token, node.token, "the edge's cache holds the deploying node");
+  t.ok(EDGE_ROUTES.length >= 2 && EDGE_ROUTES.every((r) => r.access === 'node'), 'the edge-only routes are node call-backs');
+  const target = (path: string) => path.replace('<id>', node.systemId).replace('<event>', 'installing');
+  const withToken = (url: string, token: string) => `${url}?token=${encodeURIComponent(token)}`;
+  for (const route of EDGE_ROUTES) {
+    const what = `edge ${route.methods.join('|')} ${route.path}`;
+    const url = `${e.edgeUrl}${target(route.path)}`;
+    const method = route.methods[0]!;
+    const bystander = { 'X-Fake-Client': BYSTANDER_IP };
+    const bare = await request(url, method, bystander);
+    t.ok([401, 403].includes(bare.status), `${what}: no token → ${bare.status}`);
+    t.equal((await request(withToken(url, `${node.token.slice(1)}x`), method, { 'X-Fake-Client': NODE_IP })).status, 403, `${what}: a wrong token → 403`);
+    t.equal((await request(withToken(url, node.token), method, bystander)).status, 403, `${what}: the right token from another machine → 403`);
+    t.equal((await request(withToken(url, node.token), method, { 'X-Fake-Client': '127.0.0.1' })).status, 403, `${what}: the right token from loopback → 403`);
+    const other = await request(url, 'DELETE', bystander);
+    t.equal(other.status, 405, `${what}: DELETE → 405`);
+    t.same(other.headers.allow?.split(', ').sort(), [...route.methods].sort(), `${what}: Allow names the route's methods`);
+    t.equal((await request(url, method, bystander, Buffer.alloc(route.bodyLimit + 1, 'x'))).status, 413, `${what}: ${route.bodyLimit + 1} bytes → 413`);
+  }
+  t.same(e.outbox.pending(), [], 'no refused call-back was queued');
+  const ok = await request(withToken(`${e.edgeUrl}${target(EDGE_ROUTES[0]!.path)}`, node.token), EDGE_ROUTES[0]!.methods[0]!, { 'X-Fake-Client': NODE_IP });
+  t.equal(ok.status, 200, `the node's own call-back is answered (${ok.body.trim().slice(0, 60)})`);
+  for (let i = 0; i < 100 && !f.lines.some((l) => l.includes(node.systemId) && l.includes('installing')) && e.outbox.pending().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(e.outbox.pending().length > 0 || (await f.store.find(node.systemId))?.status === 'installing', 'and queued for the region (or already delivered)');
+});
+
