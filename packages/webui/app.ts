@@ -21,7 +21,6 @@ import { ROUTES } from './routes';
 import { BASE, COOKIE, HttpError, allowedMethods, field, selectMethod, selectRoutes, type Auth, type Body, type Outcome, type RouteContext, type RouteMatch } from './routes/route';
 import { createWebuiServices, type WebuiOptions } from './services';
 import { csrfMatches } from './sessions';
-import { selectStatusCounts } from '../../src/contract/node';
 
 export { BASE, COOKIE } from './routes/route';
 export { ROUTES, listRoutes } from './routes';
@@ -121,7 +120,7 @@ export function createWebui(options: WebuiOptions): Webui {
   const services = createWebuiServices(options);
   const trusted = options.trustedProxies ?? parseTrustedProxies(DEFAULT_TRUSTED_PROXIES) ?? [];
   // Metrics (src/core/metrics.ts): nodes by status from this store; each request by its route's pattern.
-  useMetricsSources({ countNodesByStatus: async () => selectStatusCounts(await options.store.list()) });
+  useMetricsSources({ countNodesByStatus: () => options.store.countByStatus() });
   const matchedRoutes = new WeakMap<IncomingMessage, string>();
 
   async function authenticate(req: IncomingMessage): Promise<Auth | undefined> {

@@ -35,6 +35,8 @@ export interface NodeEvent {
   /** Short machine-readable kind: created, status, installing, installed, netboot-disabled, enlisted, edited. */
   type: string;
   message: string;
+  /** The id an edge gave the event when it took it (its queue may deliver it twice; recorded once). */
+  id?: string;
 }
 
 export interface Hardware {

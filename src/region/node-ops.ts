@@ -69,13 +69,13 @@ function modifyNode<T>(store: NodeStore, ref: string, change: (node: Node, write
 
 /** Has the node recorded the event with this id already (an edge's queue delivering again)? */
 function seenEvent(node: Node, eventId: string | undefined): boolean {
-  return eventId !== undefined && node.events.some((e) => (e as { id?: string }).id === eventId);
+  return eventId !== undefined && node.events.some((e) => e.id === eventId);
 }
 
 /** Mark the node's newest event with the id it came with, so a repeat is recognised. */
 function markEvent(node: Node, eventId: string | undefined): void {
   const last = node.events[node.events.length - 1];
-  if (eventId !== undefined && last) (last as { id?: string }).id = eventId;
+  if (eventId !== undefined && last) last.id = eventId;
 }
 
 export async function addNode(store: NodeStore, input: NewNodeInput, clock: Clock = SYSTEM_CLOCK): Promise<Node> {
@@ -233,6 +233,7 @@ export async function recordStatusEvent(store: NodeStore, systemId: string, even
   const updated = await modifyNode(store, systemId, (node) => {
     deployStartedAt = undefined;
     if (seenEvent(node, eventId)) return structuredClone(node);
+    const newestBefore = node.events[node.events.length - 1];
     deployStartedAt = node.status === 'deploying' ? node.statusChangedAt : undefined;
     const note = parseNote(message);
     if (event === 'deployed') {
@@ -245,7 +246,9 @@ export async function recordStatusEvent(store: NodeStore, systemId: string, even
       }
       addEvent(node, clock.now(), event, note || event);
     }
-    markEvent(node, eventId);
+    // Only an event this call added carries its id (a repeated `deployed` adds none, and must
+    // not take over the id of the event before it).
+    if (node.events[node.events.length - 1] !== newestBefore) markEvent(node, eventId);
     return structuredClone(node);
   }, true);
   // A deploy ended here: deploying → deployed or failed (metrics.ts).

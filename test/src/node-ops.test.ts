@@ -162,6 +162,19 @@ t.test('event ids (an edge\'s queue delivering again): an event with an id alrea
   t.equal((await store.find('web1'))!.events.length, once + 2, 'without an id, every call records');
 });
 
+t.test('event ids: a repeated deployed (nothing new) does not take over the id of the event before it', async (t) => {
+  const { store, roles } = await setup(t);
+  const node = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] });
+  await deployNode(store, 'web1', roles);
+  await recordStatusEvent(store, node.systemId, 'deployed', 'first boot', undefined, 'evt-0000000a');
+  const marked = (await store.find('web1'))!.events.filter((e) => e.id !== undefined).map((e) => e.id);
+  t.same(marked, ['evt-0000000a']);
+  await recordStatusEvent(store, node.systemId, 'deployed', 'first boot again', undefined, 'evt-0000000b');
+  t.same((await store.find('web1'))!.events.filter((e) => e.id !== undefined).map((e) => e.id), ['evt-0000000a'], 'the first id stays where it was');
+  await recordStatusEvent(store, node.systemId, 'deployed', 'first boot', undefined, 'evt-0000000a');
+  t.equal((await store.find('web1'))!.status, 'deployed', 'and a repeat of the first is still recognised');
+});
+
 t.test('failStuckDeployments: 1,200 deploying nodes, read and failed in batches, none missed', async (t) => {
   const { store, roles } = await setup(t);
   const clock = clockAt();
