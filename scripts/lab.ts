@@ -387,11 +387,13 @@ class Lab {
     await c.must(['apt-get', 'install', '-y', '-q', ...debPaths], { timeoutMs: 600_000 });
     say('apt installed the six packages with Recommends; systemd started the daemons');
     if (plan.siteAddress && plan.namespaces.site) await this.startSiteDhcp();
-    await this.cli(['config', 'set', `dhcp.router=${plan.applianceAddress}`, `dhcp.dns_servers=${plan.applianceAddress}`, 'boot.kernel_args=console=ttyS0,115200', `boot.uefi_loader=${plan.uefiLoader}`]);
+    // iPXE first: unknown UEFI machines enlist through it (chained from GRUB, ipxe.efi hangs at
+    // "initialising devices": seen in the lab); shim comes after enlisting (enlist()).
+    await this.cli(['config', 'set', `dhcp.router=${plan.applianceAddress}`, `dhcp.dns_servers=${plan.applianceAddress}`, 'boot.kernel_args=console=ttyS0,115200', 'boot.uefi_loader=ipxe']);
     await this.cli(['apply']);
     await this.cli(['images', 'import', '--package', IMAGE_PACKAGE], 300_000);
     this.token = (await this.cli(['webui', 'token', 'create', 'admin', 'lab'])).trim();
-    say(`configured with the CLI: gateway and DNS ${plan.applianceAddress}, serial console, UEFI loader ${plan.uefiLoader}, ${IMAGE_PACKAGE} imported, an API token`);
+    say(`configured with the CLI: gateway and DNS ${plan.applianceAddress}, serial console, UEFI loader ipxe, ${IMAGE_PACKAGE} imported, an API token`);
 
     await this.startAgent();
     await this.startRelay();
@@ -618,6 +620,12 @@ class Lab {
         if (await this.isOn(m)) throw new Error(`${m.label} did not power off`);
       }
     }));
+    if (this.plan.uefiLoader === 'shim') {
+      // Secure Boot machines need Debian's signed shim → GRUB: the admin switches the UEFI loader.
+      await this.cli(['config', 'set', 'boot.uefi_loader=shim']);
+      await this.cli(['apply']);
+      say('UEFI loader switched to shim (uec-provisioning config set boot.uefi_loader=shim; apply): Secure Boot machines boot Debian\'s signed shim → GRUB → kernel');
+    }
     for (const m of this.plan.machines.filter((x) => !x.enlists)) {
       await this.cli(['nodes', 'add', `lab-${m.label}`, '--mac', m.mac, '--arch', 'amd64', '--subarch', 'uefi']);
       const n = (await this.nodes()).find((x) => x.macs.includes(m.mac))!;
