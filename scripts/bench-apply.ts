@@ -105,24 +105,31 @@ interface SizeResult {
 async function benchSize(size: number): Promise<SizeResult> {
   const teardowns: (() => unknown)[] = [];
   const host = { teardown: (fn: () => unknown) => teardowns.push(fn) };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-apply-'));
+  // BENCH_APPLY_REUSE=DIR: a root an earlier run left with `size` nodes stored and applied
+  // (development: the full apply of 100,000 nodes takes long); it is kept afterwards.
+  const reuse = process.env.BENCH_APPLY_REUSE;
+  const dir = reuse ?? fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-apply-'));
   fs.chmodSync(dir, 0o755);
   try {
     const paths = createPaths(dir);
-    await cli(dir, ['config', 'set', 'dhcp.mode=full', 'dhcp.interface=prov0', 'server.interface=prov0', 'dhcp.dns_servers=10.32.0.1', 'dhcp.ping_check=false']);
     const store = createFileNodeStore(paths);
     const session = sessionFor(paths, store);
     let t0 = process.hrtime.bigint();
-    await store.update((nodes) => {
-      const now = new Date();
-      for (let k = 0; k < size; k++) {
-        nodes.push(createNode({ hostname: `bulk${k}`, macs: [macOf(k)], ipv4: ipOf(k) }, now, { systemId: `node-b${k.toString(36).padStart(6, '0')}`, token: 'x'.repeat(32) }));
-      }
-    });
-    const fill = ms(t0);
-    t0 = process.hrtime.bigint();
-    await applyComponents(session, ['dhcpd', 'tftpd']);
-    const fullApply = ms(t0);
+    let fill = NaN;
+    let fullApply = NaN;
+    if (!reuse) {
+      await cli(dir, ['config', 'set', 'dhcp.mode=full', 'dhcp.interface=prov0', 'server.interface=prov0', 'dhcp.dns_servers=10.32.0.1', 'dhcp.ping_check=false']);
+      await store.update((nodes) => {
+        const now = new Date();
+        for (let k = 0; k < size; k++) {
+          nodes.push(createNode({ hostname: `bulk${k}`, macs: [macOf(k)], ipv4: ipOf(k) }, now, { systemId: `node-b${k.toString(36).padStart(6, '0')}`, token: 'x'.repeat(32) }));
+        }
+      });
+      fill = ms(t0);
+      t0 = process.hrtime.bigint();
+      await applyComponents(session, ['dhcpd', 'tftpd']);
+      fullApply = ms(t0);
+    }
 
     const net = createTestNetwork(host, { name: 'bapply' });
     const srv = await net.ns('srv');
@@ -154,8 +161,9 @@ async function benchSize(size: number): Promise<SizeResult> {
     const services = createSysvControl(paths);
     const rows = { commit: [] as number[], nodeApply: [] as number[], read: [] as number[], served: [] as number[] };
     let written = '';
+    const first = reuse ? size + 100 + (await store.countByStatus()).ready - size : size;
     for (let i = -1; i < REPEATS; i++) {
-      const k = size + 1 + i;
+      const k = first + 1 + i;
       const start = process.hrtime.bigint();
       const node: Node = await addNode(store, { hostname: `new${k}`, macs: [macOf(k)], ipv4: ipOf(k) });
       const commit = ms(start);
@@ -193,7 +201,7 @@ async function benchSize(size: number): Promise<SizeResult> {
     };
   } finally {
     for (const fn of teardowns.reverse()) await fn();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (!reuse) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
