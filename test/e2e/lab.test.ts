@@ -93,10 +93,9 @@ t.test('scripts/lab --machines 2 --ci: enlist, deploy, WoL and IPMI power-on, ne
       if (!before.has(name)) changes.add(`${name} added`);
       else if (before.get(name) !== master) changes.add(`${name} given master ${master}`);
     }
-    for (const p of labProcesses()) {
-      seenProcesses = Math.max(seenProcesses, labProcesses().length);
-      if (p.netns === hostNetns) inHost.add(`${p.comm} ${p.pid}`);
-    }
+    const procs = labProcesses();
+    seenProcesses = Math.max(seenProcesses, procs.length);
+    for (const p of procs) if (p.netns === hostNetns) inHost.add(`${p.comm} ${p.pid}`);
   }, 1000);
   t.teardown(() => clearInterval(watch));
   const started = Date.now();
