@@ -320,6 +320,9 @@ export function selectListenAddresses(asked: string | undefined, server: { addre
 }
 
 /** Listen, sweep stuck deployments every minute, and stop cleanly. */
+/** Changes read from the node store's feed at a time, by the apply's follower. */
+const FOLLOW_BATCH = 1000;
+
 export async function startService(
   settings: ServiceSettings & {
     port: number;
@@ -409,13 +412,42 @@ export async function startService(
       })
       .catch((err: unknown) => settings.log.error(`applying node changes: ${describeError(err)}`));
   };
+  // The store's commits reach the apply through its change feed, from where this service
+  // started: those of this process at once (onChange), those of other processes (the web UI's
+  // deploys, a CLI command with --no-apply, the other hosts of a PostgreSQL region) within a
+  // second. Following the feed, not onChange alone, is what makes a deploy from the web UI
+  // write the node's pxelinux and GRUB files.
+  const feedCursor = apply && services.region ? { at: await settings.store.currentCursor(), reading: false, again: false } : undefined;
+  const followStore = async () => {
+    if (!feedCursor || stopped) return;
+    if (feedCursor.reading) {
+      feedCursor.again = true; // a commit during this read: read once more after it
+      return;
+    }
+    feedCursor.reading = true;
+    try {
+      for (;;) {
+        feedCursor.again = false;
+        const batch = await settings.store.changesSince(feedCursor.at, FOLLOW_BATCH);
+        feedCursor.at = batch.cursor;
+        if (batch.reset) applyAll = true;
+        for (const change of batch.changes) changed.set(change.systemId, change);
+        if (batch.reset || batch.changes.length > 0) {
+          clearTimeout(pending);
+          pending = setTimeout(runApply, 0);
+        }
+        if (batch.changes.length < FOLLOW_BATCH && !feedCursor.again) break;
+      }
+    } catch (err) {
+      settings.log.error(`following the node store's changes: ${describeError(err)}`);
+    } finally {
+      feedCursor.reading = false;
+    }
+  };
+  const followTimer = feedCursor ? setInterval(() => void followStore(), 1000) : undefined;
+  followTimer?.unref();
   if (apply) {
-    settings.store.onChange((changes) => {
-      if (stopped) return;
-      for (const change of changes) changed.set(change.systemId, change);
-      clearTimeout(pending);
-      pending = setTimeout(runApply, 0);
-    });
+    settings.store.onChange(() => void followStore());
     // On an edge the nodes change when the feed (or a queued call-back) changes the cache: those
     // nodes, or all of them after a reset; and all once at start, so the files match the cache.
     const cache = services.edge?.side.cache;
@@ -442,6 +474,8 @@ export async function startService(
     port,
     close: async () => {
       if (timer) clearInterval(timer);
+      if (followTimer) clearInterval(followTimer);
+      await followStore();
       const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       // Finish what is under way, so no write outlives the service: the reports to the region
       // (bounded by provisioning.region_timeout_ms), the requests being answered, the apply.

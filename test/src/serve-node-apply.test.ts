@@ -59,3 +59,25 @@ t.test('onNodesChanged gets the changed nodes, one apply at a time, never a whol
   t.same(applies, [[`${web2.systemId}=web2`], [`${web3.systemId}=web3`, `${web1.systemId} removed`]], 'what came meanwhile: one apply after it');
   t.notOk(applies.includes(null), 'never a whole apply');
 });
+
+t.test("a commit of another process (the web UI's deploy) reaches serve's apply through the store's feed", async (t) => {
+  const paths = scratchRoot(t);
+  const config = await loadConfig(paths, mergeSchemas(loadComponents()));
+  const server = await loadServerAddress(config, network);
+  const store = createFileNodeStore(paths);
+  const applies: (string[] | null)[] = [];
+  const running = await startService({
+    paths, config, server, store, log: memoryLog().log, port: 0, host: '127.0.0.1',
+    onNodesChanged: async (changes: readonly ChangedNode[] | null) => {
+      applies.push(changes && changes.map((c) => `${c.systemId}${c.node ? `=${c.node.hostname}` : ' removed'}`));
+    },
+  });
+  t.teardown(() => running.close());
+  // Another process: its own store on the same files (as the web UI has); its onChange is not serve's.
+  const other = createFileNodeStore(paths);
+  t.teardown(() => other.close());
+  const web9 = await addNode(other, { hostname: 'web9', macs: ['52:54:00:00:02:09'] });
+  for (let i = 0; i < 300 && applies.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.same(applies, [[`${web9.systemId}=web9`]], "the other process's node, alone");
+});
+
