@@ -6,6 +6,7 @@ import { UecError } from '../../src/core/errors';
 import { addNode, deployNode, disableNetboot, releaseNode } from '../../src/region/node-ops';
 import { validateContent } from '../../src/core/validators';
 import { listen, startFixture } from '../helpers/region-fixture';
+import { readStoreFiles } from '../helpers/node-store-files';
 
 async function get(url: string, init?: RequestInit) {
   const res = await fetch(url, init);
@@ -49,7 +50,7 @@ t.test('the install script and preseed only to the node: another MAC, loopback, 
   f.lan.neighbour('10.0.0.66', '52:54:00:00:00:66');
   const script = `${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`;
   const preseed = `${f.provisioningUrl}/preseed/${node.systemId}`;
-  const file = () => fs.readFileSync(f.paths.resolve('/var/lib/uec-provisioning/nodes.json'), 'utf8');
+  const file = () => readStoreFiles(f.paths);
   const before = file();
   for (const from of ['10.0.0.66', '127.0.0.1']) {
     for (const url of [script, preseed]) {

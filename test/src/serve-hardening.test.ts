@@ -9,7 +9,8 @@ import { loadComponents, mergeSchemas } from '../../src/configurator/component';
 import { loadConfig } from '../../src/core/config';
 import { staticNetworkFacts } from '../../src/core/network-facts';
 import { addNode } from '../../src/region/node-ops';
-import { createFileNodeStore, NODES_FILE } from '../../src/region/node-store';
+import { createFileNodeStore } from '../../src/region/node-store';
+import { readStoreFiles } from '../helpers/node-store-files';
 import { startService } from '../../src/cli/serve';
 import { loadServerAddress } from '../../src/core/server-address';
 import { SHIPPED_TEMPLATES, memoryLog } from '../helpers/region-fixture';
@@ -75,13 +76,13 @@ t.test('malformed percent-encoding in a boot file path → 400 with a one-line m
 t.test('a boot event whose JSON body is null or not an object → 400, the node store unchanged', async (t) => {
   const { base, store, key, paths } = await start(t);
   const node = await addNode(store, { hostname: 'web1', macs: ['52:54:00:00:00:11'] });
-  const before = fs.readFileSync(paths.resolve(NODES_FILE));
+  const before = readStoreFiles(paths);
   for (const body of ['null', '[]', '"netboot"', '42', 'true']) {
     const res = await fetch(`${base}/api/v1/nodes/${node.systemId}/events`, { method: 'POST', headers: { Authorization: `Bearer ${key}` }, body });
     t.equal(res.status, 400, `body ${body} → 400`);
     t.match(await res.text(), /^[^\n]*JSON object[^\n]*\n$/);
   }
-  t.same(fs.readFileSync(paths.resolve(NODES_FILE)), before, 'the node store is byte for byte the same');
+  t.equal(readStoreFiles(paths), before, 'the node store (snapshot and journal) is byte for byte the same');
   await stillAnswers(t, base, 'bad JSON bodies');
 });
 
