@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // CI helper: the last lines of scripts/run-tests, from tap's TAP output (`tap --reporter=tap`).
 //   node scripts/test-summary.js TAP_LOG [ALLOWLIST]      (ALLOWLIST: test/skip-allowlist.txt)
+//   UEC_TAP_RUNS=N: the log holds N tap runs one after the other; their totals are added.
 // Every skipped or todo test is listed by its name path ("file > subtest > test") and reason.
 // One that no allowlist entry matches counts as failed: a runner without root, network
 // namespaces, /dev/net/tun or qemu must fail, not pass with the real tests skipped. So do
@@ -64,13 +65,17 @@ function parseSkips(tap) {
   return skips;
 }
 
-/** tap's last "# { total: 8, pass: 1, todo: 2, skip: 5 }" line, or null. */
+/**
+ * The totals of tap's "# { total: 8, pass: 1, todo: 2, skip: 5 }" lines, or null when there is
+ * none. A log may hold several tap runs one after the other (scripts/run-tests runs the VM
+ * tests beside the others): each run ends with one such line, and they are added; `runs` is
+ * how many were found.
+ */
 function parseTotals(tap) {
   const lines = tap.split('\n').filter((l) => /^# \{ total: \d+/.test(l));
-  const last = lines[lines.length - 1];
-  if (!last) return null;
-  const totals = { total: 0, pass: 0, fail: 0, skip: 0, todo: 0 };
-  for (const m of last.matchAll(/(\w+): (\d+)/g)) totals[m[1]] = Number(m[2]);
+  if (lines.length === 0) return null;
+  const totals = { total: 0, pass: 0, fail: 0, skip: 0, todo: 0, runs: lines.length };
+  for (const line of lines) for (const m of line.matchAll(/(\w+): (\d+)/g)) totals[m[1]] = (totals[m[1]] ?? 0) + Number(m[2]);
   return totals;
 }
 
@@ -93,7 +98,7 @@ function parseAllowlist(text, file) {
   return { entries, problems };
 }
 
-function summarize(tap, allowlistText, allowlistFile) {
+function summarize(tap, allowlistText, allowlistFile, expectedRuns = 1) {
   const out = [];
   const totals = parseTotals(tap);
   if (!totals) {
@@ -102,6 +107,8 @@ function summarize(tap, allowlistText, allowlistFile) {
     return { lines: out, failed: 1 };
   }
   const { entries, problems } = parseAllowlist(allowlistText, allowlistFile);
+  // A run that did not finish has no summary line: its tests must not vanish from the count.
+  if (totals.runs !== expectedRuns) problems.push(`expected the summaries of ${expectedRuns} tap run(s), found ${totals.runs}: a run did not finish`);
   const skips = parseSkips(tap);
   const allowed = [];
   const refused = [];
@@ -144,7 +151,8 @@ function main(argv) {
   } catch (err) {
     if (err.code !== 'ENOENT') throw err;
   }
-  const { lines, failed } = summarize(tap, allowlistText, allowlistFile);
+  // UEC_TAP_RUNS: how many tap runs the log holds (scripts/run-tests: 2).
+  const { lines, failed } = summarize(tap, allowlistText, allowlistFile, Number(process.env.UEC_TAP_RUNS ?? '1'));
   process.stdout.write(`${lines.join('\n')}\n`);
   return failed > 0 ? 1 : 0;
 }

@@ -137,3 +137,35 @@ t.test('the checked-in allowlist parses, and every entry gives a reason', async 
   t.equal(r.status, 0, r.lines.join('\n'));
   t.notOk(r.lines.some((l) => l.includes('an entry is')));
 });
+
+/** The script on several fixtures one after the other (two tap runs in one log), with UEC_TAP_RUNS. */
+function summaryOfRuns(t: Test, fixtures: string[], runs: string | undefined): { last: string; lines: string[]; status: number | null } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-test-summary-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const log = path.join(dir, 'tap.log');
+  fs.writeFileSync(log, fixtures.map((f) => fs.readFileSync(path.join(FIXTURES, f), 'utf8')).join(''));
+  fs.writeFileSync(path.join(dir, 'allow.txt'), '');
+  const env = { ...process.env };
+  delete env.UEC_TAP_RUNS;
+  if (runs !== undefined) env.UEC_TAP_RUNS = runs;
+  const r = spawnSync(process.execPath, [SCRIPT, log, path.join(dir, 'allow.txt')], { encoding: 'utf8', cwd: REPO_ROOT, env });
+  const lines = r.stdout.trimEnd().split('\n');
+  return { last: lines[lines.length - 1] ?? '', lines, status: r.status };
+}
+
+t.test('two tap runs in one log (the VM tests beside the others): their totals are added', async (t) => {
+  const both = summaryOfRuns(t, ['clean.tap', 'failure.tap'], '2');
+  t.equal(both.last, '18 passed, 1 failed, 0 skipped');
+  t.equal(both.status, 1);
+  const clean = summaryOfRuns(t, ['clean.tap', 'clean.tap'], '2');
+  t.same([clean.last, clean.status], ['34 passed, 0 failed, 0 skipped', 0]);
+});
+
+t.test('a run that did not finish (its summary missing) fails the count, whatever the others say', async (t) => {
+  const one = summaryOfRuns(t, ['clean.tap'], '2');
+  t.equal(one.status, 1);
+  t.match(one.lines.join('\n'), /expected the summaries of 2 tap run\(s\), found 1: a run did not finish/);
+  t.equal(one.last, '17 passed, 1 failed, 0 skipped');
+  const two = summaryOfRuns(t, ['clean.tap', 'clean.tap'], undefined);
+  t.equal(two.status, 1, 'two summaries where one run was expected is a problem too');
+});
