@@ -60,7 +60,11 @@ function build(src: string, version?: string): string[] {
   return fs.readdirSync(parent).filter((f) => f.endsWith('.deb') && (!version || f.includes(`_${version}_`))).map((f) => path.join(parent, f));
 }
 
-t.test('package lifecycle', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+// Two .deb builds and several apt runs: 3 minutes alone, over tap's 5-minute file limit beside
+// the other tests and the VM tests (CI: 300 s, then the file was cut off).
+t.setTimeout(1_200_000);
+
+t.test('package lifecycle', { skip: process.getuid?.() !== 0 ? 'needs root' : false, timeout: 1_000_000 }, async (t) => {
   let addedPolicy = false;
   if (!fs.existsSync(POLICY)) {
     fs.writeFileSync(POLICY, '#!/bin/sh\n# added by the uec-provisioning lifecycle test\nexit 101\n', { mode: 0o755 });
