@@ -1,16 +1,20 @@
 /**
  * Node store benchmark (part of `npm run bench`), issue 14 item 2: at 1,000 / 10,000 / 100,000
- * nodes (BENCH_STORE_SIZES=1000,10000 to choose), for the embedded backend and, when
- * src/region/node-store-postgresql.ts exports a factory and BENCH_PG_URL names a database, for
- * PostgreSQL through the same NodeStore interface:
- *   open (first read: snapshot load), node add (one commit, median of 20), find, page (middle
- *   page, status page, search), countByStatus; the whole `nodes add` command (compiled CLI) with
- *   and without its apply; the web UI's dashboard and nodes page over HTTP (p50 of one wrk
- *   connection, BENCH_SECONDS, default 3) and the web UI process's RSS.
- * Prints a markdown table. Seeds a version 1 nodes.json (the store migrates it at the first
- * write), so the migration is timed too.
+ * nodes (BENCH_STORE_SIZES=1000,10000 to choose), for both backends (BENCH_STORE_BACKENDS,
+ * default embedded,postgresql):
+ *   open (first read: snapshot load, or connect and schema check), node add (one commit, median
+ *   of 20), find, page (middle page, status page, search), countByStatus; the whole `nodes add`
+ *   command (compiled CLI) with and without its apply; the web UI's dashboard and nodes page over
+ *   HTTP (p50 of one wrk connection, BENCH_SECONDS, default 3) and the web UI process's RSS.
+ * Each size and backend gets a fresh root seeded with a version 1 nodes.json (the embedded store
+ * migrates it at its first write, so that migration is timed too). For PostgreSQL the bench
+ * starts its own server (test/helpers/postgresql.ts: initdb/pg_ctl as nobody in a temporary
+ * directory, unix socket only, fsync and synchronous_commit on as a site runs it), a database
+ * per size, and moves the seeded nodes into it with `uec-provisioning region migrate --to
+ * postgresql` (timed: the way a site fills it), which sets region.store = postgresql for the CLI
+ * and the web UI. Prints markdown tables and the load average before and after each size.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,13 +23,15 @@ import { createNode, type Node } from '../src/contract/node';
 import { createPaths } from '../src/core/paths';
 import { addNode } from '../src/region/node-ops';
 import { NODES_FILE, createFileNodeStore, type NodeStore } from '../src/region/node-store';
-import { createAccountStore } from '../packages/webui/accounts';
+import { createPostgresNodeStore } from '../src/region/node-store-postgresql';
+import { checkPostgresAvailable, startPostgres, type TestPostgres } from '../test/helpers/postgresql';
+import { CLI, startBenchWebui } from './bench-webui-server';
 import { runWrk, wrkAvailable } from './wrk';
 
 const REPO = path.resolve(__dirname, '..');
-const CLI = path.join(REPO, 'dist/src/cli.js');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const SIZES = (process.env.BENCH_STORE_SIZES ?? '1000,10000,100000').split(',').map(Number);
+const BACKENDS = (process.env.BENCH_STORE_BACKENDS ?? 'embedded,postgresql').split(',');
 const run = promisify(execFile);
 
 function makeNodes(count: number): Node[] {
@@ -83,30 +89,14 @@ async function cli(root: string, args: string[]): Promise<number> {
   return performance.now() - t0;
 }
 
-async function measureWebui(root: string, count: number, rows: string[]): Promise<void> {
+async function measureWebui(label: string, root: string, count: number, rows: string[]): Promise<void> {
   if (!wrkAvailable()) {
-    rows.push(`| ${count.toLocaleString('en')} | wrk not installed | | | |`);
+    rows.push(`| ${label} | ${count.toLocaleString('en')} | wrk not installed | | | |`);
     return;
   }
-  const paths = createPaths(root);
-  await createAccountStore(paths).create('admin', 'admin', 'bench-password');
-  const child = spawn(process.execPath, [CLI, 'webui', 'serve', '--root', root, '--port', '0', '--listen', '127.0.0.1', '--json'], {
-    env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: path.join(REPO, 'templates') },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const webui = await startBenchWebui(root);
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /"port":(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.on('exit', (code) => reject(new Error(`webui exited ${code}`)));
-    });
-    const base = `http://127.0.0.1:${port}/uec-provisioning`;
-    const login = await fetch(`${base}/api/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'admin', password: 'bench-password' }) });
-    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const { base, cookie } = webui;
     const get = async (url: string): Promise<number> => {
       const r = await fetch(url, { headers: { Cookie: cookie } });
       await r.arrayBuffer();
@@ -118,78 +108,108 @@ async function measureWebui(root: string, count: number, rows: string[]): Promis
     const dash = await get(`${base}/`);
     const table = await get(`${base}/nodes`);
     const page = await get(`${base}/nodes?page=${Math.max(1, Math.floor(count / 400))}&status=deploying`);
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-    rows.push(`| ${count.toLocaleString('en')} | ${dash.toFixed(1)} ms | ${table.toFixed(1)} ms | ${page.toFixed(1)} ms | ${rss.toFixed(0)} MiB |`);
+    rows.push(`| ${label} | ${count.toLocaleString('en')} | ${dash.toFixed(1)} ms | ${table.toFixed(1)} ms | ${page.toFixed(1)} ms | ${webui.rssMiB().toFixed(0)} MiB |`);
   } finally {
-    child.kill('SIGTERM');
+    webui.stop();
   }
 }
 
-async function postgresFactory(): Promise<((count: number) => Promise<NodeStore>) | undefined> {
-  const file = path.join(REPO, 'src/region/node-store-postgresql.ts');
-  const url = process.env.BENCH_PG_URL;
-  if (!url || !fs.existsSync(file)) return undefined;
-  const mod = (await import(file)) as Record<string, unknown>;
-  const create = mod.createPostgresNodeStore as ((o: { connectionString: string }) => NodeStore) | undefined;
-  if (typeof create !== 'function') return undefined;
-  return async (count) => {
-    const store = create({ connectionString: url });
-    await store.update((nodes) => void nodes.splice(0, nodes.length, ...makeNodes(count)));
-    return store;
-  };
+/** A root with `count` nodes in a version 1 nodes.json, the server on lo, and for PostgreSQL its database keys. */
+function seedRoot(count: number, database?: { host: string; port: number; user: string; database: string }): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-store-'));
+  const paths = createPaths(root);
+  fs.mkdirSync(path.dirname(paths.resolve(NODES_FILE)), { recursive: true });
+  fs.writeFileSync(paths.resolve(NODES_FILE), JSON.stringify({ version: 1, nodes: makeNodes(count) }), { mode: 0o600 });
+  fs.mkdirSync(paths.resolve('/etc/uec-provisioning/conf.d'), { recursive: true });
+  fs.writeFileSync(paths.resolve('/etc/uec-provisioning/conf.d/50-managed.conf'), '[server]\ninterface = lo\naddress = 127.0.0.1\n');
+  if (database) {
+    fs.writeFileSync(
+      paths.resolve('/etc/uec-provisioning/uec-provisioning.conf'),
+      `[region]\ndatabase_host = ${database.host}\ndatabase_port = ${database.port}\ndatabase_name = ${database.database}\ndatabase_user = ${database.user}\n`,
+    );
+  }
+  return root;
 }
+
+/** The whole `nodes add` command, median of 3, without and with its apply. */
+async function measureCli(label: string, root: string, count: number, seeded: string, rows: string[]): Promise<void> {
+  const noApply = median([await cli(root, ['nodes', 'add', 'cli-a', '--mac', newMac(900), '--no-apply']), await cli(root, ['nodes', 'add', 'cli-b', '--mac', newMac(901), '--no-apply']), await cli(root, ['nodes', 'add', 'cli-c', '--mac', newMac(902), '--no-apply'])]);
+  let withApply = 'failed';
+  try {
+    withApply = `${median([await cli(root, ['nodes', 'add', 'cli-d', '--mac', newMac(903)]), await cli(root, ['nodes', 'add', 'cli-e', '--mac', newMac(904)]), await cli(root, ['nodes', 'add', 'cli-f', '--mac', newMac(905)])]).toFixed(0)} ms`;
+  } catch (err) {
+    withApply = `failed: ${String((err as Error).message).split('\n')[0]}`;
+  }
+  rows.push(`| ${label} | ${count.toLocaleString('en')} | ${seeded} | ${noApply.toFixed(0)} ms | ${withApply} |`);
+}
+
+const loadAverage = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 
 async function main(): Promise<void> {
   if (!fs.existsSync(CLI)) throw new Error('run npm run build first');
   const storeRows: string[] = [];
   const cliRows: string[] = [];
   const webRows: string[] = [];
-  const pg = await postgresFactory();
-  for (const count of SIZES) {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'uec-bench-store-'));
-    try {
-      const paths = createPaths(root);
-      fs.mkdirSync(path.dirname(paths.resolve(NODES_FILE)), { recursive: true });
-      fs.writeFileSync(paths.resolve(NODES_FILE), JSON.stringify({ version: 1, nodes: makeNodes(count) }), { mode: 0o600 });
-      fs.mkdirSync(paths.resolve('/etc/uec-provisioning/conf.d'), { recursive: true });
-      fs.writeFileSync(paths.resolve('/etc/uec-provisioning/conf.d/50-managed.conf'), '[server]\ninterface = lo\naddress = 127.0.0.1\n');
-      const store = createFileNodeStore(paths);
-      await measureStore('embedded', store, count, storeRows);
-      await store.close();
-      const noApply = median([await cli(root, ['nodes', 'add', 'cli-a', '--mac', newMac(900), '--no-apply']), await cli(root, ['nodes', 'add', 'cli-b', '--mac', newMac(901), '--no-apply']), await cli(root, ['nodes', 'add', 'cli-c', '--mac', newMac(902), '--no-apply'])]);
-      let withApply = 'failed';
-      try {
-        withApply = `${median([await cli(root, ['nodes', 'add', 'cli-d', '--mac', newMac(903)]), await cli(root, ['nodes', 'add', 'cli-e', '--mac', newMac(904)]), await cli(root, ['nodes', 'add', 'cli-f', '--mac', newMac(905)])]).toFixed(0)} ms`;
-      } catch (err) {
-        withApply = `failed: ${String((err as Error).message).split('\n')[0]}`;
+  const notes: string[] = [];
+  const cleanups: (() => unknown)[] = [];
+  let server: TestPostgres | undefined;
+  if (BACKENDS.includes('postgresql')) {
+    const unavailable = checkPostgresAvailable();
+    if (unavailable) notes.push(`PostgreSQL left out: ${unavailable}`);
+    else server = await startPostgres({ teardown: (fn) => void cleanups.push(fn) }, { durable: true });
+  }
+  try {
+    for (const count of SIZES) {
+      const before = loadAverage();
+      if (BACKENDS.includes('embedded')) {
+        const root = seedRoot(count);
+        try {
+          const store = createFileNodeStore(createPaths(root));
+          await measureStore('embedded', store, count, storeRows);
+          await store.close();
+          await measureCli('embedded', root, count, '—', cliRows);
+          await measureWebui('embedded', root, count, webRows);
+        } finally {
+          fs.rmSync(root, { recursive: true, force: true });
+        }
       }
-      cliRows.push(`| ${count.toLocaleString('en')} | ${noApply.toFixed(0)} ms | ${withApply} |`);
-      await measureWebui(root, count, webRows);
-      if (pg) {
-        const pgStore = await pg(count);
-        await measureStore('postgresql', pgStore, count, storeRows);
-        await pgStore.close();
+      if (server) {
+        const database = await server.createDatabase(`bench_${count}`);
+        const root = seedRoot(count, database);
+        try {
+          const seed = await cli(root, ['region', 'migrate', '--to', 'postgresql']);
+          const store = createPostgresNodeStore(database);
+          await measureStore('postgresql', store, count, storeRows);
+          await store.close();
+          await measureCli('postgresql', root, count, `${(seed / 1000).toFixed(1)} s`, cliRows);
+          await measureWebui('postgresql', root, count, webRows);
+        } finally {
+          fs.rmSync(root, { recursive: true, force: true });
+        }
       }
-    } finally {
-      fs.rmSync(root, { recursive: true, force: true });
+      notes.push(`${count.toLocaleString('en')} nodes: load average ${before} before, ${loadAverage()} after`);
     }
+  } finally {
+    for (const fn of cleanups.reverse()) await fn();
   }
   process.stdout.write(
     [
       '',
       '### node store',
       '',
-      '| backend | nodes | open (first read) | first write (v1 → v2 migration) | node add (commit) | find by hostname / MAC | page: middle / status / search | countByStatus |',
+      '| backend | nodes | open (first read) | first write (embedded: v1 → v2 migration) | node add (commit, median of 20) | find by hostname / MAC | page: middle / status / search | countByStatus |',
       '|---|---|---|---|---|---|---|---|',
       ...storeRows,
       '',
-      '| nodes | `nodes add --no-apply` (whole command) | `nodes add` with apply |',
-      '|---|---|---|',
+      '| backend | nodes | seeded by `region migrate --to postgresql` (whole command) | `nodes add --no-apply` (whole command) | `nodes add` with apply |',
+      '|---|---|---|---|---|',
       ...cliRows,
       '',
-      '| nodes | web UI dashboard | nodes page (first 200) | nodes page (status filter, a middle page) | web UI RSS |',
-      '|---|---|---|---|---|',
+      '| backend | nodes | web UI dashboard | nodes page (first 200) | nodes page (status filter, a middle page) | web UI RSS |',
+      '|---|---|---|---|---|---|',
       ...webRows,
+      '',
+      ...notes,
       '',
     ].join('\n'),
   );

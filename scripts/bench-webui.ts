@@ -6,7 +6,6 @@
  * process, as `uec-provisioning serve` does) to an SSE client seeing it. The service is the
  * compiled one (`npm run build`), started as `uec-provisioning webui serve` on 127.0.0.1.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,12 +14,10 @@ import { createNode, type Node } from '../src/contract/node';
 import { recordStatusEvent } from '../src/region/node-ops';
 import { createFileNodeStore } from '../src/region/node-store';
 import { createPaths } from '../src/core/paths';
-import { createAccountStore } from '../packages/webui/accounts';
+import { CLI, startBenchWebui } from './bench-webui-server';
 import { runWrk, wrkAvailable } from './wrk';
 
-const REPO = path.resolve(__dirname, '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const CLI = path.join(REPO, 'dist/src/cli.js');
 
 function makeNodes(count: number): Node[] {
   const at = new Date('2026-01-01T00:00:00Z');
@@ -53,29 +50,14 @@ async function run(count: number): Promise<void> {
     await atomicWrite(paths.resolve('/var/lib/uec-provisioning/nodes.json'), JSON.stringify({ version: 1, nodes: makeNodes(count) }), { mode: 0o600 });
     fs.mkdirSync(paths.resolve('/etc/uec-provisioning/conf.d'), { recursive: true });
     fs.writeFileSync(paths.resolve('/etc/uec-provisioning/conf.d/50-managed.conf'), '[server]\ninterface = lo\naddress = 127.0.0.1\n');
-    await createAccountStore(paths).create('admin', 'admin', 'bench-password');
-    const child = spawn(process.execPath, [CLI, 'webui', 'serve', '--root', root, '--port', '0', '--listen', '127.0.0.1', '--json'], {
-      env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: path.join(REPO, 'templates') },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const webui = await startBenchWebui(root);
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /"port":(\d+)/.exec(out);
-          if (m) resolve(Number(m[1]));
-        });
-        child.on('exit', (code) => reject(new Error(`webui exited ${code}`)));
-      });
-      const base = `http://127.0.0.1:${port}/uec-provisioning`;
-      const login = await fetch(`${base}/api/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'admin', password: 'bench-password' }) });
-      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+      const { base, cookie } = webui;
       await timeGet(`${base}/`, cookie, 1); // warm up
       const dash = await timeGet(`${base}/`, cookie, SECONDS);
       const table = await timeGet(`${base}/nodes?sort=last&dir=desc`, cookie, SECONDS);
       const api = await timeGet(`${base}/api/nodes?status=deploying&per=1000`, cookie, SECONDS);
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      const rss = webui.rssMiB();
       // Status call-back → SSE client.
       const controller = new AbortController();
       const stream = await fetch(`${base}/api/events`, { headers: { Cookie: cookie }, signal: controller.signal });
@@ -97,7 +79,7 @@ async function run(count: number): Promise<void> {
           `API filter ${api.ms.toFixed(1)} ms, RSS ${rss.toFixed(0)} MiB, call-back → SSE median ${median(latencies).toFixed(1)} ms (max ${Math.max(...latencies).toFixed(1)})`,
       );
     } finally {
-      child.kill('SIGTERM');
+      webui.stop();
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });

@@ -40,7 +40,22 @@ function runAsNobody(args: string[], what: string): void {
 
 let counter = 0;
 
-export async function startPostgres(t: { teardown(fn: () => unknown): void }): Promise<TestPostgres> {
+export interface StartPostgresOptions {
+  /**
+   * Keep PostgreSQL's defaults for durability (fsync, synchronous_commit, full_page_writes on),
+   * as a real site runs it: the benchmarks. Tests leave them off (faster, nothing to keep).
+   */
+  durable?: boolean;
+}
+
+/** The server's -o settings (pure). */
+function renderPostgresSettings(dir: string, port: number, options: StartPostgresOptions = {}): string {
+  const safety = options.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off'];
+  return [`-c listen_addresses=''`, `-k ${dir}`, `-p ${port}`, ...safety, '-c max_connections=60'].join(' ');
+}
+
+/** `t` is a tap test, or anything with teardown (a benchmark's list of clean-ups). */
+export async function startPostgres(t: { teardown(fn: () => unknown): void }, options: StartPostgresOptions = {}): Promise<TestPostgres> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uecp-pg-'));
   const data = path.join(dir, 'data');
   fs.chmodSync(dir, 0o700);
@@ -58,8 +73,8 @@ export async function startPostgres(t: { teardown(fn: () => unknown): void }): P
     process.removeListener('exit', stop);
     stop();
   });
-  runAsNobody([path.join(PG_BIN, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'], 'initdb');
-  const settings = [`-c listen_addresses=''`, `-k ${dir}`, `-p ${port}`, '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c max_connections=60'].join(' ');
+  runAsNobody([path.join(PG_BIN, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', ...(options.durable ? [] : ['--no-sync'])], 'initdb');
+  const settings = renderPostgresSettings(dir, port, options);
   runAsNobody([path.join(PG_BIN, 'pg_ctl'), 'start', '-D', data, '-w', '-s', '-l', path.join(dir, 'log'), '-o', settings], 'pg_ctl start');
   const admin = { host: dir, port, user: 'postgres' };
   return {
