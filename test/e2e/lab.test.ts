@@ -124,7 +124,7 @@ t.test('a lab killed with SIGKILL is removed by scripts/lab --down', { skip: ski
       if (/appliance container booted/.test(line)) child.kill('SIGKILL');
     },
   });
-  t.equal(r.signal, 'SIGKILL', 'the lab was killed once its container ran');
+  t.equal(r.signal, 'SIGKILL', `the lab was killed once its container ran (exit ${r.code}):\n${r.output.split('\n').slice(-15).join('\n')}`);
   t.ok(leftovers().some((l) => l.startsWith('namespace uecl-')), `it left its namespaces behind (${leftovers().join(', ')})`);
   const down = await runLab(['--down']);
   t.equal(down.code, 0, down.output);
