@@ -3,8 +3,8 @@
  * directed broadcast address from a socket bound to that interface's address (node's dgram
  * has no SO_BINDTODEVICE; binding the source address picks the interface's route), and IPMI
  * chassis power through ipmitool for nodes with BMC details. The BMC details (address, user,
- * password) are kept root-only in their own 0600 file, never in the node store, which the
- * provisioning services and the API read.
+ * password, optional IPMI cipher suite) are kept root-only in their own 0600 file, never in
+ * the node store, which the provisioning services and the API read.
  */
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
@@ -82,6 +82,31 @@ export interface Bmc {
   address: string;
   user: string;
   password: string;
+  /**
+   * The IPMI v2.0 cipher suite ipmitool asks for (`-C`). Absent: ipmitool's own choice, which
+   * asks the BMC ("Get Channel Cipher Suites") and takes 17 if offered, else 3. Set it for a
+   * BMC that does not answer that question (each call then waits about 10 s before falling back
+   * to 3) or that must use one suite.
+   */
+  cipherSuite?: number;
+}
+
+/**
+ * The cipher suites a BMC can be pinned to (IPMI v2.0 table 22-20), the two ipmitool's own
+ * choice picks from: 17 (RAKP-HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128) and 3 (RAKP-HMAC-SHA1,
+ * HMAC-SHA1-96, AES-CBC-128; the one every IPMI v2.0 BMC must offer). The others have no
+ * authentication (0), no integrity or no encryption, MD5 or xRC4.
+ */
+export const IPMI_CIPHER_SUITES: readonly number[] = [3, 17];
+
+/** A cipher suite from a form, the API or bmc.json: '' / 'auto' / absent → undefined (pure). */
+export function parseCipherSuite(input: unknown): number | undefined {
+  if (input === undefined || input === null) return undefined;
+  const text = String(input).trim();
+  if (text === '' || text === 'auto') return undefined;
+  const n = /^[0-9]{1,2}$/.test(text) ? Number(text) : NaN;
+  if (!IPMI_CIPHER_SUITES.includes(n)) throw new UecError('INVALID_VALUE', `BMC cipher suite ${JSON.stringify(input)} is not "auto", ${IPMI_CIPHER_SUITES.join(' or ')}`);
+  return n;
 }
 
 interface BmcFile {
@@ -89,7 +114,7 @@ interface BmcFile {
   bmcs: Record<string, Bmc>;
 }
 
-export function parseBmc(input: { address?: unknown; user?: unknown; password?: unknown }): Bmc {
+export function parseBmc(input: { address?: unknown; user?: unknown; password?: unknown; cipherSuite?: unknown }): Bmc {
   const address = String(input.address ?? '').trim();
   const user = String(input.user ?? '').trim();
   const password = String(input.password ?? '');
@@ -97,7 +122,8 @@ export function parseBmc(input: { address?: unknown; user?: unknown; password?: 
   if (!/^[A-Za-z0-9._@-]{1,32}$/.test(user)) throw new UecError('INVALID_VALUE', 'BMC user must be 1-32 letters, digits, ".", "_", "@" or "-"');
   // eslint-disable-next-line no-control-regex
   if (!/^[^\u0000-\u001f\u007f]{1,64}$/.test(password)) throw new UecError('INVALID_VALUE', 'BMC password must be 1-64 printable characters');
-  return { address, user, password };
+  const cipherSuite = parseCipherSuite(input.cipherSuite);
+  return cipherSuite === undefined ? { address, user, password } : { address, user, password, cipherSuite };
 }
 
 export interface BmcStore {
@@ -146,9 +172,25 @@ export function createBmcStore(paths: Paths): BmcStore {
   };
 }
 
-/** ipmitool -I lanplus … chassis power ACTION; the password goes through the environment (-E), never argv. */
+/**
+ * ipmitool's arguments for a chassis power action (pure): `-I lanplus`, the BMC's cipher suite
+ * when it has one, and `-E`, so the password goes through the environment (IPMI_PASSWORD),
+ * never argv. A cipher suite that is not one of IPMI_CIPHER_SUITES (a hand-edited bmc.json)
+ * is refused, naming it.
+ */
+export function renderIpmiPowerArgs(bmc: Bmc, action: PowerAction): string[] {
+  const suite = bmc.cipherSuite === undefined ? undefined : parseCipherSuite(bmc.cipherSuite);
+  return ['-I', 'lanplus', ...(suite === undefined ? [] : ['-C', String(suite)]), '-H', bmc.address, '-U', bmc.user, '-E', 'chassis', 'power', action];
+}
+
+/** ipmitool -I lanplus [-C SUITE] … chassis power ACTION; the password goes through the environment (-E), never argv. */
 export async function runIpmiPower(bmc: Bmc, action: PowerAction, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const args = ['-I', 'lanplus', '-H', bmc.address, '-U', bmc.user, '-E', 'chassis', 'power', action];
+  let args: string[];
+  try {
+    args = renderIpmiPowerArgs(bmc, action);
+  } catch (err) {
+    throw new UecError('POWER_FAILED', `ipmitool power ${action} on ${bmc.address}: ${err instanceof UecError ? err.message : describeError(err)}`, { cause: err });
+  }
   let result;
   try {
     result = await runCommand('ipmitool', args, { env: { ...env, IPMI_PASSWORD: bmc.password }, timeoutMs: 30_000 });
@@ -156,6 +198,6 @@ export async function runIpmiPower(bmc: Bmc, action: PowerAction, env: NodeJS.Pr
     throw new UecError('POWER_FAILED', `ipmitool power ${action} on ${bmc.address}: ${describeError(err)}`, { cause: err });
   }
   const output = `${result.stdout}\n${result.stderr}`.trim().split('\n').find((l) => l.trim() !== '') ?? '';
-  if (result.code !== 0) throw new UecError('POWER_FAILED', `ipmitool power ${action} on ${bmc.address} failed (exit ${result.code}): ${output.slice(0, 200)}`);
+  if (result.code !== 0) throw new UecError('POWER_FAILED', `ipmitool power ${action} on ${bmc.address}${bmc.cipherSuite === undefined ? '' : ` (cipher suite ${bmc.cipherSuite})`} failed (exit ${result.code}): ${output.slice(0, 200)}`);
   return output.slice(0, 200);
 }
