@@ -25,6 +25,8 @@ import { loadServerAddress } from '../core/server-address';
 import { checkTemplate, templateDirs, type Template } from '../core/template';
 import { validateContent } from '../core/validators';
 import { BOOT_PATHS } from '../edge/boot';
+import { selectBootTrace, selectBootVerdict, selectUnknownMacs } from '../region/boot-trace';
+import { loadBootLogs } from '../region/boot-logs';
 
 function strings(value: unknown): string[] {
   if (value === undefined) return [];
@@ -237,6 +239,58 @@ export const NODE_COMMANDS: Command[] = [
     async run(session, positionals) {
       if (positionals.length !== 1) throw usageError('nodes show needs one NODE');
       printNode(session, await getNode(session.nodeStore(), positionals[0]!));
+      return 0;
+    },
+  },
+  {
+    words: ['nodes', 'why'],
+    args: 'NODE | --unknown',
+    summary: 'why a node did not boot or install: what DHCP, TFTP and the service saw, and a verdict',
+    options: { log: { type: 'string', multiple: true }, since: { type: 'string' }, at: { type: 'string' }, unknown: { type: 'boolean' } },
+    optionHelp: [
+      ['--log FILE', 'read dnsmasq\'s log from FILE (log-facility=FILE, or syslog; repeat for more) instead of the journal'],
+      ['--since TIME', 'look back to TIME (ISO 8601; default 24 hours before --at)'],
+      ['--at TIME', 'judge as if it were TIME (ISO 8601; default now)'],
+      ['--unknown', 'list the MACs seen on the wire that no node has'],
+    ],
+    async run(session, positionals, values) {
+      const unknown = values.unknown === true;
+      if (positionals.length !== (unknown ? 0 : 1)) throw usageError(unknown ? 'nodes why --unknown takes no NODE' : 'nodes why needs one NODE (or --unknown)');
+      const time = (name: string, fallback: Date): Date => {
+        const text = optional(values, name);
+        if (text === undefined) return fallback;
+        const parsed = new Date(text);
+        if (!/^\d{4}-\d\d-\d\d/.test(text) || Number.isNaN(parsed.getTime())) throw usageError(`--${name} ${JSON.stringify(text)} is not an ISO 8601 time`);
+        return parsed;
+      };
+      const now = time('at', new Date());
+      const since = time('since', new Date(now.getTime() - 86_400_000));
+      const node = unknown ? null : await getNode(session.nodeStore(), positionals[0]!);
+      const logs = await loadBootLogs({ files: strings(values.log), since, now });
+      if (logs.warning) session.log.warn(logs.warning);
+      const wire = logs.events.filter((e) => e.at <= now.toISOString());
+      const unknownMacs = selectUnknownMacs(wire, await session.nodeStore().list());
+      if (!node) {
+        if (session.json) session.io.stdout(`${JSON.stringify({ source: logs.source, since: since.toISOString(), unknownMacs }, null, 2)}\n`);
+        else {
+          if (unknownMacs.length === 0) session.io.stdout(`no unknown MACs seen since ${since.toISOString()} (${logs.source})\n`);
+          for (const u of unknownMacs) session.io.stdout(`${u.mac}  ${String(u.count).padStart(4)} DHCP lines  ${u.firstAt} .. ${u.lastAt}  last: ${u.last}${u.vendorClass ? `  vendor class: ${u.vendorClass}` : ''}\n`);
+        }
+        return 0;
+      }
+      // Judged as of --at: the timeline's later events are left out too.
+      const asOf = { ...node, events: node.events.filter((e) => e.at <= now.toISOString()) };
+      const trace = selectBootTrace(asOf, wire, since.toISOString());
+      const verdict = selectBootVerdict(asOf, wire, now);
+      if (session.json) {
+        const out = { node: { systemId: node.systemId, hostname: node.hostname, macs: node.macs, status: node.status }, source: logs.source, warning: logs.warning, since: since.toISOString(), at: now.toISOString(), trace, verdict, unknownMacs: unknownMacs.length };
+        session.io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+        return 0;
+      }
+      session.io.stdout(`${node.hostname} (${node.systemId}), ${node.macs.join(' ')}, status ${node.status}; dnsmasq log: ${logs.source}\n`);
+      for (const e of trace) session.io.stdout(`  ${e.at}  ${e.source.padEnd(8)} ${e.what}\n`);
+      session.io.stdout(`verdict: ${verdict.code}: ${verdict.summary}\n  ${verdict.hint}\n`);
+      if (unknownMacs.length > 0) session.io.stdout(`${unknownMacs.length} MAC(s) no node has were seen on the wire: nodes why --unknown\n`);
       return 0;
     },
   },
