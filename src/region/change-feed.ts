@@ -29,11 +29,10 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { NodeContext } from '../contract/context';
 import { FEED_BATCH_LIMIT, FEED_MAX_WAIT_SECONDS, type ContextChange, type EdgeContact } from '../contract/region-api';
-import type { Node } from '../contract/node';
 import type { RouteRequest } from '../core/http-routes';
 import { json, text, type Reply } from '../core/http-util';
 import { SYSTEM_ADDRESSING } from '../core/neighbours';
-import { cidrsOverlap, parseCidr } from './edges';
+import { selectEdgeServes } from './edges';
 import type { NodeChange, NodeStore } from './node-store';
 import { loadContextInputs, selectNodeContext, type ContextInputs, type RegionOptions } from './region';
 
@@ -60,26 +59,6 @@ function feedState(store: NodeStore): FeedState {
 /** Pure: the digest of what contexts are built from besides the node. */
 export function selectSettingsDigest(inputs: ContextInputs, options: Pick<RegionOptions, 'urls' | 'adminUser'>): string {
   return createHash('sha256').update(JSON.stringify([inputs.archive, inputs.roles, inputs.authorizedKeys, options.urls, options.adminUser])).digest('base64url').slice(0, 22);
-}
-
-/** Pure: does an edge serving `subnets` serve this node? Its reserved or bound IPv4 in one of them, or neither. */
-export function selectEdgeServes(subnets: readonly string[] | undefined, node: Pick<Node, 'ipv4' | 'boundAddress'>): boolean {
-  if (subnets === undefined) return true;
-  const address = node.ipv4 || node.boundAddress || '';
-  if (!address) return true;
-  let host;
-  try {
-    host = parseCidr(`${address}/32`);
-  } catch {
-    return false;
-  }
-  return subnets.some((s) => {
-    try {
-      return cidrsOverlap(parseCidr(s), host);
-    } catch {
-      return false;
-    }
-  });
 }
 
 /** Pure: the parameters of a feed request, or the reason they are wrong. */

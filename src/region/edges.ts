@@ -22,6 +22,7 @@ import { atomicWrite } from '../core/atomic-write';
 import { UecError, describeError } from '../core/errors';
 import { createFileLock } from '../core/file-lock';
 import type { Paths } from '../core/paths';
+import type { Node } from '../contract/node';
 
 export const EDGES_FILE = '/var/lib/uec-provisioning/edges.json';
 export const EDGE_KEY_PREFIX = 'uecpe';
@@ -142,6 +143,31 @@ export function parseCidr(text: string): Cidr {
   const canonical = `${family === 4 ? bigintToIpv4(network) : bigintToIpv6(network)}/${prefix}`;
   if ((value & hostMask) !== 0n) return fail(`has host bits set (the network is ${canonical})`);
   return { family, network, prefix, text: canonical };
+}
+
+/** Pure: does an edge serving `subnets` serve this node? Its reserved or bound IPv4 in one of them, or neither. */
+export function selectEdgeServes(subnets: readonly string[] | undefined, node: Pick<Node, 'ipv4' | 'boundAddress'>): boolean {
+  if (subnets === undefined) return true;
+  const address = node.ipv4 || node.boundAddress || '';
+  if (!address) return true;
+  return selectSubnetsHold(subnets, address);
+}
+
+/** Pure: is `address` (IPv4 or IPv6) in one of the subnets? False for anything not an address. */
+export function selectSubnetsHold(subnets: readonly string[], address: string): boolean {
+  let host;
+  try {
+    host = parseCidr(`${address}/${isIPv6(address) ? 128 : 32}`);
+  } catch {
+    return false;
+  }
+  return subnets.some((s) => {
+    try {
+      return cidrsOverlap(parseCidr(s), host);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Whether two subnets share an address (pure). */

@@ -50,7 +50,7 @@ import {
 import type { NodeStore } from './node-store';
 import { selectFeedFollowers, serveChanges } from './change-feed';
 import { EDGE_EVENT_TYPES, checkEventId, type EdgeEventType } from '../contract/region-api';
-import { isEdgeKey, type EdgeRegistry } from './edges';
+import { isEdgeKey, selectEdgeServes, selectSubnetsHold, type EdgeRegistry } from './edges';
 import { selectRole, selectRolePackages, type Role } from '../contract/roles';
 
 export interface RegionOptions {
@@ -262,7 +262,8 @@ async function recordBootEvent(options: RegionOptions, { params, body }: RouteRe
  * 403 with the reason (for the server's log; it tells its client only "forbidden"),
  * 404 no such node, 409 the node is not deploying or commissioning, 400 a malformed body.
  */
-async function claimAddress(options: RegionOptions, { params, body }: RouteRequest): Promise<Reply> {
+async function claimAddress(options: RegionOptions, request: RouteRequest): Promise<Reply> {
+  const { params, body } = request;
   const parsed = parseJsonObject(body);
   if ('error' in parsed) return text(400, parsed.error);
   const claim: { address?: unknown; mac?: unknown; router?: unknown } = parsed.value;
@@ -276,6 +277,11 @@ async function claimAddress(options: RegionOptions, { params, body }: RouteReque
     } catch (err) {
       return text(400, describeError(err));
     }
+  }
+  if (request.authenticatedEdge) {
+    const found = await options.store.find(params[0]!);
+    const refused = found && found.systemId === params[0] ? refuseOutsideEdge(options, request, 'a claim', found, claim.address) : null;
+    if (refused) return refused;
   }
   const answer = await judgeClaim(options, params[0]!, claim.address, neighbour);
   if (answer.status === 200) return json(200, { rule: answer.rule });
@@ -310,7 +316,25 @@ export async function judgeClaim(options: RegionOptions, systemId: string, addre
   return { status: 200, rule: ownership.rule };
 }
 
-async function nodeContext(options: RegionOptions, { params, url }: RouteRequest): Promise<Reply> {
+/**
+ * An edge with its own key reads and claims only the nodes of its subnets (the change feed
+ * gives it no other): null when it may, else the refusal, logged with the reason. The shared
+ * key (one box, or an edge not yet given its own key) is not limited. Boot events are not
+ * limited either: an edge's queue may hold the events of a node reassigned while it was away,
+ * and an event only adds to a timeline.
+ */
+function refuseOutsideEdge(options: RegionOptions, request: RouteRequest, what: string, node: Node, address?: string): Reply | null {
+  const edge = request.authenticatedEdge;
+  if (!edge) return null;
+  const served = selectEdgeServes(edge.subnets, node);
+  if (served && (address === undefined || selectSubnetsHold(edge.subnets, address))) return null;
+  const why = served ? `the client address ${JSON.stringify(address)} is outside its subnets` : `the node's address ${node.ipv4 || node.boundAddress} is outside its subnets`;
+  options.log.warn(`refused ${what} of node ${node.hostname} (${node.systemId}) to edge ${edge.name} (${edge.subnets.join(', ')}): ${why}`);
+  return FORBIDDEN;
+}
+
+async function nodeContext(options: RegionOptions, request: RouteRequest): Promise<Reply> {
+  const { params, url } = request;
   let node: Node | undefined;
   if (params[0] !== undefined) {
     const found = await options.store.find(params[0]);
@@ -325,7 +349,7 @@ async function nodeContext(options: RegionOptions, { params, url }: RouteRequest
     node = await options.store.find(mac);
   }
   if (!node) return text(404, 'no such node');
-  return json(200, await selectNodeContext(options, node));
+  return refuseOutsideEdge(options, request, 'the context', node) ?? json(200, await selectNodeContext(options, node));
 }
 
 async function statusCallback(options: RegionOptions, { params, url, body }: RouteRequest, node: Node): Promise<Reply> {
@@ -363,7 +387,7 @@ function requireNode(grant: RegionGrant): Node {
 }
 
 export const REGION_ROUTES: readonly RegionRoute[] = [
-  { methods: ['GET'], path: '/api/v1/nodes', pattern: /^\/api\/v1\/nodes$/, access: 'provisioning-key', bodyLimit: 0, handler: async (o) => json(200, (await o.store.list()).map(publicNode)) },
+  { methods: ['GET'], path: '/api/v1/nodes', pattern: /^\/api\/v1\/nodes$/, access: 'provisioning-key', bodyLimit: 0, handler: async (o, r) => json(200, (await o.store.list()).filter((n) => selectEdgeServes(r.authenticatedEdge?.subnets, n)).map(publicNode)) },
   { methods: ['GET'], path: '/api/v1/context?mac=<mac>', pattern: /^\/api\/v1\/context$/, access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
   { methods: ['GET'], path: '/api/v1/nodes/<id>/context', pattern: new RegExp(`^/api/v1/nodes/${ID}/context$`), access: 'provisioning-key', bodyLimit: 0, handler: nodeContext },
   // The change feed edges follow (change-feed.ts), and what the region knows of their contact.

@@ -7,7 +7,7 @@ import type { ContextFeedBatch, EdgeContact } from '../../src/contract/region-ap
 import { FEED_BATCH_LIMIT } from '../../src/contract/region-api';
 import { createNode, newToken } from '../../src/contract/node';
 import { addNode, deployNode, editNode } from '../../src/region/node-ops';
-import { selectEdgeServes } from '../../src/region/change-feed';
+import { selectEdgeServes } from '../../src/region/edges';
 import { createEdgeRegistry } from '../../src/region/edges';
 import { KEY, memoryLog, startEdgeFixture, startFixture } from '../helpers/region-fixture';
 import { loadEdgeCache } from '../../src/edge/edge-cache';
