@@ -18,15 +18,17 @@ import type { EffectiveConfig } from '../core/config';
 import { UecError, describeError } from '../core/errors';
 import { clientAddress, loggablePath, send, text, type Reply } from '../core/http-util';
 import type { Logger } from '../core/log';
-import { DHCPD_BUS_NAME, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from '../core/metrics';
+import { DHCPD_BUS_NAME, countRequestsOf, recordServedRequest, selectMirrorStateFile, useMetricsSources, watchRegionAnswers } from '../core/metrics';
 import type { ClientAddressing } from '../core/neighbours';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from '../region/node-ops';
 import type { Paths } from '../core/paths';
 import { preseedDirs } from '../edge/preseed';
-import { handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from '../edge/provisioning';
+import { answerFromPreseedMemo, handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from '../edge/provisioning';
+import { createPreseedMemo } from '../edge/preseed-memo';
+import { selectStoreBackend } from '../region/open-store';
 import { handleRegionRequest, type RegionOptions } from '../region/region';
 import { createLocalRegionClient } from '../region/local-region-client';
-import { readStoreVersion, type NodeStore } from '../region/node-store';
+import { NODES_FILE, readStoreVersion, type NodeStore } from '../region/node-store';
 import { createEdgeRegistry, parseEdgeKey } from '../region/edges';
 import { OWNERSHIP_TTL_MS, createOwnershipCache } from '../edge/ownership-cache';
 import { SYNC_SYSTEM_ADDRESSING } from '../core/read-neighbour-sync';
@@ -132,6 +134,10 @@ export interface Services {
   /** On an edge (no region here, provisioning.region_url set): its cache, queue and follower. */
   edge?: RunningEdge;
   handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
+  /** The preseed fast path (answerFromPreseedMemo): true when it answered `req`, synchronously. */
+  answerFast(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+  /** Stop watching the node store's files. */
+  stop(): void;
 }
 
 /** The region side's options from the configuration (used by serve and the web UI's preseed preview). */
@@ -194,11 +200,20 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   // client interface, with the context reused only while the node store is unchanged.
   // An edge with its own key (edges add on the region) presents it instead of the shared key.
   const edgeKeyFile = config.getString('provisioning.edge_key_file');
+  const localRegion = region !== undefined && !config.getString('provisioning.region_url');
+  // The node store's generation: every commit of this process (onChange) and, through inotify
+  // on the store's directory, of every other process (the web UI, the CLI) bumps it, so the
+  // contexts and the remembered preseeds are dropped without a stat per request. Where the
+  // directory cannot be watched (or the store is PostgreSQL, written by other hosts), the
+  // store's files are stat'ed on every look-up as before and no preseed is remembered.
   let storeWrites = 0;
   if (region) store.onChange(() => void storeWrites++);
+  const watcher = localRegion && selectStoreBackend(config) === 'embedded' ? watchStoreFiles(paths, () => void storeWrites++) : undefined;
+  const watching = () => watcher !== undefined && !watcher.failed;
+  const memo = watcher ? createPreseedMemo({ generation: () => (watching() ? storeWrites : ++storeWrites) }) : undefined;
   const regionClient: RegionClient =
-    region && !config.getString('provisioning.region_url')
-      ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => `${storeWrites} ${readStoreVersion(paths)}` })
+    region && localRegion
+      ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => (watching() ? String(storeWrites) : `${storeWrites} ${readStoreVersion(paths)}`) })
       : createRegionClient({
           regionUrl,
           key: edgeKeyFile ? await loadEdgeKey(paths, edgeKeyFile) : key,
@@ -211,11 +226,21 @@ export async function createServices(settings: ServiceSettings): Promise<Service
     ...buildProvisioningOptions({ paths, config: c, server, regionUrl, region: regionClient, log: log.child({ side: 'provisioning' }), addressing: settings.addressing ?? SYNC_SYSTEM_ADDRESSING }),
     ownership,
     edge: edge?.side,
+    memo,
   });
+  const countFast = countRequestsOf('provisioning', '/preseed/<id>', 'GET', 200);
   const services: Services = {
     region,
     edge,
     provisioning: provisioningFor(config),
+    answerFast(req, res) {
+      if (!answerFromPreseedMemo(services.provisioning, req, res)) return false;
+      countFast();
+      return true;
+    },
+    stop() {
+      watcher?.close();
+    },
     async handle(req, res) {
       const client = clientAddress(req);
       await refresh();
@@ -271,6 +296,33 @@ export async function createServices(settings: ServiceSettings): Promise<Service
 }
 
 const CONFIG_RELOAD_MS = 1000;
+
+/** The store's directory watched (inotify): `failed` once the watch broke (the caller stats instead). */
+interface StoreWatcher {
+  failed: boolean;
+  close(): void;
+}
+
+/** Calls `changed` on every change to the node store's files (snapshot, journal), by any process; undefined when it cannot watch. */
+function watchStoreFiles(paths: Paths, changed: () => void): StoreWatcher | undefined {
+  const file = paths.resolve(NODES_FILE);
+  const dir = path.dirname(file);
+  const prefix = path.basename(file).replace(/\.json$/, '.');
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
+      if (name === null || name.startsWith(prefix)) changed();
+    });
+    const state: StoreWatcher = { failed: false, close: () => watcher.close() };
+    watcher.on('error', () => {
+      state.failed = true;
+      changed();
+    });
+    return state;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface RunningEdge {
   side: EdgeSide;
@@ -337,6 +389,7 @@ export async function startService(
   const answering = new Set<Promise<void>>();
   const onRequest: http.RequestListener = (req, res) => {
     if (!services) return send(res, text(503, 'starting', { 'Retry-After': '1' }));
+    if (services.answerFast(req, res)) return;
     const handled = services
       .handle(req, res)
       .catch((err: unknown) => {
@@ -477,6 +530,7 @@ export async function startService(
     close: async () => {
       if (timer) clearInterval(timer);
       if (followTimer) clearInterval(followTimer);
+      services?.stop();
       await followStore();
       const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       // Finish what is under way, so no write outlives the service: the reports to the region

@@ -5,7 +5,9 @@
  *
  * /proc/net/arp is per network namespace: a service in a namespace sees its own LAN's table.
  * It is read on every lookup (a few hundred bytes): a stale copy could miss a client that
- * connected a moment ago, and a missing entry is what a routed client looks like.
+ * connected a moment ago, and a missing entry is what a routed client looks like. (serve's
+ * preseed fast path reuses the entry read for a connection's checked request for that same
+ * connection only: a connection's peer cannot change; preseed-memo.ts.)
  *
  * A router's entry says nothing about who is behind it: an entry whose MAC is the MAC of a
  * gateway in /proc/net/route is marked `router`, and the request is treated as routed.
@@ -41,6 +43,13 @@ export type NeighbourLookup = (address: string) => Promise<NeighbourEntry | null
 export interface ClientAddressing {
   clientAddress(req: IncomingMessage): string;
   neighbour: NeighbourLookup;
+  /**
+   * True when the answers are the socket's peer and the kernel's table: one connection's client
+   * cannot change, and another machine on that address has to open its own connection (which is
+   * checked anew). Only then may an ownership accepted on a connection be reused for it
+   * (preseed-memo.ts). The tests' fake LAN, whose client is a header, is not.
+   */
+  connectionBound?: boolean;
 }
 
 /** ATF_COM: the entry is complete (an incomplete one has the all-zero MAC). */
@@ -99,4 +108,5 @@ export async function readNeighbour(address: string, procNet = '/proc/net'): Pro
 export const SYSTEM_ADDRESSING: ClientAddressing = {
   clientAddress: (req) => normaliseClientAddress(clientAddress(req)),
   neighbour: (address) => readNeighbour(address),
+  connectionBound: true,
 };

@@ -61,4 +61,5 @@ export function readNeighbourSync(address: string, procNet = '/proc/net'): Neigh
 export const SYNC_SYSTEM_ADDRESSING: ClientAddressing = {
   clientAddress: (req) => normaliseClientAddress(clientAddress(req)),
   neighbour: async (address) => readNeighbourSync(address),
+  connectionBound: true,
 };

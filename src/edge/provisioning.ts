@@ -17,6 +17,12 @@
  * runs in this process: local-region-client.ts), which keeps the binding; an accepted answer
  * is remembered for a few seconds per node, token, address and MAC (ownership-cache.ts).
  *
+ * With the region in this process (`serve`), a repeated plain GET /preseed/<id> on a connection
+ * whose ownership of the node was accepted is answered before routing, from the bytes last
+ * served, until the node store changes (any process), a second passes or the configuration is
+ * reloaded (answerFromPreseedMemo, preseed-memo.ts): the same answer, without the per-request
+ * context look-up, neighbour-table read, claim, render and log line.
+ *
  * It knows nodes through the region (region-client.ts); when the region does not answer it
  * says 503 with Retry-After, and the machine's iPXE (or d-i's wget) retries.
  *
@@ -33,7 +39,7 @@
  * and enlistments the region cannot take now; the follower delivers them in order.
  */
 import * as fs from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as path from 'node:path';
 import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootAction } from './boot';
 import type { NodeContext } from '../contract/context';
@@ -44,7 +50,8 @@ import { dispatchRoutes, type Authorizer, type Route, type RouteRequest } from '
 import { decodePathSegment, json, presentedToken, text, type Reply } from '../core/http-util';
 import type { Logger } from '../core/log';
 import { timeRender } from '../core/metrics';
-import { SYSTEM_ADDRESSING, type ClientAddressing } from '../core/neighbours';
+import { SYSTEM_ADDRESSING, type ClientAddressing, type NeighbourEntry } from '../core/neighbours';
+import type { PreseedMemo } from './preseed-memo';
 import { isInstalling, parseMac, type NodeStatus } from '../contract/node';
 import {
   PRESEED_TYPES,
@@ -86,6 +93,11 @@ export interface ProvisioningOptions {
   ownership?: OwnershipCache;
   /** On an edge (serve --no-region): its cache of the region's feed and its queue of call-backs. */
   edge?: EdgeSide;
+  /**
+   * The preseeds served, answered again from memory while nothing they rest on changed
+   * (preseed-memo.ts; `serve` with the region in this process). None: every request is routed.
+   */
+  memo?: PreseedMemo;
 }
 
 export interface EdgeSide {
@@ -270,41 +282,57 @@ function reportToRegion(options: ProvisioningOptions, context: NodeContext, type
 
 const FORBIDDEN = text(403, 'forbidden');
 
+/** A client that owns the node: its address and the neighbour entry the decision rested on. */
+interface Owner {
+  client: string;
+  neighbour: NeighbourEntry | null;
+}
+
+/** checkOwner's answer for a client that may not have the node. */
+interface Refusal {
+  refuse: Reply;
+}
+
 /**
  * Does the client of `req` own the node now? Asks the region (which binds a first routed
- * address); a refusal is logged here with the region's reason. Null when it does; else the
- * reply to send (403, 404, 409, or 503 when the region cannot answer).
+ * address); a refusal is logged here with the region's reason. The owner when it does; else
+ * the reply to send (403, 404, 409, or 503 when the region cannot answer).
  */
-async function refuseUnlessOwner(options: ProvisioningOptions, req: IncomingMessage, context: NodeContext, what: string): Promise<Reply | null> {
+async function checkOwner(options: ProvisioningOptions, req: IncomingMessage, context: NodeContext, what: string): Promise<Owner | Refusal> {
   const addressing = options.addressing ?? SYSTEM_ADDRESSING;
   const client = addressing.clientAddress(req);
   const neighbour = await addressing.neighbour(client);
+  const owner = { client, neighbour };
   const key = selectOwnershipKey(context.system_id, context.token, client, neighbour);
-  if (options.ownership?.owns(key)) return null;
+  if (options.ownership?.owns(key)) return owner;
   let answer;
   try {
     answer = await options.region.claimAddress(context.system_id, client, neighbour);
   } catch (err) {
-    if (!options.edge) return unavailable(options, err, what);
+    if (!options.edge) return { refuse: unavailable(options, err, what) };
     // The region is away: judge from the cached context; a first binding must wait for it.
     const local = selectAddressOwnership({ hostname: context.hostname, systemId: context.system_id, macs: context.macs, ipv4: context.ipv4, boundAddress: context.bound_address }, client, neighbour);
-    if (local.owned && local.rule === 'binding' && local.bind) return unavailable(options, err, `${what} (a routed client, which only the region can bind)`);
+    if (local.owned && local.rule === 'binding' && local.bind) return { refuse: unavailable(options, err, `${what} (a routed client, which only the region can bind)`) };
     answer = local.owned ? ({ owned: true, rule: local.rule } as const) : ({ owned: false, status: 403, reason: `${local.reason} (judged by this edge, the region is away)` } as const);
   }
   if (answer.owned) {
     options.ownership?.remember(key);
-    return null;
+    return owner;
   }
   const seen = neighbour ? `neighbour MAC ${neighbour.mac}${neighbour.router ? ', a router' : ''}` : 'no neighbour entry';
   options.log.warn(`refused ${what} of ${context.hostname} (${context.system_id}) to ${client} (${seen}): ${answer.reason}`);
-  if (answer.status === 404) return text(404, 'no such node');
-  if (answer.status === 409) return text(409, 'node is not deploying');
-  return FORBIDDEN;
+  if (answer.status === 404) return { refuse: text(404, 'no such node') };
+  if (answer.status === 409) return { refuse: text(409, 'node is not deploying') };
+  return { refuse: FORBIDDEN };
 }
 
 /** What the authorizer hands a node route: the node's context, its caller checked. */
 export interface ProvisioningGrant {
   context?: NodeContext;
+  /** The client that owns it, as checked (node and node-address routes). */
+  owner?: Owner;
+  /** The node store's generation read before the context was looked up (with options.memo). */
+  generation?: number;
 }
 
 function requireContext(grant: ProvisioningGrant): NodeContext {
@@ -323,6 +351,8 @@ const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> 
   const systemId = request.params[0] ?? '';
   const what = route.access === 'node' ? (route.path.startsWith('/metadata/') ? 'call-back' : 'first-boot script') : 'preseed';
   let context: NodeContext | null;
+  // Read before the context: a commit after this point makes a remembered answer stale, never a stale one current.
+  const generation = options.memo?.generation();
   try {
     // Fresh, not from the context cache: right after a new deploy the cached context would
     // still hold the last install's status and token. (One fetch of each per install.)
@@ -347,8 +377,8 @@ const authorizeProvisioning: Authorizer<ProvisioningOptions, ProvisioningGrant> 
       return { refuse: text(409, `node is ${context.status}, not deploying`) };
     }
   }
-  const refused = await refuseUnlessOwner(options, request.req, context, `the ${what}`);
-  return refused ? { refuse: refused } : { grant: { context } };
+  const owner = await checkOwner(options, request.req, context, `the ${what}`);
+  return 'refuse' in owner ? owner : { grant: { context, owner, generation } };
 };
 
 async function nodeBootScript(options: ProvisioningOptions, { req, url }: RouteRequest): Promise<Reply> {
@@ -369,23 +399,61 @@ async function nodeBootScript(options: ProvisioningOptions, { req, url }: RouteR
   const action = selectContextBootAction(context);
   if (context && action === 'install') {
     // The install script names the node and its preseed: only for the node itself.
-    const refused = await refuseUnlessOwner(options, req, context, `the install boot script (asked for ${mac})`);
-    if (refused) return refused;
+    const owner = await checkOwner(options, req, context, `the install boot script (asked for ${mac})`);
+    if ('refuse' in owner) return owner.refuse;
   }
   options.log.info(`boot script for ${mac}: ${action}${context ? ` (${context.hostname}, ${context.system_id})` : ''}`);
   if (context && action === 'install') reportToRegion(options, context, 'netboot', `install boot script served to ${mac}`);
   return text(200, await timeRender('boot-script', () => renderNodeScript(options, context)));
 }
 
-async function nodePreseed(options: ProvisioningOptions, { url }: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
+const PRESEED_TYPE = 'text/plain; charset=utf-8';
+
+async function nodePreseed(options: ProvisioningOptions, { req, url, method }: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
   const context = requireContext(grant);
   const requested = url.searchParams.get('type');
   if (requested !== null && !(PRESEED_TYPES as readonly string[]).includes(requested)) return text(400, `type must be one of ${PRESEED_TYPES.join(', ')}`);
   const type = (requested as PreseedType | null) ?? selectPreseedType(context);
   const rendered = await timeRender('preseed', () => renderNodePreseed(options, context, type));
-  options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}`);
+  const memo = options.memo;
+  if (memo && grant.owner && grant.generation !== undefined && requested === null && method === 'GET' && url.search === '') {
+    // What the fast path may answer again on this connection (answerFromPreseedMemo).
+    if ((options.addressing ?? SYSTEM_ADDRESSING).connectionBound) memo.bindConnection(req.socket, grant.owner.client, grant.owner.neighbour);
+    memo.remember({ systemId: context.system_id, body: rendered.body, length: String(rendered.body.length), client: grant.owner.client, neighbour: grant.owner.neighbour, generation: grant.generation, options });
+  }
+  // One line per node, type and client a minute (the region's timeline event is as sparse), with
+  // the answers given from memory since the last one.
+  if (!memo || memo.isNews(`${context.system_id} ${type} ${grant.owner?.client ?? ''}`)) {
+    const recalled = memo?.takeRecalled(context.system_id) ?? 0;
+    options.log.info(`preseed ${type} for ${context.hostname} (${context.system_id}) from ${rendered.template}${recalled > 0 ? ` (and ${recalled} times from memory since the last line)` : ''}`);
+  }
   reportToRegion(options, context, 'preseed', `${type} preseed fetched`);
-  return { status: 200, body: rendered.body, type: 'text/plain; charset=utf-8', headers: {} };
+  return { status: 200, body: rendered.body, type: PRESEED_TYPE, headers: {} };
+}
+
+/** The path the fast path answers: exactly /preseed/<id>, no query. */
+const REMEMBERED_PATH = /^\/preseed\/([a-z0-9-]{1,64})$/;
+
+/**
+ * The fast path of a repeated preseed (serve.ts calls it before routing): when `req` is a
+ * plain GET of /preseed/<id> on a connection whose ownership of that node the slow path has
+ * accepted, and nothing the answer rests on has changed since (preseed-memo.ts), it sends the
+ * remembered bytes and says true. Synchronous; anything else says false and is routed.
+ */
+export function answerFromPreseedMemo(options: ProvisioningOptions, req: IncomingMessage, res: ServerResponse): boolean {
+  const memo = options.memo;
+  const target = req.url;
+  if (!memo || req.method !== 'GET' || target === undefined || !target.startsWith('/preseed/')) return false;
+  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return false;
+  const addressing = options.addressing ?? SYSTEM_ADDRESSING;
+  if (!addressing.connectionBound) return false;
+  const m = REMEMBERED_PATH.exec(target);
+  if (!m) return false;
+  const entry = memo.recall(m[1]!, req.socket, addressing.clientAddress(req), options);
+  if (!entry) return false;
+  res.writeHead(200, { 'Content-Type': PRESEED_TYPE, 'Content-Length': entry.length, 'Cache-Control': 'no-store' });
+  res.end(entry.body);
+  return true;
 }
 
 async function firstbootScript(options: ProvisioningOptions, _request: RouteRequest, grant: ProvisioningGrant): Promise<Reply> {
