@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { createTestNetwork, netnsUnavailableReason, type NetnsProcess, type TestNetwork } from '../helpers/netns';
+import { createBackbone, curlIn, startServe, until, type Launcher } from '../helpers/edges';
+import { createTestNetwork, netnsUnavailableReason } from '../helpers/netns';
 import { put, scratchRoot } from '../helpers/scratch';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { transpileCheckout } from '../helpers/transpile';
@@ -23,43 +24,21 @@ const EDGE_A = { backbone: '10.60.0.3', lan: '10.71.0.1', client: '10.71.0.5', m
 const EDGE_B = { backbone: '10.60.0.2', lan: '10.72.0.1', client: '10.72.0.5', mac: '52:54:00:72:00:05' };
 const KEY_FILE = '/var/lib/uec-provisioning/secrets/provisioning.key';
 
-async function curl(net: TestNetwork, ns: string, url: string): Promise<{ status: number; body: string }> {
-  const r = await net.exec(ns, ['curl', '-s', '--max-time', '20', '-w', '\n%{http_code}', url], { timeoutMs: 30_000 });
-  const lines = r.stdout.split('\n');
-  const status = Number(lines.pop());
-  return { status, body: lines.join('\n') };
-}
-
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, seconds = 90): Promise<T> {
-  for (let i = 0; i < seconds * 4; i++) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-}
-
 t.test('region and two edges in namespaces: the region killed after the deploy, edge B installs the node from its cache; back, the timeline holds every event once, in order', { skip: netnsUnavailableReason(), timeout: 600_000 }, async (t) => {
   const build = transpileCheckout(t.testdir(), ['src', 'packages']);
   const cli = path.join(build, 'src/cli.js');
   const net = createTestNetwork(t, { name: 'edges' });
   const [reg, ea, eb, na, nb] = [await net.ns('region'), await net.ns('edgea'), await net.ns('edgeb'), await net.ns('nodea'), await net.ns('nodeb')];
-  await net.bridge(reg, 'bb');
-  await net.addr(reg, 'bb', `${REGION}/24`);
-  await net.up(reg, 'bb');
-  await net.link({ ns: reg, ifname: 'v-ea' }, { ns: ea, ifname: 'up0', cidr: `${EDGE_A.backbone}/24` });
-  await net.link({ ns: reg, ifname: 'v-eb' }, { ns: eb, ifname: 'up0', cidr: `${EDGE_B.backbone}/24` });
-  await net.attach(reg, 'v-ea', 'bb');
-  await net.attach(reg, 'v-eb', 'bb');
+  await createBackbone(net, reg, `${REGION}/24`, [
+    { ns: ea, label: 'ea', cidr: `${EDGE_A.backbone}/24` },
+    { ns: eb, label: 'eb', cidr: `${EDGE_B.backbone}/24` },
+  ]);
   await net.link({ ns: ea, ifname: 'lan', cidr: `${EDGE_A.lan}/24` }, { ns: na, ifname: 'eth0', mac: EDGE_A.mac, cidr: `${EDGE_A.client}/24` });
   await net.link({ ns: eb, ifname: 'lan', cidr: `${EDGE_B.lan}/24` }, { ns: nb, ifname: 'eth0', mac: EDGE_B.mac, cidr: `${EDGE_B.client}/24` });
 
-  const env = { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: SHIPPED_TEMPLATES, UEC_PROVISIONING_SERVICE_CONTROL: 'none' };
-  const serve = async (ns: string, paths: Paths, args: string[]): Promise<NetnsProcess> => {
-    const p = net.spawn(ns, [process.execPath, cli, 'serve', '--root', paths.root, '--port', '5248', '--json', ...args], { env });
-    await p.waitForOutput(/"port":5248/, 120_000);
-    return p;
-  };
+  const launcher: Launcher = { cli, env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: SHIPPED_TEMPLATES, UEC_PROVISIONING_SERVICE_CONTROL: 'none' } };
+  const serve = (ns: string, paths: Paths, args: string[]) => startServe(net, launcher, ns, paths, args);
+  const curl = (ns: string, url: string) => curlIn(net, ns, url);
 
   const regionPaths = scratchRoot(t);
   put(regionPaths, '/etc/uec-provisioning/conf.d/90-local.conf', `[server]\ninterface = bb\naddress = ${REGION}\n`);
@@ -83,7 +62,7 @@ t.test('region and two edges in namespaces: the region killed after the deploy, 
   const node = await deployNode(store, web.systemId, roles);
   const B = `http://${EDGE_B.lan}:5248`;
   const mac = EDGE_B.mac.replace(/:/g, '-');
-  await until('edge B to have the deploy in its cache', async () => /^kernel /m.test((await curl(net, nb, `${B}/boot/ipxe/node?mac=${mac}`)).body));
+  await until('edge B to have the deploy in its cache', async () => /^kernel /m.test((await curl(nb, `${B}/boot/ipxe/node?mac=${mac}`)).body));
   // The configurator on the edge renders from its cache: the node's own pxelinux and GRUB files.
   const pxe = pathsB.resolve(`/var/lib/uec-provisioning/boot/pxelinux.cfg/01-${mac}`);
   // (It may first hold the local-disk entry of the node before its deploy: wait for the install one.)
@@ -94,19 +73,19 @@ t.test('region and two edges in namespaces: the region killed after the deploy, 
 
   region.child.kill('SIGKILL');
   await region.exited;
-  t.equal((await curl(net, eb, `http://${REGION}:5248/api/v1/changes?since=0`)).status, 0, 'the region is gone');
+  t.equal((await curl(eb, `http://${REGION}:5248/api/v1/changes?since=0`)).status, 0, 'the region is gone');
 
-  const script = await curl(net, nb, `${B}/boot/ipxe/node?mac=${mac}`);
+  const script = await curl(nb, `${B}/boot/ipxe/node?mac=${mac}`);
   t.equal(script.status, 200, 'boot script from edge B with the region away');
   t.match(script.body, new RegExp(`^kernel .* url=${B.replace(/\./g, '\\.')}/preseed/${node.systemId} `, 'm'));
-  const preseed = await curl(net, nb, `${B}/preseed/${node.systemId}`);
+  const preseed = await curl(nb, `${B}/preseed/${node.systemId}`);
   t.equal(preseed.status, 200, 'preseed from edge B with the region away');
   t.ok(preseed.body.includes(`${B}/metadata/latest/${node.systemId}/status/installing?token=${node.token}`), 'its call-backs go to edge B');
   for (const step of ['status/installing', 'status/installed', 'disable-netboot', 'status/deployed']) {
-    const r = await curl(net, nb, `${B}/metadata/latest/${node.systemId}/${step}?token=${node.token}`);
+    const r = await curl(nb, `${B}/metadata/latest/${node.systemId}/${step}?token=${node.token}`);
     t.equal(r.status, 200, `${step}: 200, queued`);
   }
-  t.match((await curl(net, nb, `${B}/boot/ipxe/node?mac=${mac}`)).body, /local disk/, 'the next boot is the local disk, from the cache');
+  t.match((await curl(nb, `${B}/boot/ipxe/node?mac=${mac}`)).body, /local disk/, 'the next boot is the local disk, from the cache');
   t.equal((await store.find(node.systemId))!.status, 'deploying', 'the region has heard nothing yet');
 
   // A deploy while edge A is away reaches it when it returns.
@@ -116,8 +95,8 @@ t.test('region and two edges in namespaces: the region killed after the deploy, 
   const webA = await deployNode(store, 'web-a', roles);
   edgeA = await serve(ea, pathsA, ['--listen', EDGE_A.lan, '--no-region']);
   const A = `http://${EDGE_A.lan}:5248`;
-  await until('edge A to serve the deploy made while it was away', async () => /^kernel /m.test((await curl(net, na, `${A}/boot/ipxe/node?mac=${EDGE_A.mac.replace(/:/g, '-')}`)).body));
-  t.equal((await curl(net, na, `${A}/preseed/${webA.systemId}`)).status, 200, 'edge A serves its preseed');
+  await until('edge A to serve the deploy made while it was away', async () => /^kernel /m.test((await curl(na, `${A}/boot/ipxe/node?mac=${EDGE_A.mac.replace(/:/g, '-')}`)).body));
+  t.equal((await curl(na, `${A}/preseed/${webA.systemId}`)).status, 200, 'edge A serves its preseed');
 
   const after = await until('the queued call-backs to reach the region', async () => {
     const n = await store.find(node.systemId);
