@@ -9,7 +9,8 @@
  *                                        a release or an edit is never answered from here
  *   the templates, roles, archive, keys at most `ttlMs` old (1 s, as the contexts and templates
  *                                        the slow path reuses; the slow path also reloads the
- *                                        configuration)
+ *                                        configuration); after half of it, the next request is
+ *                                        routed to make a fresh answer, the others still recall
  *   the client owns the node              only on a connection the slow path checked: its peer
  *                                        address and the neighbour-table MAC it had then are
  *                                        bound to the connection, and must be the ones the
@@ -62,6 +63,8 @@ export interface PreseedMemo {
 interface Stored {
   entry: RememberedPreseed;
   at: number;
+  /** A request was sent the slow path to make a fresh answer (after half the time limit). */
+  refreshing: boolean;
 }
 
 /** Pure: do two neighbour entries say the same (both none, or the same MAC with the same router flag)? */
@@ -87,7 +90,7 @@ export function createPreseedMemo(options: { generation: () => number; ttlMs?: n
     remember(entry) {
       if (ttlMs <= 0) return;
       if (entries.size >= max) entries.clear();
-      entries.set(entry.systemId, { entry, at: now() });
+      entries.set(entry.systemId, { entry, at: now(), refreshing: false });
     },
     bindConnection(socket, client, neighbour) {
       connections.set(socket, { client, neighbour });
@@ -96,12 +99,19 @@ export function createPreseedMemo(options: { generation: () => number; ttlMs?: n
       const stored = entries.get(systemId);
       if (!stored) return null;
       const { entry } = stored;
-      if (entry.generation !== options.generation() || entry.options !== currentOptions || now() - stored.at >= ttlMs) {
+      const age = now() - stored.at;
+      if (entry.generation !== options.generation() || entry.options !== currentOptions || age >= ttlMs) {
         entries.delete(systemId);
         return null;
       }
       const bound = connections.get(socket);
       if (!bound || bound.client !== client || entry.client !== client || !sameNeighbour(bound.neighbour, entry.neighbour)) return null;
+      // After half the limit one request makes a fresh answer while the others are still answered
+      // from this one: not every connection's next request at once when it expires.
+      if (age >= ttlMs / 2 && !stored.refreshing) {
+        stored.refreshing = true;
+        return null;
+      }
       if (recalledSince.size >= max) recalledSince.clear();
       recalledSince.set(systemId, (recalledSince.get(systemId) ?? 0) + 1);
       return entry;
