@@ -40,7 +40,7 @@ async function replaceAll(target: NodeStore, nodes: readonly Node[]): Promise<nu
 
 export async function migrateNodeStore(
   source: NodeStore,
-  target: NodeStore & { resetFollowers?: (cursor: number) => Promise<void> },
+  target: NodeStore,
   options: { force?: boolean; targetName: string; switchOver: () => Promise<void> },
 ): Promise<MigrateResult> {
   const existing = (await target.page({ limit: 1 })).total;
@@ -55,7 +55,7 @@ export async function migrateNodeStore(
     const difference = selectStoreDifference(nodes, await target.list());
     if (difference) throw new UecError('STORE_FAILED', `after the copy ${difference}; region.store is unchanged`);
     const cursor = await source.currentCursor();
-    if (target.resetFollowers) await target.resetFollowers(cursor);
+    await target.resetFollowers(cursor);
     await options.switchOver();
     result = { nodes: nodes.length, resynced };
   });

@@ -82,6 +82,12 @@ export interface NodeStore {
   currentCursor(): Promise<number>;
   /** Called after each commit that changed something, in this process, with what changed. */
   onChange(listener: (changes: readonly NodeChange[]) => void | Promise<void>): void;
+  /**
+   * Make every cursor up to max(this store's, `cursor`) reset: the next change gets a higher
+   * number, and followers of another store's feed (`region migrate`) or of this store's past
+   * reload everything instead of reading changes they never saw.
+   */
+  resetFollowers(cursor: number): Promise<void>;
   /** Release files, connections, listeners. */
   close(): Promise<void>;
 }
@@ -712,6 +718,22 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
         for (const systemId of current.byId.keys()) if (!writes.has(systemId)) writes.set(systemId, null);
         return { result, writes };
       });
+    },
+    resetFollowers(cursor) {
+      // A new snapshot at the floor and an empty journal: a cursor below it is older than the
+      // snapshot, so changesSince answers reset.
+      const run = writers.then(() =>
+        fileLock.withLock(() =>
+          exclusive(async () => {
+            const current = await refresh();
+            const floor = Math.max(current.seq, Number.isSafeInteger(cursor) ? cursor : 0) + 1;
+            await writeSnapshot(current, floor, current.sorted);
+            current.seq = floor;
+          }),
+        ),
+      );
+      writers = run.catch(() => undefined);
+      return run;
     },
     async changesSince(cursor, limit) {
       const current = await read();

@@ -83,6 +83,7 @@ export function openNodeStore(paths: Paths, config: EffectiveConfig | (() => Pro
     update: async (change) => (await store()).update(change),
     changesSince: async (cursor, limit) => (await store()).changesSince(cursor, limit),
     currentCursor: async () => (await store()).currentCursor(),
+    resetFollowers: async (cursor) => (await store()).resetFollowers(cursor),
     onChange(listener) {
       if (opened) void opened.then((s) => s.onChange(listener), () => pending.push(listener));
       else pending.push(listener);

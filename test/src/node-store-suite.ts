@@ -212,6 +212,29 @@ export function runNodeStoreSuite(t: Test, makeStore: MakeStore): void {
     t.equal(all.changes[0]!.node?.token, `tok-${all.changes[0]!.systemId}-${'x'.repeat(24)}`, 'the node whole (followers render from it)');
   });
 
+  t.test('resetFollowers: every cursor up to max(the store\'s, the given one) resets, also in another process; later changes follow it', async (t) => {
+    const { store, open } = await makeStore(t);
+    await putAll(store, [makeNode('a', mac(1)), makeNode('b', mac(2))]);
+    const mine = await store.currentCursor();
+    // A follower of another store (region migrate) holds a cursor beyond this one's.
+    const theirs = mine + 500;
+    await store.resetFollowers(theirs);
+    const floor = await store.currentCursor();
+    t.ok(floor > theirs, `the cursor moved past both (${mine}, ${theirs} → ${floor})`);
+    const other = await open();
+    t.teardown(() => other.close());
+    for (const [who, s] of [['this store', store], ['another process', other]] as const) {
+      for (const cursor of [0, mine - 1, mine, theirs - 1, theirs]) {
+        t.equal((await s.changesSince(cursor, 10)).reset, true, `${who}: cursor ${cursor} resets`);
+      }
+    }
+    t.same((await store.list()).map((n) => n.hostname), ['a', 'b'], 'the nodes are unchanged');
+    await store.modify(['a'], ([a], writes) => writes.put({ ...a!, release: 'trixie' }));
+    const next = await other.changesSince(floor, 10);
+    t.same([next.reset, next.changes.map((c) => c.node?.release)], [false, ['trixie']], 'a follower at the new cursor gets the next change');
+    t.ok(next.cursor > floor);
+  });
+
   t.test('onChange: after each commit, in this process, with what changed', async (t) => {
     const { store } = await makeStore(t);
     const seen: string[][] = [];
