@@ -309,7 +309,9 @@ const minutes = (ms: number) => `${Math.round(ms / 60_000)} min`;
  */
 export function selectBootVerdict(node: Node, wire: readonly WireEvent[], now: Date): BootVerdict {
   const start = attemptStart(node);
-  const mine = selectNodeWireEvents(node, wire).filter((e) => e.at >= start);
+  // Syslog stamps have whole seconds: a line from the same second as the deploy counts.
+  const wireStart = start ? new Date(Math.floor(Date.parse(start) / 1000) * 1000).toISOString() : '';
+  const mine = selectNodeWireEvents(node, wire).filter((e) => e.at >= wireStart);
   const timeline = node.events.filter((e) => e.at >= start);
   const lastOf = <T extends { at: string }>(list: readonly T[]): T | undefined => list.reduce<T | undefined>((a, e) => (!a || e.at >= a.at ? e : a), undefined);
   const done = lastOf(timeline.filter((e) => e.type === 'installed' || e.type === 'deployed' || e.type === 'failed'));

@@ -178,6 +178,8 @@ t.test('each verdict, just before and just after its threshold', async (t) => {
   t.equal(code(node([mac], [deploying]), [wrongMac], NOW), 'no-dhcp', 'another MAC\'s DHCP is not this node\'s');
   const old = ev(local(15, 40, 0), { kind: 'ack', mac, ipv4: '10.44.0.100' });
   t.equal(code(node([mac], [deploying]), [old], NOW), 'no-dhcp', 'DHCP before the deploy started belongs to an earlier attempt');
+  const sameSecond = ev(local(15, 50, 0), { kind: 'proxy', mac });
+  t.equal(code(node([mac], [[new Date(Date.parse(local(15, 50, 0)) + 875).toISOString(), 'status', 'ready → deploying']]), [sameSecond], at(ADDRESS_TO_LOADER_MS + 1000)), 'proxy-no-boot', 'a syslog line (whole seconds) from the second the deploy started belongs to it');
 
   const full = parseDnsmasqLog(fixture('dhcp-full.log'), NOW);
   const noAddress = selectBootVerdict(node(['52:54:00:aa:bb:03']), full, NOW);
