@@ -341,7 +341,11 @@ export function selectBootVerdict(node: Node, wire: readonly WireEvent[], now: D
   const loader = lastOf(loaders);
   const config = lastOf(tftpSent.filter((e) => selectTftpFileRole(e.file) === 'config' || (loader && e.at >= loader.at && e.file !== loader.file)));
   if (failed && (!loader || failed.at >= loader.at) && (!config || failed.at >= config.at)) {
-    return { code: 'tftp-failed', summary: `TFTP ${failed.detail}: ${failed.file} (${failed.at})`, hint: 'the file is missing from the TFTP root or unreadable by dnsmasq: uec-provisioning apply tftpd, and check the image is imported' };
+    const hint =
+      failed.detail === 'not found'
+        ? 'the file is missing from the TFTP root or unreadable by dnsmasq: uec-provisioning apply tftpd, and check the image is imported'
+        : 'the transfer stopped half-way: the machine gave up or restarted (firmware with a small TFTP block size or timeout, a lossy link, an MTU problem)';
+    return { code: 'tftp-failed', summary: `TFTP ${failed.detail}: ${failed.file} (${failed.at})`, hint };
   }
   if (config && loader && config.at >= loader.at) {
     const quiet = ago(now, config.at);

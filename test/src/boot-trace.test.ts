@@ -92,6 +92,20 @@ t.test('TFTP lines: files relative to the root from the start-up line; not found
   t.equal(events[2]!.detail, 'not found');
 });
 
+t.test('TFTP transfers the client abandoned (captured: clients killed mid-transfer)', async (t) => {
+  const events = parseDnsmasqLog(fixture('tftp-aborted.log'), NOW);
+  t.same(events.map((e) => [e.kind, e.file, e.ipv4, e.detail]), [
+    ['tftp-failed', 'big.img', '10.44.0.50', 'failed sending'],
+    ['tftp-failed', 'big.img', '10.44.0.50', 'failed sending'],
+  ]);
+  const mac = '52:54:00:aa:bb:01';
+  const ack = { at: local(15, 34, 50), source: 'dhcp' as const, kind: 'ack' as const, mac, ipv4: '10.44.0.50', file: '', detail: 'DHCPACK(p0)', xid: '' };
+  const verdict = selectBootVerdict(node([mac]), [ack, ...events], NOW);
+  t.equal(verdict.code, 'tftp-failed');
+  t.match(verdict.summary, /^TFTP failed sending: big\.img/);
+  t.match(verdict.hint, /stopped half-way/);
+});
+
 t.test('time stamps: a syslog line has no year; rsyslog RFC 3339 and a host name', async (t) => {
   t.equal(selectSyslogTime('Dec', 31, 23, 59, 0, new Date(2027, 0, 1, 0, 5, 0)).getFullYear(), 2026, 'December read in January: last year');
   t.equal(selectSyslogTime('Dec', 6, 15, 0, 0, NOW).getFullYear(), 2026);
