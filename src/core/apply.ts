@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UecError, describeError } from './errors';
-import { atomicWrite, removeFile } from './atomic-write';
+import { atomicWrite, removeFile, writeTempFile } from './atomic-write';
 import { fsOps, readFileIfExists, statIfExists } from './fs-ops';
 import { SYSTEM, type Paths } from './paths';
 import type { Logger } from './log';
@@ -266,6 +266,42 @@ function uniqueServices(changes: Change[]): ServiceSpec[] {
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
+/**
+ * From this many files on, an apply writes them as one batch: every new content to its temp
+ * file, one sync(2), the renames and removals, one fsync per directory. Each file is still
+ * replaced atomically (a reader or a crash sees it old or new), but a full apply of 100,000
+ * nodes (500,000 files) costs two syncs instead of two fsyncs per file.
+ */
+export const BATCH_SYNC_MIN = 16;
+
+/** Write `changes` as one batch; `done` gets each change as its target is touched (for restore). */
+async function writeBatch(paths: Paths, changes: readonly Change[], done: Change[]): Promise<void> {
+  const ops = fsOps();
+  const temps = new Map<Change, string>();
+  try {
+    for (const change of changes) {
+      if (change.after !== null) temps.set(change, await writeTempFile(paths.resolve(change.path), change.after, { mode: change.mode }));
+    }
+    await ops.syncAll();
+    const dirs = new Set<string>();
+    for (const change of changes) {
+      const target = paths.resolve(change.path);
+      done.push(change);
+      const temp = temps.get(change);
+      if (temp === undefined) {
+        if (await removeFile(target, { syncDir: false })) dirs.add(path.dirname(target));
+        continue;
+      }
+      await ops.rename(temp, target);
+      temps.delete(change);
+      dirs.add(path.dirname(target));
+    }
+    for (const dir of dirs) await ops.fsyncDir(dir);
+  } finally {
+    for (const temp of temps.values()) await ops.unlink(temp).catch(() => undefined);
+  }
+}
+
 export async function applyPlans(options: ApplyOptions): Promise<ApplyResult> {
   const { paths, component, log } = options;
   checkPlans(options.plans, options.scope);
@@ -293,11 +329,15 @@ export async function applyPlans(options: ApplyOptions): Promise<ApplyResult> {
 
   const done: Change[] = [];
   try {
-    for (const change of [...changes, ...books]) {
-      const target = paths.resolve(change.path);
-      done.push(change);
-      if (change.after === null) await removeFile(target);
-      else await atomicWrite(target, change.after, { mode: change.mode });
+    const all = [...changes, ...books];
+    if (all.length >= BATCH_SYNC_MIN) await writeBatch(paths, all, done);
+    else {
+      for (const change of all) {
+        const target = paths.resolve(change.path);
+        done.push(change);
+        if (change.after === null) await removeFile(target);
+        else await atomicWrite(target, change.after, { mode: change.mode });
+      }
     }
   } catch (err) {
     const failures = await restore(paths, done, log);

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 
 /**
@@ -15,6 +16,8 @@ export interface FsOps {
   stat(path: string): Promise<fs.Stats>;
   readdir(path: string): Promise<string[]>;
   fsyncDir(path: string): Promise<void>;
+  /** Flush every filesystem's dirty data to disk (sync(2), through coreutils' sync). */
+  syncAll(): Promise<void>;
 }
 
 const real: FsOps = {
@@ -37,6 +40,10 @@ const real: FsOps = {
       await handle.close();
     }
   },
+  syncAll: () =>
+    new Promise<void>((resolve, reject) => {
+      execFile('sync', [], { timeout: 600_000 }, (err) => (err ? reject(err) : resolve()));
+    }),
 };
 
 let current: FsOps = real;

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import t from 'tap';
-import { applyPlans, type FilePlan } from '../../src/core/apply';
+import { applyPlans, BATCH_SYNC_MIN, type FilePlan } from '../../src/core/apply';
 import { withFsFault } from '../../src/core/fs-ops';
 import { SILENT_LOGGER } from '../../src/core/log';
 import type { Paths } from '../../src/core/paths';
@@ -320,4 +320,65 @@ t.test('disk full on a node apply: the node\'s previous files and manifest are r
   };
   await t.rejects(withFsFault({ open }, () => applyNodes(paths, ['node-a'], nodePlans('node-a', '52:54:00:00:00:1a', '10.9.0.20'), spy.control)), { code: 'WRITE_FAILED', message: /ENOSPC.*previous files restored/ });
   t.same(snapshotTree(paths.root), snap);
+});
+
+const manyNodes = (n: number, tag = '') => Array.from({ length: n }, (_, i) => nodePlans(`node-${i}`, `52:54:00:00:01:${i.toString(16).padStart(2, '0')}`, `10.9.1.${i + 1}${tag}`)).flat();
+
+t.test(`from ${BATCH_SYNC_MIN} files on, an apply is one batch: one sync(2), no fsync per file, one per directory; the same tree as file by file`, async (t) => {
+  const batched = scratchRoot(t);
+  const single = scratchRoot(t);
+  const spy = recordingServices();
+  const counts = { syncAll: 0, fsyncDir: [] as string[], syncedFiles: 0 };
+  const open = async (p: string, flags: string, mode: number) => {
+    const handle = await fs.promises.open(p, flags, mode);
+    const sync = handle.sync.bind(handle);
+    handle.sync = async () => {
+      counts.syncedFiles++;
+      return sync();
+    };
+    return handle;
+  };
+  const plansNow = [SHARED, ...manyNodes(20)];
+  const result = await withFsFault(
+    { open, syncAll: async () => void counts.syncAll++, fsyncDir: async (d) => void counts.fsyncDir.push(d) },
+    () => apply(batched, plansNow, spy.control),
+  );
+  t.equal(result.written.length, 41);
+  t.same([counts.syncAll, counts.syncedFiles], [1, 0], 'one sync for all, no fsync of a file');
+  t.same(new Set(counts.fsyncDir).size, counts.fsyncDir.length, 'each directory synced once');
+  t.ok(counts.fsyncDir.length <= 6, `${counts.fsyncDir.length} directory fsyncs for 41 files and 21 manifests`);
+  // File by file, in slices below the batch size, to the same end.
+  for (let i = 0; i < 20; i += 5) await applyPlans({ paths: single, component: 'test', plans: [SHARED, ...manyNodes(20)].filter((p) => p.node === undefined || Number(p.node.slice(5)) < i + 5), services: spy.control, log: SILENT_LOGGER });
+  t.same(snapshotTree(batched.root), snapshotTree(single.root), 'the same files, modes and manifests');
+  t.notOk(Object.keys(snapshotTree(batched.root)).some((f) => f.endsWith('.tmp')), 'no temp file left');
+});
+
+t.test('a batch that fails part way: the files renamed so far are restored, no temp file is left, the error names the file', async (t) => {
+  const paths = scratchRoot(t);
+  const spy = recordingServices();
+  await apply(paths, [SHARED, ...manyNodes(20)], spy.control);
+  const snap = snapshotTree(paths.root);
+  let renames = 0;
+  await t.rejects(
+    withFsFault(
+      {
+        rename: async (a, b) => {
+          if (++renames === 7) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+          return fs.promises.rename(a, b);
+        },
+      },
+      () => apply(paths, [SHARED, ...manyNodes(20, '0')], spy.control),
+    ),
+    { code: 'WRITE_FAILED', message: /^cannot write \/var\/lib\/uec-test\/hosts\/node-\d+: ENOSPC: no space left on device; previous files restored$/ },
+  );
+  t.same(snapshotTree(paths.root), snap, 'byte for byte the old tree, no temp file left');
+  let opens = 0;
+  await t.rejects(
+    withFsFault({ open: async (p, f, m) => (++opens === 9 ? Promise.reject(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })) : fs.promises.open(p, f, m)) }, () =>
+      apply(paths, [SHARED, ...manyNodes(20, '0')], spy.control),
+    ),
+    { code: 'WRITE_FAILED' },
+  );
+  t.same(snapshotTree(paths.root), snap, 'a temp file that could not be written: nothing changed');
+  t.same(spy.calls, [], 'nothing reloaded');
 });
