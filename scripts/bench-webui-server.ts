@@ -23,7 +23,8 @@ export interface BenchWebui {
   pid: number;
   /** VmRSS of the web UI process now, MiB. */
   rssMiB(): number;
-  stop(): void;
+  /** SIGTERM and wait for the exit (SIGKILL after 5 s, with a warning on stderr). */
+  stop(): Promise<void>;
 }
 
 /** VmRSS of a process, MiB (0 when it is gone). */
@@ -41,8 +42,23 @@ export async function startBenchWebui(root: string): Promise<BenchWebui> {
     env: { PATH: process.env.PATH, UEC_PROVISIONING_TEMPLATES: path.join(REPO, 'templates') },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const stop = (): void => {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', kill); // the benchmark interrupted: no web UI left behind
+  /** SIGTERM, as systemd stops it; SIGKILL and a warning when it has not exited 5 s later. */
+  const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([exited.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), 5000)))]);
+    clearTimeout(timer);
+    if (late) {
+      process.stderr.write(`bench: webui serve (pid ${child.pid}) had not exited 5 s after SIGTERM; killed\n`);
+      kill();
+      await exited;
+    }
+    process.removeListener('exit', kill);
   };
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -60,7 +76,7 @@ export async function startBenchWebui(root: string): Promise<BenchWebui> {
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
     return { base, cookie, pid: child.pid!, rssMiB: () => readRssMiB(child.pid!), stop };
   } catch (err) {
-    stop();
+    await stop();
     throw err;
   }
 }

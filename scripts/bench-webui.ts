@@ -79,7 +79,7 @@ async function run(count: number): Promise<void> {
           `API filter ${api.ms.toFixed(1)} ms, RSS ${rss.toFixed(0)} MiB, call-back → SSE median ${median(latencies).toFixed(1)} ms (max ${Math.max(...latencies).toFixed(1)})`,
       );
     } finally {
-      webui.stop();
+      await webui.stop();
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
