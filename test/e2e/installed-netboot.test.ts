@@ -215,7 +215,12 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
     const node = await waitFor(`${NODES.secure.name}'s installing call-back`, async () => {
       const node = await nodeJson(NODES.secure.name);
       return hasEvent(node, 'installing') ? node : undefined;
-    }, 480_000);
+    }, 480_000).catch(async (err: Error) => {
+      // What the machine and the service last said, for the failure message.
+      const events = (await nodeJson(NODES.secure.name)).events.map((e) => `${e.at} ${e.type} ${e.message}`).join('\n');
+      const served = (await journal(['uec-provisioning'])).split('\n').slice(-15).join('\n');
+      throw new Error(`${err.message}\ntimeline:\n${events}\nuec-provisioning's journal (last lines):\n${served}\nserial (last lines):\n${vm.serial().split('\n').slice(-40).join('\n')}`);
+    });
     const secs = seconds(since);
     t.comment(`${NODES.secure.name} to installing: ${secs}`);
     const types = node.events.map((e) => e.type);
