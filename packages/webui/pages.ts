@@ -238,6 +238,7 @@ export function nodePage(
   preseed: { template: string; text: string } | { error: string },
   bmc: { address: string; user: string } | null,
   leases: Lease[] | null,
+  boot: Html | null = null,
 ): string {
   const id = node.systemId;
   const hw = Object.entries(node.hardware).filter(([, v]) => v);
@@ -276,6 +277,7 @@ ${
 <section aria-labelledby="h-lease"><h2 id="h-lease">DHCP lease</h2>
 ${leases === null ? html`<p>No DHCP lease file (uec-provisioning-dhcpd not installed, or no lease yet).</p>` : leases.length === 0 ? html`<p>No lease for this node's MACs.</p>` : html`<ul>${leases.map((l) => html`<li>${l.ipv4} for ${l.mac}, host ${l.hostname}, expires ${l.expires}</li>`)}</ul>`}
 </section>
+${boot}
 <section aria-labelledby="h-timeline"><h2 id="h-timeline">Timeline</h2>
 <ol class="timeline" reversed data-field="timeline">${[...node.events].reverse().map((e) => html`<li>${time(e.at)} <strong>${e.type}</strong> ${e.message}</li>`)}</ol>
 </section>

@@ -6,6 +6,7 @@ import { describeError } from '../../../src/core/errors';
 import { compareNodes, getNode } from '../../../src/region/node-store';
 import { loadRoles } from '../../../src/contract/roles';
 import { listImages, loadHealth, loadLeases } from '../health';
+import { loadBootPanel, renderBootPanel } from '../boot-panel';
 import { summariseNode, type NodeSummary } from '../live';
 import * as pages from '../pages';
 import { NODE_REF, nodeRef } from '../services';
@@ -47,7 +48,8 @@ export const pageRoutes: Route[] = [
     }
     const bmc = await options.bmcs.get(node.systemId);
     const leases = await loadLeases(options.paths, config, node.macs);
-    return pages.nodePage(user, flash, node, summariseNode(node), preseed, bmc ? { address: bmc.address, user: bmc.user } : null, leases);
+    const boot = renderBootPanel(await loadBootPanel(node, new Date()));
+    return pages.nodePage(user, flash, node, summariseNode(node), preseed, bmc ? { address: bmc.address, user: bmc.user } : null, leases, boot);
   }),
   page('/deploy', async ({ options, url }, user, flash) => {
     const watch = (url.searchParams.get('watch') ?? '').split(',').filter((id) => NODE_REF.test(id));
