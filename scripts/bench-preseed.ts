@@ -12,6 +12,11 @@
  * the node exactly as it would a real installer. Nothing leaves the namespaces; they are torn
  * down in `finally`, and on exit or a signal by the helper.
  *
+ * The machine's other jobs come and go within a run, so each connection count is measured in
+ * BENCH_ROUNDS rounds (default 3), each round the service, apache2 and the floor one after the
+ * other; a cell is the round with the median rate, the ratio that of the medians, and the
+ * per-round ratios are given beside it.
+ *
  * BENCH_SECONDS (default 5) per measurement; BENCH_CLI=PATH another build's dist/src/cli.js; BENCH_ONLY=serve measures the service alone (for a profile); BENCH_CPU_PROF=DIR runs the service with
  * `node --cpu-prof --cpu-prof-dir=DIR` (the profile is written when it stops).
  */
@@ -26,6 +31,7 @@ import { runWrk, wrkAvailable, type WrkResult } from './wrk';
 const CLI = path.resolve(process.env.BENCH_CLI ?? path.join(__dirname, '..', 'dist/src/cli.js'));
 const REPO = path.resolve(path.dirname(CLI), '..', '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const CPU_PROF = process.env.BENCH_CPU_PROF;
 const SERVER = '10.79.0.1';
 const CLIENT = '10.79.0.11';
@@ -93,6 +99,11 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
   }
 }
 
+/** The run with the median rate (the upper one of an even count). */
+function median(runs: WrkResult[]): WrkResult {
+  return [...runs].sort((a, b) => a.rps - b.rps)[Math.floor(runs.length / 2)]!;
+}
+
 function describe(r: WrkResult): string {
   return `${r.rps.toFixed(0)}/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
 }
@@ -153,29 +164,45 @@ export async function benchPreseed(): Promise<string[]> {
     const rows: string[] = [];
     let cpuUnderLoad = 0;
     let secondsUnderLoad = 0;
+    const loads: string[] = [os.loadavg()[0]!.toFixed(1)];
     for (const c of [1, 50, 500]) {
-      await wrk(url, c, 1); // warm-up
-      const cpu0 = cpuSeconds(server.pid);
-      const ours = await wrk(url, c, SECONDS);
-      cpuUnderLoad += cpuSeconds(server.pid) - cpu0;
-      secondsUnderLoad += SECONDS;
+      const runs: { ours: WrkResult; theirs?: WrkResult; floor?: WrkResult }[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        await wrk(url, c, 1); // warm-up
+        const cpu0 = cpuSeconds(server.pid);
+        const ours = await wrk(url, c, SECONDS);
+        cpuUnderLoad += cpuSeconds(server.pid) - cpu0;
+        secondsUnderLoad += SECONDS;
+        if (process.env.BENCH_ONLY === 'serve') {
+          runs.push({ ours });
+          continue;
+        }
+        await wrk(apacheUrl, c, 1);
+        const theirs = await wrk(apacheUrl, c, SECONDS);
+        await wrk(floorUrl, c, 1);
+        const floor = await wrk(floorUrl, c, SECONDS);
+        runs.push({ ours, theirs, floor });
+      }
+      loads.push(os.loadavg()[0]!.toFixed(1));
+      const ours = median(runs.map((r) => r.ours));
+      const errors = (r: WrkResult) => `${r.non2xx}${r.socketErrors ? ` (socket errors: ${r.socketErrorDetail})` : ''}`;
       if (process.env.BENCH_ONLY === 'serve') {
-        rows.push(`| ${c} | ${describe(ours)} | | | | ${ours.non2xx} |`);
+        rows.push(`| ${c} | ${describe(ours)} | | | | ${runs.map((r) => errors(r.ours)).join(', ')} |`);
         continue;
       }
-      await wrk(apacheUrl, c, 1);
-      const theirs = await wrk(apacheUrl, c, SECONDS);
-      await wrk(floorUrl, c, 1);
-      const floor = await wrk(floorUrl, c, SECONDS);
-      const errors = (r: WrkResult) => `${r.non2xx}${r.socketErrors ? ` (socket errors: ${r.socketErrorDetail})` : ''}`;
-      rows.push(`| ${c} | ${describe(ours)} | ${describe(theirs)} | ${(ours.rps / theirs.rps).toFixed(2)} | ${describe(floor)} | ${errors(ours)} / ${errors(theirs)} |`);
+      const theirs = median(runs.map((r) => r.theirs!));
+      const floor = median(runs.map((r) => r.floor!));
+      const perRound = runs.map((r) => (r.ours.rps / r.theirs!.rps).toFixed(2)).join(', ');
+      rows.push(`| ${c} | ${describe(ours)} | ${describe(theirs)} | ${(ours.rps / theirs.rps).toFixed(2)} (rounds: ${perRound}) | ${describe(floor)} | ${runs.map((r) => `${errors(r.ours)} / ${errors(r.theirs!)}`).join('; ')} |`);
     }
     const loaded = rssKiB(server.pid);
     rows.push(
       `| service memory | idle ${(idle.rss / 1024).toFixed(0)} MiB RSS, peak under load ${(loaded.hwm / 1024).toFixed(0)} MiB; CPU ${(cpuUnderLoad / secondsUnderLoad).toFixed(2)} cores while loaded | | | | |`,
     );
     return [
-      '| connections (wrk, same run) | uec-provisioning serve | apache2, same bytes static | ratio | node:http, same bytes from memory (floor) | non-2xx (ours / apache) |',
+      `${ROUNDS} rounds of ${SECONDS} s per server and connection count; load average (1 min) at the start and after each connection count: ${loads.join(' → ')}`,
+      '',
+      '| connections (wrk, same run, median of the rounds) | uec-provisioning serve | apache2, same bytes static | ratio (median; each round) | node:http, same bytes from memory (floor) | non-2xx (ours / apache), per round |',
       '|---|---|---|---|---|---|',
       ...rows,
     ];

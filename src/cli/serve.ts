@@ -126,6 +126,8 @@ export interface ServiceSettings {
   reloadConfig?: () => Promise<EffectiveConfig>;
   /** Where requests come from (client address, neighbour table); tests pass a fake. Default: the socket and /proc/net/arp. */
   addressing?: ClientAddressing;
+  /** How long a served preseed is answered again from memory (preseed-memo.ts); default PRESEED_MEMO_MS, 1 s. */
+  preseedMemoMs?: number;
 }
 
 export interface Services {
@@ -210,7 +212,7 @@ export async function createServices(settings: ServiceSettings): Promise<Service
   if (region) store.onChange(() => void storeWrites++);
   const watcher = localRegion && selectStoreBackend(config) === 'embedded' ? watchStoreFiles(paths, () => void storeWrites++) : undefined;
   const watching = () => watcher !== undefined && !watcher.failed;
-  const memo = watcher ? createPreseedMemo({ generation: () => (watching() ? storeWrites : ++storeWrites) }) : undefined;
+  const memo = watcher ? createPreseedMemo({ generation: () => (watching() ? storeWrites : ++storeWrites), ttlMs: settings.preseedMemoMs }) : undefined;
   const regionClient: RegionClient =
     region && localRegion
       ? createLocalRegionClient({ region: () => services.region ?? region, storeVersion: () => (watching() ? String(storeWrites) : `${storeWrites} ${readStoreVersion(paths)}`) })

@@ -50,6 +50,8 @@ export interface ClientAddressing {
    * (preseed-memo.ts). The tests' fake LAN, whose client is a header, is not.
    */
   connectionBound?: boolean;
+  /** The same look-up, synchronous, where it can be (the preseed fast path of a new connection). */
+  neighbourNow?: (address: string) => NeighbourEntry | null;
 }
 
 /** ATF_COM: the entry is complete (an incomplete one has the all-zero MAC). */

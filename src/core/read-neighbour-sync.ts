@@ -62,4 +62,5 @@ export const SYNC_SYSTEM_ADDRESSING: ClientAddressing = {
   clientAddress: (req) => normaliseClientAddress(clientAddress(req)),
   neighbour: async (address) => readNeighbourSync(address),
   connectionBound: true,
+  neighbourNow: (address) => readNeighbourSync(address),
 };

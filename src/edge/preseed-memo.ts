@@ -11,17 +11,19 @@
  *                                        the slow path reuses; the slow path also reloads the
  *                                        configuration); after half of it, the next request is
  *                                        routed to make a fresh answer, the others still recall
- *   the client owns the node              only on a connection the slow path checked: its peer
+ *   the client owns the node              only on a connection the slow path checked (its peer
  *                                        address and the neighbour-table MAC it had then are
- *                                        bound to the connection, and must be the ones the
- *                                        answer was served to
+ *                                        bound to the connection) or, for a new connection, whose
+ *                                        neighbour entry read now is the one the answer was
+ *                                        served with: the same peer address and MAC
  *
  * Why per connection: a TCP connection's peer cannot change. Another machine that takes the
  * address (another MAC in the neighbour table) cannot use the first machine's connection (its
- * kernel does not know it and resets it); it opens its own, whose first request takes the slow
- * path, which reads the neighbour table and asks the region. So an address moved to another
- * MAC is refused exactly as before, without reading /proc/net/arp on every request. Addressing
- * whose answers can change within one connection (the tests' fake LAN) is never bound.
+ * kernel does not know it and resets it); it opens its own, whose first request reads the
+ * neighbour table: another MAC than the answer's sends it the slow path, which asks the region.
+ * So an address moved to another MAC is refused exactly as before, and /proc/net/arp is read
+ * once per connection, not per request. Addressing whose answers can change within one
+ * connection (the tests' fake LAN) is never bound.
  */
 import type { Socket } from 'node:net';
 import type { NeighbourEntry } from '../core/neighbours';
@@ -52,8 +54,13 @@ export interface PreseedMemo {
   remember(entry: RememberedPreseed): void;
   /** The ownership the slow path accepted on this connection: its peer and neighbour entry. */
   bindConnection(socket: Socket, client: string, neighbour: NeighbourEntry | null): void;
-  /** The remembered answer for this node on this connection, or null (take the slow path). */
-  recall(systemId: string, socket: Socket, client: string, options: object): RememberedPreseed | null;
+  /**
+   * The remembered answer for this node on this connection, or null (take the slow path). A
+   * connection not yet bound is bound here when `neighbourNow` (the table read now) gives the
+   * entry the answer was served with, for the same client: the decision the slow path would
+   * make from its memory of accepted claims (ownership-cache.ts), the token being unchanged.
+   */
+  recall(systemId: string, socket: Socket, client: string, options: object, neighbourNow?: (client: string) => NeighbourEntry | null): RememberedPreseed | null;
   /** Answers given from memory for a node since the last call (for the slow path's log line). */
   takeRecalled(systemId: string): number;
   /** True the first time a key is seen in a minute: the slow path logs a preseed once per node, type and client a minute. */
@@ -95,7 +102,7 @@ export function createPreseedMemo(options: { generation: () => number; ttlMs?: n
     bindConnection(socket, client, neighbour) {
       connections.set(socket, { client, neighbour });
     },
-    recall(systemId, socket, client, currentOptions) {
+    recall(systemId, socket, client, currentOptions, neighbourNow) {
       const stored = entries.get(systemId);
       if (!stored) return null;
       const { entry } = stored;
@@ -104,8 +111,14 @@ export function createPreseedMemo(options: { generation: () => number; ttlMs?: n
         entries.delete(systemId);
         return null;
       }
-      const bound = connections.get(socket);
-      if (!bound || bound.client !== client || entry.client !== client || !sameNeighbour(bound.neighbour, entry.neighbour)) return null;
+      if (entry.client !== client) return null;
+      let bound = connections.get(socket);
+      if (!bound && neighbourNow) {
+        const seen = neighbourNow(client);
+        if (!sameNeighbour(seen, entry.neighbour)) return null;
+        connections.set(socket, (bound = { client, neighbour: seen }));
+      }
+      if (!bound || bound.client !== client || !sameNeighbour(bound.neighbour, entry.neighbour)) return null;
       // After half the limit one request makes a fresh answer while the others are still answered
       // from this one: not every connection's next request at once when it expires.
       if (age >= ttlMs / 2 && !stored.refreshing) {

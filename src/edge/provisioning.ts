@@ -449,7 +449,7 @@ export function answerFromPreseedMemo(options: ProvisioningOptions, req: Incomin
   if (!addressing.connectionBound) return false;
   const m = REMEMBERED_PATH.exec(target);
   if (!m) return false;
-  const entry = memo.recall(m[1]!, req.socket, addressing.clientAddress(req), options);
+  const entry = memo.recall(m[1]!, req.socket, addressing.clientAddress(req), options, addressing.neighbourNow);
   if (!entry) return false;
   res.writeHead(200, { 'Content-Type': PRESEED_TYPE, 'Content-Length': entry.length, 'Cache-Control': 'no-store' });
   res.end(entry.body);

@@ -87,3 +87,23 @@ t.test('sameNeighbour', async (t) => {
   t.notOk(sameNeighbour({ mac: 'a', router: false }, { mac: 'b', router: false }));
   t.notOk(sameNeighbour({ mac: 'a', router: false }, { mac: 'a', router: true }));
 });
+
+t.test('a new connection: bound when the table read now gives the entry the answer was served with, for the same client', async (t) => {
+  const { memo } = setup();
+  memo.remember(entry(7));
+  const reads: string[] = [];
+  const table = (mac: string | null, router = false) => (client: string) => {
+    reads.push(client);
+    return mac === null ? null : { mac, router };
+  };
+  const other = new net.Socket();
+  t.equal(memo.recall('node-1', other, '10.0.0.5', OPTIONS, table('52:54:00:00:00:66')), null, 'another MAC on the address');
+  t.equal(memo.recall('node-1', other, '10.0.0.5', OPTIONS, table('52:54:00:00:00:01', true)), null, 'the MAC, a router\'s now');
+  t.equal(memo.recall('node-1', other, '10.0.0.5', OPTIONS, table(null)), null, 'no entry');
+  t.equal(memo.recall('node-1', other, '10.0.0.6', OPTIONS, table('52:54:00:00:00:01')), null, 'another address');
+  t.same(reads, ['10.0.0.5', '10.0.0.5', '10.0.0.5'], 'another address is not even looked up');
+  const socket = new net.Socket();
+  t.ok(memo.recall('node-1', socket, '10.0.0.5', OPTIONS, table('52:54:00:00:00:01')), 'the node\'s MAC: recalled');
+  t.ok(memo.recall('node-1', socket, '10.0.0.5', OPTIONS, table('52:54:00:00:00:66')), 'and the connection bound: not read again');
+  t.equal(reads.length, 4);
+});

@@ -34,7 +34,7 @@ const NODE_MAC = '52:54:00:00:00:11';
  */
 function connectionBoundLan() {
   const table = new Map<string, NeighbourEntry>();
-  const lan = { peer: '10.0.0.11', lookups: 0, table };
+  const lan = { peer: '10.0.0.11', lookups: 0, lookupsNow: 0, table };
   const addressing: ClientAddressing = {
     clientAddress: () => lan.peer,
     neighbour: async (address) => {
@@ -42,6 +42,10 @@ function connectionBoundLan() {
       return table.get(address) ?? null;
     },
     connectionBound: true,
+    neighbourNow: (address) => {
+      lan.lookupsNow++;
+      return table.get(address) ?? null;
+    },
   };
   return { lan, addressing };
 }
@@ -51,7 +55,8 @@ async function start(t: Test, paths: Paths, addressing: ClientAddressing) {
   const server = await loadServerAddress(config, network);
   const store = createFileNodeStore(paths);
   const { log, lines } = memoryLog();
-  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', addressing });
+  // A minute, not a second: what is answered from memory must not depend on how fast this machine is now.
+  const running = await startService({ paths, config, server, store, log, port: 0, host: '127.0.0.1', addressing, preseedMemoMs: 60_000 });
   t.teardown(() => running.close());
   await addNode(store, { hostname: 'web1', macs: [NODE_MAC] });
   const node = await deployNode(store, 'web1', await loadRoles(paths));
@@ -94,6 +99,15 @@ t.test('repeated GETs on one connection: answered from memory, the same bytes; o
   t.ok(lan.lookups - lookups <= 5, `the neighbour table read for a few of the 20 at most: ${lan.lookups - lookups}`);
   t.equal(lines.filter((l) => l.includes(`preseed install for web1 (${node.systemId})`)).length, 1, 'one log line for the node in the minute');
   t.equal(count((await renderMetrics()).body) - count(before), 21, 'every answer counted, those from memory too');
+  // New connections from the node: the table read once each (synchronously), then answered from memory.
+  const [routed, now] = [lan.lookups, lan.lookupsNow];
+  for (let i = 0; i < 3; i++) {
+    const other = connection(t);
+    t.equal((await other(url)).body, first.body);
+    t.equal((await other(url)).body, first.body);
+  }
+  t.equal(lan.lookupsNow - now, 3, 'three new connections, three reads of the table');
+  t.equal(lan.lookups - routed, 0, 'none routed');
   t.equal((await get(url, 'HEAD')).status, 200, 'HEAD: routed');
   t.equal((await get(`${url}?type=install`)).status, 200, 'a query: routed');
 });
@@ -149,8 +163,10 @@ t.test('another MAC on the node\'s address: its connection is checked anew and r
   // The node is gone from the LAN; a bystander answers ARP for its address.
   lan.table.set('10.0.0.11', { mac: '52:54:00:00:00:66', router: false });
   const bystander = connection(t);
+  const routed = lan.lookups;
   t.equal((await bystander(url)).status, 403, 'a new connection from the address: the table is read, the MAC is not the node\'s');
   t.equal((await bystander(url)).status, 403, 'and again');
+  t.equal(lan.lookups - routed, 2, 'both routed, the region asked');
   lan.table.set('10.0.0.11', { mac: NODE_MAC, router: true });
   t.equal((await connection(t)(url)).status, 200, 'the node\'s MAC, now a router\'s: routed, and bound to the address by the region');
   lan.table.set('10.0.0.11', { mac: NODE_MAC, router: false });
