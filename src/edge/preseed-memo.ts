@@ -24,6 +24,11 @@
  * So an address moved to another MAC is refused exactly as before, and /proc/net/arp is read
  * once per connection, not per request. Addressing whose answers can change within one
  * connection (the tests' fake LAN) is never bound.
+ *
+ * Another process's commit reaches the generation through inotify (serve.ts), an event the
+ * event loop reads like a socket: a request read in the same turn as that event may still get
+ * the answer from before the commit, as a request already being answered when a commit lands
+ * does on the full path. This process's own commits bump it synchronously.
  */
 import type { Socket } from 'node:net';
 import type { NeighbourEntry } from '../core/neighbours';
