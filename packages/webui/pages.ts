@@ -11,6 +11,7 @@ import type { ApiToken } from './accounts';
 import type { HealthItem, ImageEntry, Lease } from './health';
 import { html, raw, type Html } from './html';
 import { DEPLOY_STAGES, type NodeSummary } from './live';
+import { IPMI_CIPHER_SUITES } from './power';
 
 const B = '/uec-provisioning';
 
@@ -230,13 +231,20 @@ ${progress.map(
   );
 }
 
+/** The node page's cipher suite choices: auto (ipmitool asks the BMC) or a pinned suite. */
+const CIPHER_SUITE_LABELS: Record<string, string> = {
+  auto: 'auto (ipmitool asks the BMC: 17, else 3)',
+  '3': '3 (SHA-1, AES-128)',
+  '17': '17 (SHA-256, AES-128)',
+};
+
 export function nodePage(
   user: PageUser,
   flash: string,
   node: Node,
   summary: NodeSummary,
   preseed: { template: string; text: string } | { error: string },
-  bmc: { address: string; user: string } | null,
+  bmc: { address: string; user: string; cipherSuite?: number } | null,
   leases: Lease[] | null,
   boot: Html | null = null,
 ): string {
@@ -260,7 +268,7 @@ ${hw.map(([k, v]) => html`<tr><th scope="row">${k}</th><td>${v}</td></tr>`)}
 ${
   isAdmin(user)
     ? html`<section aria-labelledby="h-power"><h2 id="h-power">Power</h2>
-<p>${bmc ? html`IPMI through BMC ${bmc.address} (user ${bmc.user}).` : 'No BMC details: power on sends Wake-on-LAN on the provisioning interface.'}</p>
+<p>${bmc ? html`IPMI through BMC ${bmc.address} (user ${bmc.user}, cipher suite ${bmc.cipherSuite ?? 'auto'}).` : 'No BMC details: power on sends Wake-on-LAN on the provisioning interface.'}</p>
 <div class="buttons">${(['on', 'off', 'cycle'] as const).map(
         (a) => html`<form method="post" action="${B}/api/nodes/${id}/power">${csrfField(user)}${backField(`/nodes/${id}`)}<input type="hidden" name="action" value="${a}"><button type="submit">Power ${a}</button></form>`,
       )}
@@ -271,6 +279,9 @@ ${
 <label for="b-addr">BMC address</label><input id="b-addr" name="address" value="${bmc?.address ?? ''}" required>
 <label for="b-user">BMC user</label><input id="b-user" name="user" value="${bmc?.user ?? ''}" required>
 <label for="b-pass">BMC password</label><input id="b-pass" name="password" type="password" autocomplete="off" required>
+<label for="b-suite">Cipher suite</label><select id="b-suite" name="cipher_suite">${(['auto', ...IPMI_CIPHER_SUITES.map(String)] as string[]).map(
+        (v) => html`<option value="${v}"${v === String(bmc?.cipherSuite ?? 'auto') ? raw(' selected') : ''}>${CIPHER_SUITE_LABELS[v] ?? v}</option>`,
+      )}</select>
 <button type="submit">Save BMC details</button></form></details></section>`
     : ''
 }

@@ -5,10 +5,20 @@ import { addNode, recordNodeEvent, releaseNode, removeNode } from '../../../src/
 import { getNode } from '../../../src/region/node-store';
 import { loadLeases } from '../health';
 import { summariseNode } from '../live';
-import { POWER_ACTIONS, parseBmc, type PowerAction } from '../power';
+import { POWER_ACTIONS, parseBmc, type Bmc, type PowerAction } from '../power';
 import { nodeRef } from '../services';
 import { auditNodeRequest, auditRequest } from '../audit';
 import { BASE, CSV_BODY, HttpError, NO_BODY, SMALL_BODY, field, json, list, seeOther, type Route } from './route';
+
+/** What the API shows of a BMC (pure): never the password; an unpinned cipher suite is 'auto'. */
+function publicBmc(bmc: Bmc): { address: string; user: string; cipher_suite: number | 'auto' } {
+  return { address: bmc.address, user: bmc.user, cipher_suite: bmc.cipherSuite ?? 'auto' };
+}
+
+/** A BMC as the audit log compares it (pure): the cipher suite always present ('auto' when unpinned); the password is redacted by selectChanges. */
+function auditBmc(bmc: Bmc | undefined): Record<string, unknown> | null {
+  return bmc ? { ...bmc, cipherSuite: bmc.cipherSuite ?? 'auto' } : null;
+}
 
 export const nodeRoutes: Route[] = [
   {
@@ -128,7 +138,7 @@ export const nodeRoutes: Route[] = [
     async handler({ options, params }) {
       const node = await getNode(options.store, nodeRef(params.ref ?? ''));
       const bmc = await options.bmcs.get(node.systemId);
-      return json(bmc ? { address: bmc.address, user: bmc.user } : null);
+      return json(bmc ? publicBmc(bmc) : null);
     },
   },
   ...(['PUT', 'POST'] as const).map(
@@ -141,13 +151,13 @@ export const nodeRoutes: Route[] = [
       async handler(ctx) {
         const { options, params, body, auth } = ctx;
         const ref = nodeRef(params.ref ?? '');
-        const bmc = parseBmc({ address: field(body, 'address'), user: field(body, 'user'), password: field(body, 'password') });
+        const bmc = parseBmc({ address: field(body, 'address'), user: field(body, 'user'), password: field(body, 'password'), cipherSuite: field(body, 'cipher_suite') });
         const node = await getNode(options.store, ref);
         const before = await options.bmcs.get(node.systemId);
         await options.bmcs.set(node.systemId, bmc);
-        await auditRequest(ctx, 'bmc.set', { systemId: node.systemId, hostname: node.hostname }, selectChanges(before ? { ...before } : null, { ...bmc }));
-        await recordNodeEvent(options.store, node.systemId, 'edited', `BMC details set (${bmc.address}) by ${auth.user.name}`, options.clock);
-        return json({ address: bmc.address, user: bmc.user });
+        await auditRequest(ctx, 'bmc.set', { systemId: node.systemId, hostname: node.hostname }, selectChanges(auditBmc(before), auditBmc(bmc)));
+        await recordNodeEvent(options.store, node.systemId, 'edited', `BMC details set (${bmc.address}, cipher suite ${bmc.cipherSuite ?? 'auto'}) by ${auth.user.name}`, options.clock);
+        return json(publicBmc(bmc));
       },
     }),
   ),
@@ -162,7 +172,7 @@ export const nodeRoutes: Route[] = [
       const node = await getNode(options.store, nodeRef(params.ref ?? ''));
       const before = await options.bmcs.get(node.systemId);
       await options.bmcs.set(node.systemId, null);
-      if (before) await auditRequest(ctx, 'bmc.remove', { systemId: node.systemId, hostname: node.hostname }, selectChanges({ ...before }, null));
+      if (before) await auditRequest(ctx, 'bmc.remove', { systemId: node.systemId, hostname: node.hostname }, selectChanges(auditBmc(before), null));
       await recordNodeEvent(options.store, node.systemId, 'edited', `BMC details removed by ${auth.user.name}`, options.clock);
       return json({ removed: true });
     },

@@ -49,7 +49,7 @@ export const pageRoutes: Route[] = [
     const bmc = await options.bmcs.get(node.systemId);
     const leases = await loadLeases(options.paths, config, node.macs);
     const boot = renderBootPanel(await loadBootPanel(node, new Date()));
-    return pages.nodePage(user, flash, node, summariseNode(node), preseed, bmc ? { address: bmc.address, user: bmc.user } : null, leases, boot);
+    return pages.nodePage(user, flash, node, summariseNode(node), preseed, bmc ? { address: bmc.address, user: bmc.user, cipherSuite: bmc.cipherSuite } : null, leases, boot);
   }),
   page('/deploy', async ({ options, url }, user, flash) => {
     const watch = (url.searchParams.get('watch') ?? '').split(',').filter((id) => NODE_REF.test(id));

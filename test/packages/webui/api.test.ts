@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { AUDIT_LOG, type AuditEntry } from '../../../src/core/audit';
 import { recordStatusEvent } from '../../../src/region/node-ops';
 import { createFileNodeStore } from '../../../src/region/node-store';
 import { createAccountStore } from '../../../packages/webui/accounts';
@@ -270,6 +271,73 @@ t.test('deploy is all or nothing; release; no BMC: only Wake-on-LAN power on; ev
   t.match(wol?.message, /power on by Wake-on-LAN: 1 packet\(s\) for 52:54:00:00:00:02 to 127\.255\.255\.255 on lo/);
 });
 
+t.test('BMC cipher suite: PUT stores and answers auto, 3 or 17; anything else is 400 naming it and changes nothing; the node page shows and submits it', async (t) => {
+  const h = await startHarness(t);
+  const c = await login(h, ADMIN);
+  const a = await addNode(h, c, 'alpha', '52:54:00:00:00:01');
+  const bmcs = createBmcStore(h.paths);
+  const bmcFile = h.paths.resolve('/var/lib/uec-provisioning/bmc.json');
+  const details = { address: '192.0.2.5', user: 'ADMIN', password: 's3cret' };
+  const route = `/api/nodes/${a.systemId}/bmc`;
+
+  // Not given: auto, nothing pinned in the store.
+  const unset = await c.call('PUT', route, details);
+  t.same([unset.status, unset.json], [200, { address: '192.0.2.5', user: 'ADMIN', cipher_suite: 'auto' }], unset.text);
+  t.same((await c.call('GET', route)).json, { address: '192.0.2.5', user: 'ADMIN', cipher_suite: 'auto' }, 'GET shows auto when unset');
+  t.same(await bmcs.get(a.systemId), details);
+
+  for (const [given, stored] of [[3, 3], ['17', 17], [' 3 ', 3]] as const) {
+    const put = await c.call('PUT', route, { ...details, cipher_suite: given });
+    t.same([put.status, put.json], [200, { address: '192.0.2.5', user: 'ADMIN', cipher_suite: stored }], `cipher_suite ${JSON.stringify(given)}: answered`);
+    t.same((await c.call('GET', route)).json, { address: '192.0.2.5', user: 'ADMIN', cipher_suite: stored }, 'and read back');
+    t.same(await bmcs.get(a.systemId), { ...details, cipherSuite: stored }, 'and stored');
+  }
+
+  const before = fs.readFileSync(bmcFile, 'utf8');
+  for (const bad of ['5', '0', '1', '03x', 'AES', '-3']) {
+    const r = await c.call('PUT', route, { address: '192.0.2.6', user: 'other', password: 'other', cipher_suite: bad });
+    t.equal(r.status, 400, `cipher_suite ${bad}: 400`);
+    t.same(r.json, { error: `BMC cipher suite "${bad}" is not "auto", 3 or 17`, code: 'INVALID_VALUE' }, 'one line naming the value');
+    t.equal(fs.readFileSync(bmcFile, 'utf8'), before, 'nothing stored');
+  }
+  t.equal((await c.call('GET', route)).json.cipher_suite, 3, 'the pinned suite is kept');
+  const edits = ((await c.call('GET', `/api/nodes/${a.systemId}`)).json.events as { type: string; message: string }[]).filter((e) => e.type === 'edited').map((e) => e.message);
+  t.same(edits, ['auto', '3', '17', '3'].map((suite) => `BMC details set (192.0.2.5, cipher suite ${suite}) by admin`), 'each change is a node event naming the suite');
+
+  // The node page shows the suite beside the BMC line and selects it in the form.
+  const selected = (text: string) => [...text.matchAll(/<option value="([^"]*)" selected>/g)].map((m) => m[1]);
+  const shown = await c.call('GET', `/nodes/${a.systemId}`);
+  t.equal(shown.status, 200);
+  t.match(shown.text, /IPMI through BMC 192\.0\.2\.5 \(user ADMIN, cipher suite 3\)\./);
+  const select = /<select id="b-suite" name="cipher_suite">(.*?)<\/select>/s.exec(shown.text)?.[1] ?? '';
+  t.same([...select.matchAll(/<option value="([^"]*)"/g)].map((m) => m[1]), ['auto', '3', '17'], 'auto, 3 and 17 offered');
+  t.same(selected(select), ['3'], 'the current suite is selected');
+
+  // The form posts it, as a browser does.
+  const post = (suite: string) =>
+    c.call('POST', route, new URLSearchParams({ _csrf: c.csrf, _back: `/uec-provisioning/nodes/${a.systemId}`, ...details, cipher_suite: suite }).toString(), { 'Content-Type': 'application/x-www-form-urlencoded' });
+  const posted = await post('17');
+  t.equal(posted.status, 303, posted.text);
+  t.match(posted.headers.get('location'), new RegExp(`^/uec-provisioning/nodes/${a.systemId}`));
+  t.equal((await bmcs.get(a.systemId))?.cipherSuite, 17, 'the form set 17');
+  const page17 = await c.call('GET', `/nodes/${a.systemId}`);
+  t.match(page17.text, /\(user ADMIN, cipher suite 17\)/);
+  t.same(selected(page17.text), ['17']);
+  const formBad = await post('5');
+  t.equal(formBad.status, 400);
+  t.ok(formBad.text.includes('BMC cipher suite &quot;5&quot; is not &quot;auto&quot;, 3 or 17'), 'the form gets the same line');
+  t.equal((await bmcs.get(a.systemId))?.cipherSuite, 17, 'nothing changed');
+  t.equal((await post('auto')).status, 303);
+  t.same(await bmcs.get(a.systemId), details, 'auto unpins it');
+  const audit = fs.readFileSync(h.paths.resolve(AUDIT_LOG), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditEntry);
+  const last = audit.filter((e) => e.action === 'bmc.set').at(-1);
+  t.same(last?.changes, { cipherSuite: { before: 17, after: 'auto' } }, 'the audit line shows the suite change (and no password: it did not change)');
+  t.notOk(audit.some((e) => JSON.stringify(e).includes('s3cret')), 'no audit line holds the password');
+  const pageAuto = await c.call('GET', `/nodes/${a.systemId}`);
+  t.match(pageAuto.text, /\(user ADMIN, cipher suite auto\)/);
+  t.same(selected(pageAuto.text), ['auto']);
+});
+
 t.test('power by IPMI through a real BMC (ipmi_sim on loopback): on, cycle, off read back from the BMC; the pinned cipher suite is used; failures are POWER_FAILED', { skip: ipmiSimUnavailableReason(), timeout: 120_000 }, async (t) => {
   const bmc = await startLoopbackBmc(t, { user: 'ADMIN', password: 's3cret' });
   const h = await startHarness(t);
@@ -279,15 +347,14 @@ t.test('power by IPMI through a real BMC (ipmi_sim on loopback): on, cycle, off 
 
   // BMC details: root-only file, password never shown.
   t.equal((await c.call('PUT', `/api/nodes/${a.systemId}/bmc`, { address: bmc.address, user: 'ADMIN', password: 's3cret' })).status, 200);
-  t.same((await c.call('GET', `/api/nodes/${a.systemId}/bmc`)).json, { address: bmc.address, user: 'ADMIN' });
+  t.same((await c.call('GET', `/api/nodes/${a.systemId}/bmc`)).json, { address: bmc.address, user: 'ADMIN', cipher_suite: 'auto' });
   t.equal(fs.statSync(h.paths.resolve('/var/lib/uec-provisioning/bmc.json')).mode & 0o777, 0o600);
   t.equal((await c.call('PUT', `/api/nodes/${a.systemId}/bmc`, { address: 'x\ny', user: 'u', password: 'p' })).status, 400);
   // ipmi_sim offers no cipher suite 17 and does not answer "Get Channel Cipher Suites": pinned
-  // to 3, every call is quick. The API route takes no cipher suite yet (packages/webui/routes/
-  // nodes.ts), so it is set in the BMC store the route writes.
+  // to 3 through the API, every call is quick.
+  const pinned = await c.call('PUT', `/api/nodes/${a.systemId}/bmc`, { address: bmc.address, user: 'ADMIN', password: 's3cret', cipher_suite: '3' });
+  t.same([pinned.status, pinned.json], [200, { address: bmc.address, user: 'ADMIN', cipher_suite: 3 }]);
   const bmcs = createBmcStore(h.paths);
-  const details = (await bmcs.get(a.systemId))!;
-  await bmcs.set(a.systemId, { ...details, cipherSuite: 3 });
   t.equal(await bmc.powerStatus(), 'off', 'the machine starts powered off');
   t.equal(bmc.machinePid(), undefined);
 
@@ -314,7 +381,7 @@ t.test('power by IPMI through a real BMC (ipmi_sim on loopback): on, cycle, off 
 
   // The pinned suite reaches ipmitool: 17, which ipmi_sim does not offer, fails at once (without
   // -C, ipmitool would have fallen back to 3 and switched the machine on).
-  await bmcs.set(a.systemId, { ...details, cipherSuite: 17 });
+  t.equal((await c.call('PUT', `/api/nodes/${a.systemId}/bmc`, { address: bmc.address, user: 'ADMIN', password: 's3cret', cipher_suite: 17 })).status, 200);
   const suite17 = await c.call('POST', `/api/nodes/${a.systemId}/power`, { action: 'on' });
   t.equal(suite17.status, 502);
   t.equal(suite17.json.code, 'POWER_FAILED');
@@ -322,8 +389,7 @@ t.test('power by IPMI through a real BMC (ipmi_sim on loopback): on, cycle, off 
   t.equal(await bmc.powerStatus(), 'off', 'and the machine stays off');
 
   // A wrong password: POWER_FAILED, the machine stays off, the attempt is on the timeline.
-  t.equal((await c.call('PUT', `/api/nodes/${b.systemId}/bmc`, { address: bmc.address, user: 'ADMIN', password: 'wrong-password' })).status, 200);
-  await bmcs.set(b.systemId, { ...(await bmcs.get(b.systemId))!, cipherSuite: 3 });
+  t.equal((await c.call('PUT', `/api/nodes/${b.systemId}/bmc`, { address: bmc.address, user: 'ADMIN', password: 'wrong-password', cipher_suite: 3 })).status, 200);
   const broken = await c.call('POST', `/api/nodes/${b.systemId}/power`, { action: 'on' });
   t.equal(broken.status, 502);
   t.equal(broken.json.code, 'POWER_FAILED');

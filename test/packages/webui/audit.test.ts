@@ -38,7 +38,7 @@ t.test('web UI and API changes: actor, action, target, before → after; no secr
   // The API with a token.
   const { token, secret } = await createAccountStore(h.paths).createToken('admin', 'ci-robot');
   const bmcPassword = 'bmc-secret-Zq81';
-  t.equal((await api(h, secret, 'PUT', `/api/nodes/${node.systemId}/bmc`, { address: '192.0.2.50', user: 'ipmi', password: bmcPassword })).status, 200);
+  t.equal((await api(h, secret, 'PUT', `/api/nodes/${node.systemId}/bmc`, { address: '192.0.2.50', user: 'ipmi', password: bmcPassword, cipher_suite: '17' })).status, 200);
   const carolPassword = 'carol-password-Xy42';
   t.equal((await api(h, secret, 'POST', '/api/users', { name: 'carol', role: 'viewer', password: carolPassword })).status, 201);
   t.equal((await api(h, secret, 'PUT', '/api/config', { key: 'webui.session_hours', value: '4' })).status, 200);
@@ -66,7 +66,7 @@ t.test('web UI and API changes: actor, action, target, before → after; no secr
   t.same(byAction('node.add').changes.hostname, { before: null, after: 'web1' });
   t.notOk('token' in byAction('node.add').changes, "a node's token is never a field");
   t.same(byAction('bmc.set').actor, tokenActor, 'the API token: its id and name');
-  t.same(byAction('bmc.set').changes, { address: { before: null, after: '192.0.2.50' }, password: { before: null, after: '[redacted]' }, user: { before: null, after: 'ipmi' } });
+  t.same(byAction('bmc.set').changes, { address: { before: null, after: '192.0.2.50' }, cipherSuite: { before: null, after: 17 }, password: { before: null, after: '[redacted]' }, user: { before: null, after: 'ipmi' } }, 'the cipher suite is shown, the password never');
   t.same(byAction('user.add').target, { user: 'carol' });
   t.same(byAction('config.set').changes, { 'webui.session_hours': { before: 12, after: 4 } });
   t.same(byAction('config.set').actor, tokenActor);
