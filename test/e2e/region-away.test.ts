@@ -126,6 +126,7 @@ t.test('region away: a VM installs through edge B from its cache while the regio
   await regionServe.stop();
   pgCtl(pg.host, pg.port, 'stop');
   t.equal((await curlIn(net, eb, `http://${REGION}:5248/api/v1/changes?since=0`)).status, 0, 'the region does not answer');
+  await t.rejects(nodeShow(), { message: /exited \d+: [^]*database uecp_region_away on / }, 'nor does its database: the region CLI cannot read the node');
 
   // The edge renders its dnsmasq files from its cache, the region being gone.
   await edge(['apply']);
