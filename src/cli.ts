@@ -330,7 +330,13 @@ export async function main(
       network: () => (network ??= createSystemNetworkFacts()),
       nodeStore: () => (nodeStore ??= openCommandStore(paths, async () => (await inspectConfig(paths, mergeSchemas(components))).config)),
     };
-    return await command.run(session, parsed.positionals.slice(command.words.length), values);
+    try {
+      return await command.run(session, parsed.positionals.slice(command.words.length), values);
+    } finally {
+      // The store this command opened (not one a caller passed in): a PostgreSQL store's
+      // connections and LISTEN would otherwise keep the process alive after a service stops.
+      if (nodeStore && nodeStore !== overrides.nodeStore) await nodeStore.close().catch((err: unknown) => log.warn(`closing the node store: ${describeError(err)}`));
+    }
   } catch (err) {
     // One line whatever the message holds (a value quoted with JSON.stringify keeps U+2028 raw).
     if (err instanceof UecError) {

@@ -2,6 +2,8 @@
  * `uec-provisioning region migrate` both ways with 1,000 nodes, against a PostgreSQL this file
  * starts (test/helpers/postgresql.ts), through main() as an admin runs it.
  */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import t from 'tap';
 import { main, type Io } from '../../src/cli';
 import { loadComponents, mergeSchemas } from '../../src/configurator/component';
@@ -12,7 +14,8 @@ import { createFileNodeStore } from '../../src/region/node-store';
 import { createPostgresNodeStore, renderCanonicalJson } from '../../src/region/node-store-postgresql';
 import { selectStoreDifference } from '../../src/region/migrate-store';
 import { checkPostgresAvailable, startPostgres } from '../helpers/postgresql';
-import { put, scratchRoot } from '../helpers/scratch';
+import { CHILD_ENV } from '../helpers/child-script';
+import { REPO_ROOT, put, scratchRoot } from '../helpers/scratch';
 
 function cliIn(root: string) {
   return async (...args: string[]) => {
@@ -107,5 +110,53 @@ if (unavailable) {
     t.match(out.stderr, /cannot connect to PostgreSQL \(database nosuchdb on .*\): .*nosuchdb/);
     t.equal(out.stderr.trim().split('\n').length, 1);
     t.equal(await storeSetting(paths), 'embedded');
+  });
+}
+
+if (!unavailable) {
+  t.test('on PostgreSQL, `webui serve` and `serve` stop on SIGTERM (the store\'s connections and LISTEN are closed), and a CLI command exits at once', async (t) => {
+    const server = await startPostgres(t);
+    const db = await server.createDatabase();
+    const paths = scratchRoot(t);
+    put(paths, '/etc/uec-provisioning/uec-provisioning.conf', `[region]\nstore = postgresql\ndatabase_host = ${db.host}\ndatabase_port = ${db.port}\ndatabase_name = ${db.database}\ndatabase_user = ${db.user}\n[server]\ninterface = lo\n`);
+    const script = [
+      "require('ts-node/register/transpile-only');",
+      `const { main } = require(${JSON.stringify(path.join(REPO_ROOT, 'src/cli.ts'))});`,
+      'main(process.argv.slice(1), { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s), env: process.env }).then((code) => { process.exitCode = code; });',
+    ].join('\n');
+    const run = (args: string[]) => {
+      const child = spawn(process.execPath, ['-e', script, '--', ...args, '--root', paths.root], { cwd: REPO_ROOT, env: { ...CHILD_ENV, UEC_PROVISIONING_TEMPLATES: path.join(REPO_ROOT, 'templates'), UEC_PROVISIONING_SERVICE_CONTROL: 'none' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+      // Not a timing assert: without the fix the process never exits; 60 s only ends the wait.
+      const exited = (limitMs: number) =>
+        new Promise<number | string>((resolve) => {
+          if (child.exitCode !== null) return resolve(child.exitCode);
+          const timer = setTimeout(() => resolve(`still running after ${limitMs / 1000} s:\n${out}`), limitMs);
+          child.once('exit', (code, signal) => (clearTimeout(timer), resolve(code ?? String(signal))));
+        });
+      const listening = () =>
+        new Promise<void>((resolve, reject) => {
+          const check = () => (/"port":\s*\d+/.test(out) ? resolve() : undefined);
+          child.stdout!.on('data', check);
+          child.once('exit', () => reject(new Error(`exited before listening:\n${out}`)));
+          check();
+        });
+      return { child, exited, listening, output: () => out };
+    };
+    const add = run(['nodes', 'add', 'pg-one', '--mac', '52:54:00:04:00:01', '--no-apply']);
+    t.equal(await add.exited(60_000), 0, 'nodes add exits by itself');
+    for (const args of [['webui', 'serve', '--port', '0', '--listen', '127.0.0.1', '--json'], ['serve', '--listen', '127.0.0.1', '--port', '0', '--json', '--no-apply']]) {
+      const p = run(args);
+      await p.listening();
+      // The store is open and listening once a node change is seen: make one from outside.
+      const store = createPostgresNodeStore(db);
+      await store.modify(['pg-one'], ([n], writes) => writes.put({ ...n!, release: 'trixie' }));
+      await store.close();
+      p.child.kill('SIGTERM');
+      t.equal(await p.exited(60_000), 0, `${args.slice(0, 2).join(' ')} exits 0 on SIGTERM`);
+    }
   });
 }
