@@ -243,3 +243,23 @@ export function selectStages(events: LabNodeEvent[], since = 0): string[] {
   for (const e of events) if (Date.parse(e.at) >= since && STAGES.includes(e.type) && !stages.includes(e.type)) stages.push(e.type);
   return stages;
 }
+
+/** What /proc says of a process (comm, cmdline with spaces, the cgroup file's text). */
+export interface ProcessFacts {
+  comm: string;
+  cmdline: string;
+  cgroup: string;
+}
+
+/**
+ * Pure: is this a process the lab started? Its qemu (the lab's MAC prefix), its BMC's ipmi_sim
+ * and the site's dnsmasq (their files are under the run directory), the appliance's dnsmasq
+ * (in the appliance container's cgroup, named after the lab) and the lab agent. Another job's
+ * dnsmasq, in a network namespace of its own, is not the lab's.
+ */
+export function selectLabProcess(p: ProcessFacts, runDir: string): boolean {
+  if (p.comm.startsWith('qemu-system')) return p.cmdline.includes('52:54:00:67:');
+  if (p.comm === 'ipmi_sim') return p.cmdline.includes(runDir);
+  if (p.comm === 'dnsmasq') return p.cmdline.includes(runDir) || p.cgroup.includes(`/${LAB_PREFIX}-`);
+  return p.cmdline.includes('lab-agent.ts');
+}

@@ -32,6 +32,7 @@ import {
   renderIpmiSimCommands,
   renderIpmiSimConfig,
   renderShellCommand,
+  selectLabProcess,
   selectStages,
   type LabArgs,
   type LabMachine,
@@ -770,8 +771,14 @@ class Lab {
           return '';
         }
       })();
-      const line = cmdline(pid);
-      return (comm.startsWith('qemu-system') && line.includes('52:54:00:67:')) || (comm === 'ipmi_sim' && line.includes(RUN_DIR)) || (comm === 'dnsmasq' && netnsOf(pid) !== this.hostNetns) || line.includes('lab-agent.ts');
+      const cgroup = (() => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+        } catch {
+          return '';
+        }
+      })();
+      return selectLabProcess({ comm, cmdline: cmdline(pid), cgroup }, RUN_DIR);
     });
     const inHost = procs.filter((pid) => netnsOf(pid) === this.hostNetns && !cmdline(pid).startsWith('ip netns exec'));
     this.check(procs.length > 0 && inHost.length === 0, `${procs.length} lab processes (qemu, ipmi_sim, dnsmasq, agent), none in the host's network namespace ${this.hostNetns}`);

@@ -13,6 +13,7 @@ import t from 'tap';
 import { bookwormUnavailableReason } from '../helpers/bookworm';
 import { netnsUnavailableReason } from '../helpers/netns';
 import { REPO_ROOT } from '../helpers/scratch';
+import { selectLabProcess } from '../../scripts/lab-plan';
 import { holdVmLane, vmUnavailableReason } from '../helpers/vm';
 
 const RUN_DIR = '/var/tmp/uec-provisioning-lab';
@@ -39,16 +40,17 @@ function labNamespaces(): string[] {
   return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith('uecl-'));
 }
 
-/** qemu, ipmi_sim and dnsmasq processes of the lab (by their arguments) and their network namespaces. */
+/** qemu, ipmi_sim and dnsmasq processes of the lab (selectLabProcess: by their arguments and cgroup) and their network namespaces. */
 function labProcesses(): { pid: number; comm: string; netns: string }[] {
   const found: { pid: number; comm: string; netns: string }[] = [];
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const comm = fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim();
-      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      const ours = (comm.startsWith('qemu-system') && cmd.includes('52:54:00:67:')) || (comm === 'ipmi_sim' && cmd.includes(RUN_DIR)) || (comm === 'dnsmasq' && fs.readlinkSync(`/proc/${d}/ns/net`) !== fs.readlinkSync('/proc/self/ns/net'));
-      if (ours) found.push({ pid: Number(d), comm, netns: fs.readlinkSync(`/proc/${d}/ns/net`) });
+      const cmdline = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const cgroup = fs.readFileSync(`/proc/${d}/cgroup`, 'utf8');
+      // The lab's own predicate: other jobs' dnsmasq in namespaces of their own are not the lab's.
+      if (comm !== 'node' && selectLabProcess({ comm, cmdline, cgroup }, RUN_DIR)) found.push({ pid: Number(d), comm, netns: fs.readlinkSync(`/proc/${d}/ns/net`) });
     } catch {
       // gone meanwhile
     }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { buildMagicPacket } from '../../packages/webui/power';
-import { LabUsageError, parseLabArgs, parseMagicPacket, planLab, renderDebconf, renderIpmiSimConfig, renderShellCommand, selectStages } from '../../scripts/lab-plan';
+import { LabUsageError, parseLabArgs, parseMagicPacket, planLab, renderDebconf, renderIpmiSimConfig, renderShellCommand, selectLabProcess, selectStages } from '../../scripts/lab-plan';
 
 t.test('command line: defaults, flags, and one clear line naming a bad argument', async (t) => {
   t.same(parseLabArgs([]), { mode: 'up', machines: 3, proxy: false, ci: false, port: 8480 });
@@ -68,4 +68,19 @@ t.test('stages: first appearance, in order, only from the deploy on', async (t) 
   const events = [ev('2026-01-01T00:00:00Z', 'netboot'), ev('2026-01-01T00:01:00Z', 'power'), ev('2026-01-01T00:01:10Z', 'netboot'), ev('2026-01-01T00:01:20Z', 'netboot'), ev('2026-01-01T00:02:00Z', 'preseed'), ev('2026-01-01T00:02:05Z', 'status'), ev('2026-01-01T00:02:10Z', 'installing')];
   t.same(selectStages(events), ['netboot', 'power', 'preseed', 'installing']);
   t.same(selectStages(events, Date.parse('2026-01-01T00:01:00Z')), ['power', 'netboot', 'preseed', 'installing']);
+});
+
+t.test('selectLabProcess: the lab\'s qemu, ipmi_sim, site and appliance dnsmasq and agent; not another job\'s dnsmasq in its own namespace', async (t) => {
+  const run = '/var/tmp/uec-provisioning-lab';
+  const root = '0::/\n';
+  const p = (comm: string, cmdline: string, cgroup = root) => selectLabProcess({ comm, cmdline, cgroup }, run);
+  t.ok(p('qemu-system-x86', 'qemu-system-x86_64 -netdev tap,ifname=uecl-t1 -device virtio-net-pci,mac=52:54:00:67:00:11'));
+  t.notOk(p('qemu-system-x86', 'qemu-system-x86_64 -device virtio-net-pci,mac=52:54:00:66:00:13'), 'another test\'s VM');
+  t.ok(p('ipmi_sim', `ipmi_sim -n -c ${run}/bmc-m2/lan.conf`));
+  t.notOk(p('ipmi_sim', 'ipmi_sim -n -c /tmp/uec-ipmi-x/lan.conf'), 'a test\'s BMC');
+  t.ok(p('dnsmasq', `dnsmasq --keep-in-foreground --dhcp-leasefile=${run}/site.leases`), 'the site\'s dnsmasq');
+  t.ok(p('dnsmasq', 'dnsmasq --keep-in-foreground --conf-file=/etc/uec-provisioning/dnsmasq-dhcpd.conf', '1:name=systemd:/uec-tests/uecl-appliance-30455-1/system.slice/uec-provisioning-dhcpd.service\n'), 'the appliance\'s dnsmasq, by its container\'s cgroup');
+  t.notOk(p('dnsmasq', 'dnsmasq --keep-in-foreground --log-facility=- --conf-file=/tmp/uec-bench-apply-uSNItW/etc/uec-provisioning/dnsmasq-dhcpd.conf'), 'a benchmark\'s dnsmasq in its own namespace');
+  t.notOk(p('dnsmasq', 'dnsmasq --conf-file=/etc/uec-provisioning/dnsmasq-dhcpd.conf', '1:name=systemd:/uec-tests/uec-installed-2211-1/system.slice/x.service\n'), 'another test\'s appliance container');
+  t.ok(p('node', `node -r ts-node/register/transpile-only scripts/lab-agent.ts ${run}/webui.sock`));
 });
