@@ -498,7 +498,7 @@ const LEAF_CATEGORIES: [string, (f: Frame) => boolean][] = [
 
 /** Otherwise the first rule, in this order, that any frame of the sample's stack matches. */
 const STACK_CATEGORIES: [string, (f: Frame) => boolean][] = [
-  ['node store: read, copy, validate, rewrite the whole JSON file', (f) => /\/(region\/node-store|core\/atomic-write|core\/file-lock)\.js$/.test(f.url)],
+  ['node store: journal reads and appends, index lookups, copies, locks', (f) => /\/(region\/node-store|core\/atomic-write|core\/file-lock)\.js$/.test(f.url)],
   ['roles read from disk per request', (f) => /\/contract\/roles\.js$/.test(f.url)],
   ['file reads for streaming (fs.createReadStream)', (f) => f.url.endsWith('fs/streams')],
   // Continuations of fs.promises calls start at the root: whose read it was is lost.

@@ -63,7 +63,7 @@ t.test('summarizeCpuProfile: a sample counts where its stack says, store before 
     timeDeltas: [1000, 2000, 2000, 3000, 500, 250],
   };
   t.same(summarizeCpuProfile(profile), [
-    { category: 'node store: read, copy, validate, rewrite the whole JSON file', ms: 4 },
+    { category: 'node store: journal reads and appends, index lookups, copies, locks', ms: 4 },
     { category: 'socket writes (kernel, initrd, answers)', ms: 3 },
     { category: 'idle', ms: 1 },
     { category: 'other', ms: 0.5 },
