@@ -2,7 +2,8 @@
  * `npm run bench` (apply part), run as root; dnsmasq and the DHCP client run inside
  * throw-away network namespaces (test/helpers/netns.ts), nothing reaches the machine's network.
  *
- * With 1,000 / 10,000 / 100,000 nodes in the store (BENCH_APPLY_SIZES=1000,10000 to choose):
+ * With 1,000 / 10,000 / 100,000 nodes in the store (BENCH_APPLY_SIZES=1000,10000 to choose),
+ * embedded and PostgreSQL (BENCH_APPLY_BACKENDS; PostgreSQL a durable server of its own):
  * - the full apply of dhcpd and tftpd (what `uec-provisioning apply` and a package install do);
  * - then, with dnsmasq serving all of them, a node added (addNode, the store commit) and the
  *   node apply of just that node (applyNodeChanges, as `nodes add` and serve do), and the time
@@ -28,6 +29,8 @@ import { createPaths, type Paths } from '../src/core/paths';
 import { createSysvControl } from '../src/core/services';
 import { addNode } from '../src/region/node-ops';
 import { createFileNodeStore, type NodeStore } from '../src/region/node-store';
+import { createPostgresNodeStore } from '../src/region/node-store-postgresql';
+import { checkPostgresAvailable, startPostgres } from '../test/helpers/postgresql';
 import { createTestNetwork, netnsUnavailableReason } from '../test/helpers/netns';
 import { DHCPD_PATHS } from '../packages/dhcpd/render';
 
@@ -36,6 +39,9 @@ process.env.UEC_PROVISIONING_TEMPLATES = path.join(REPO, 'templates');
 // A /12: room for 100,000 fixed addresses below the proposed pool (its upper half).
 const FACTS = staticNetworkFacts([{ name: 'prov0', mac: '52:54:00:48:00:01', up: true, loopback: false, virtual: true, ipv4: [{ address: '10.32.0.1', prefix: 12 }], ipv6: [] }], null);
 const SIZES = (process.env.BENCH_APPLY_SIZES ?? '1000,10000,100000').split(',').map(Number);
+// BENCH_APPLY_BACKENDS=embedded,postgresql (default both; postgresql only where it can run).
+const BACKENDS = (process.env.BENCH_APPLY_BACKENDS ?? 'embedded,postgresql').split(',').filter((b): b is Backend => b === 'embedded' || b === 'postgresql');
+type Backend = 'embedded' | 'postgresql';
 const REPEATS = Number(process.env.BENCH_APPLY_REPEATS ?? 5);
 const COMPONENTS = loadComponents();
 
@@ -90,6 +96,7 @@ async function connectProbe(socketPath: string): Promise<(mac: string) => Promis
 }
 
 interface SizeResult {
+  backend: Backend;
   size: number;
   fill: number;
   fullApply: number;
@@ -102,7 +109,7 @@ interface SizeResult {
   written: string;
 }
 
-async function benchSize(size: number): Promise<SizeResult> {
+async function benchSize(size: number, backend: Backend): Promise<SizeResult> {
   const teardowns: (() => unknown)[] = [];
   const host = { teardown: (fn: () => unknown) => teardowns.push(fn) };
   // BENCH_APPLY_REUSE=DIR: a root an earlier run left with `size` nodes stored and applied
@@ -112,7 +119,13 @@ async function benchSize(size: number): Promise<SizeResult> {
   fs.chmodSync(dir, 0o755);
   try {
     const paths = createPaths(dir);
-    const store = createFileNodeStore(paths);
+    let store: NodeStore;
+    if (backend === 'postgresql') {
+      // Its own durable server (fsync on, as a site runs it), one database per size.
+      const server = await startPostgres(host, { durable: true });
+      store = createPostgresNodeStore(await server.createDatabase());
+      teardowns.push(() => store.close());
+    } else store = createFileNodeStore(paths);
     const session = sessionFor(paths, store);
     let t0 = process.hrtime.bigint();
     let fill = NaN;
@@ -188,6 +201,7 @@ async function benchSize(size: number): Promise<SizeResult> {
     }
     await dnsmasq.stop();
     return {
+      backend,
       size,
       fill,
       fullApply,
@@ -212,19 +226,25 @@ async function run(): Promise<void> {
     return;
   }
   const results: SizeResult[] = [];
-  for (const size of SIZES) {
-    const r = await benchSize(size);
-    results.push(r);
-    process.stderr.write(`bench-apply ${size} nodes: ${JSON.stringify(r)}\n`);
+  for (const backend of BACKENDS) {
+    if (backend === 'postgresql' && checkPostgresAvailable()) {
+      process.stderr.write(`bench-apply: PostgreSQL left out: ${checkPostgresAvailable()}\n`);
+      continue;
+    }
+    for (const size of SIZES) {
+      const r = await benchSize(size, backend);
+      results.push(r);
+      process.stderr.write(`bench-apply ${backend} ${size} nodes: ${JSON.stringify(r)}\n`);
+    }
   }
   const f = (n: number) => (Number.isNaN(n) ? '–' : n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n.toFixed(1)} ms`);
   const lines = [
     '',
     `### node apply (median of ${REPEATS} adds; load average ${os.loadavg()[0]?.toFixed(1)})`,
     '',
-    `| nodes in the store | store commit (addNode) | node apply (${results[0]?.written ?? ''}) | commit → dnsmasq read it | commit → offered its reservation | one DISCOVER/OFFER alone | full apply dhcpd + tftpd |`,
-    '|---|---|---|---|---|---|---|',
-    ...results.map((r) => `| ${r.size.toLocaleString('en')} | ${f(r.commit)} | ${f(r.nodeApply)} | ${f(r.read)} | ${f(r.served)} | ${f(r.client)} | ${f(r.fullApply)} |`),
+    `| backend | nodes in the store | store commit (addNode) | node apply (${results[0]?.written ?? ''}) | commit → dnsmasq read it | commit → offered its reservation | one DISCOVER/OFFER alone | full apply dhcpd + tftpd |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.backend} | ${r.size.toLocaleString('en')} | ${f(r.commit)} | ${f(r.nodeApply)} | ${f(r.read)} | ${f(r.served)} | ${f(r.client)} | ${f(r.fullApply)} |`),
     '',
   ];
   process.stdout.write(lines.join('\n'));
