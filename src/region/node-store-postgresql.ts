@@ -137,6 +137,7 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
   const listeners: ((changes: readonly NodeChange[]) => void | Promise<void>)[] = [];
   let ready: Promise<void> | undefined;
   let listener: PgClient | undefined;
+  let listening: Promise<void> | undefined;
   let delivered = 0;
   let delivering: Promise<void> = Promise.resolve();
   let closed = false;
@@ -205,6 +206,9 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
 
   async function startListening(): Promise<void> {
     await open();
+    // close() may come at any await here: it waits for this, and a LISTEN connection made
+    // after it would keep the process alive (a service that never stops on SIGTERM).
+    if (closed) return;
     const client = new pg.Client(config);
     listener = client;
     client.on('error', () => undefined);
@@ -212,6 +216,7 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
       deliver().catch(() => undefined);
     });
     await client.connect();
+    if (closed) return;
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
     // From now on: what is committed after this point reaches the listeners.
     const { current } = await feedState(pool);
@@ -511,7 +516,7 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     },
     onChange(fn) {
       listeners.push(fn);
-      if (!listener && !closed) startListening().catch(() => undefined);
+      if (!listening && !closed) listening = startListening().catch(() => undefined);
     },
     async schemaVersion() {
       const rows = await read<{ version: number }>('cannot read the schema version', 'SELECT version FROM schema_version WHERE id = 1');
@@ -530,6 +535,7 @@ export function createPostgresNodeStore(options: PostgresNodeStoreOptions): Post
     async close() {
       if (closed) return;
       closed = true;
+      await listening;
       await delivering;
       if (listener) await listener.end().catch(() => undefined);
       await pool.end().catch(() => undefined);
