@@ -255,11 +255,13 @@ export interface ProcessFacts {
  * Pure: is this a process the lab started? Its qemu (the lab's MAC prefix), its BMC's ipmi_sim
  * and the site's dnsmasq (their files are under the run directory), the appliance's dnsmasq
  * (in the appliance container's cgroup, named after the lab) and the lab agent. Another job's
- * dnsmasq, in a network namespace of its own, is not the lab's.
+ * dnsmasq in a network namespace of its own, or another test's agent or shell, is not the lab's.
  */
 export function selectLabProcess(p: ProcessFacts, runDir: string): boolean {
   if (p.comm.startsWith('qemu-system')) return p.cmdline.includes('52:54:00:67:');
   if (p.comm === 'ipmi_sim') return p.cmdline.includes(runDir);
   if (p.comm === 'dnsmasq') return p.cmdline.includes(runDir) || p.cgroup.includes(`/${LAB_PREFIX}-`);
-  return p.cmdline.includes('lab-agent.ts');
+  // The agent: node running lab-agent.ts on the lab's socket (not a test's agent, nor the
+  // shell of a test helper whose command line names the file).
+  return p.comm === 'node' && p.cmdline.includes('lab-agent.ts') && p.cmdline.includes(runDir);
 }

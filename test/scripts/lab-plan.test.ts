@@ -82,5 +82,7 @@ t.test('selectLabProcess: the lab\'s qemu, ipmi_sim, site and appliance dnsmasq 
   t.ok(p('dnsmasq', 'dnsmasq --keep-in-foreground --conf-file=/etc/uec-provisioning/dnsmasq-dhcpd.conf', '1:name=systemd:/uec-tests/uecl-appliance-30455-1/system.slice/uec-provisioning-dhcpd.service\n'), 'the appliance\'s dnsmasq, by its container\'s cgroup');
   t.notOk(p('dnsmasq', 'dnsmasq --keep-in-foreground --log-facility=- --conf-file=/tmp/uec-bench-apply-uSNItW/etc/uec-provisioning/dnsmasq-dhcpd.conf'), 'a benchmark\'s dnsmasq in its own namespace');
   t.notOk(p('dnsmasq', 'dnsmasq --conf-file=/etc/uec-provisioning/dnsmasq-dhcpd.conf', '1:name=systemd:/uec-tests/uec-installed-2211-1/system.slice/x.service\n'), 'another test\'s appliance container');
-  t.ok(p('node', `node -r ts-node/register/transpile-only scripts/lab-agent.ts ${run}/webui.sock`));
+  t.ok(p('node', `node -r ts-node/register/transpile-only scripts/lab-agent.ts ${run}/webui.sock 10.67.0.1:80`));
+  t.notOk(p('node', 'node -r ts-node/register/transpile-only -e require("/work/main/scripts/lab-agent.ts").main(["/tmp/x/agent.sock","10.69.0.1:8081"])'), 'the agent test\'s own agent');
+  t.notOk(p('sh', `sh -c exec ip netns exec uect-1-lan node -e require("/work/main/scripts/lab-agent.ts")`), 'a test helper\'s shell naming the file (CI: in the host\'s namespace beside the lab)');
 });
