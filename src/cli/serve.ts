@@ -375,9 +375,10 @@ export function selectListenAddresses(asked: string | undefined, server: { addre
   return [...new Set([server.address, '127.0.0.1'].filter(Boolean))];
 }
 
-/** Listen, sweep stuck deployments every minute, and stop cleanly. */
 /** Changes read from the node store's feed at a time, by the apply's follower. */
 const FOLLOW_BATCH = 1000;
+
+/** Listen, sweep stuck deployments every minute, and stop cleanly. */
 
 export async function startService(
   settings: ServiceSettings & {
