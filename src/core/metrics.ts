@@ -8,7 +8,9 @@
  * describe the system (nodes by status, dnsmasq's counters, the mirror's last sync, the age of
  * the last region answer) are computed at scrape time from the sources the service registers
  * with useMetricsSources; a source that cannot be read leaves its metric out (and says so in
- * an _up gauge where there is one), never fails the scrape.
+ * an _up gauge where there is one), never fails the scrape. The TFTP transfers are the one
+ * counter read from outside at scrape time that is carried: each scrape adds the lines the
+ * TFTP dnsmasq logged since the one before.
  */
 import * as fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -89,6 +91,29 @@ export interface MetricsSources {
   regionName?: string;
   /** The clock for ages (ms since the epoch). */
   now?: () => number;
+  /**
+   * The TFTP transfers the TFTP-only dnsmasq logged since the last call (the first call: since
+   * the service started), read from its journal; `problem` is '' when the log was read to its
+   * end, else why not (what was read before a cut-off is in `transfers` all the same). Rejects
+   * when the log cannot be read at all.
+   */
+  readTftpTransfers?: () => Promise<TftpRead>;
+}
+
+/** What a TFTP transfer ended in: sent, dnsmasq gave up (`failed sending`), no such file, or the client stopped it with an error. */
+export const TFTP_RESULTS = ['sent', 'failed', 'not_found', 'aborted'] as const;
+/** What the file is in the boot chain: the first-stage loader, a boot config (pxelinux.cfg/, grub/), the installer's kernel or initrd (images/), anything else. */
+export const TFTP_KINDS = ['loader', 'config', 'image', 'other'] as const;
+
+/** One TFTP transfer, as the metrics count it: never the file name or the client, so the labels stay bounded. */
+export interface TftpTransfer {
+  result: (typeof TFTP_RESULTS)[number];
+  kind: (typeof TFTP_KINDS)[number];
+}
+
+export interface TftpRead {
+  transfers: readonly TftpTransfer[];
+  problem: string;
 }
 
 let sources: MetricsSources = {};
@@ -205,6 +230,52 @@ export function lastDnsmasqProblem(): string {
   return lastDnsmasqError;
 }
 
+// ------------------------------------------------------------------------------- TFTP
+
+const tftpLogUp = new Gauge({ name: 'uecp_tftp_log_up', help: "1 when the TFTP-only dnsmasq's log (the journal of uec-provisioning-tftpd) was read to its end at this scrape, else 0.", registers: [registry] });
+// Carried in the process (never reset): each scrape adds what was logged since the last one.
+const tftpTransfers = new Counter({
+  name: 'uecp_tftp_transfers_total',
+  help: 'TFTP transfers the TFTP-only dnsmasq logged since this process started, by result (sent, failed, not_found, aborted) and kind of file (loader, config, image, other).',
+  labelNames: ['result', 'kind'] as const,
+  registers: [registry],
+});
+
+/** A TFTP read in progress: a second scrape meanwhile waits for it instead of counting the same lines again. */
+let tftpCollecting: Promise<void> | undefined;
+let lastTftpError = '';
+
+async function collectTftpOnce(read: () => Promise<TftpRead>): Promise<void> {
+  // Every series from the first scrape on, so that rate() and increase() see their start.
+  for (const result of TFTP_RESULTS) for (const kind of TFTP_KINDS) tftpTransfers.inc({ result, kind }, 0);
+  let got: TftpRead;
+  try {
+    got = await read();
+  } catch (err) {
+    tftpLogUp.set(0);
+    lastTftpError = describeError(err);
+    return;
+  }
+  for (const { result, kind } of got.transfers) tftpTransfers.inc({ result, kind });
+  tftpLogUp.set(got.problem ? 0 : 1);
+  lastTftpError = got.problem;
+}
+
+async function collectTftp(): Promise<void> {
+  const read = sources.readTftpTransfers;
+  if (!read) {
+    tftpLogUp.set(0);
+    return;
+  }
+  if (!tftpCollecting) tftpCollecting = collectTftpOnce(read).finally(() => (tftpCollecting = undefined));
+  await tftpCollecting;
+}
+
+/** Why the last scrape could not read the TFTP log to its end ('' when it could): for the tests and a debug log. */
+export function lastTftpProblem(): string {
+  return lastTftpError;
+}
+
 // ----------------------------------------------------------------------------- mirror
 
 /** Pure: the mirror's state.json to the timestamps (seconds) of the last attempt and of the served tree. */
@@ -313,7 +384,7 @@ export function recordDeployEnded(outcome: 'deployed' | 'failed', startedAt: str
 /** The scrape: the text exposition format and its content type. */
 export async function renderMetrics(): Promise<{ type: string; body: string }> {
   // The scrape-time reads first: the registry serialises its metrics concurrently.
-  await Promise.all([collectDnsmasq(), collectMirror()]);
+  await Promise.all([collectDnsmasq(), collectMirror(), collectTftp()]);
   collectEdge();
   return { type: registry.contentType, body: await registry.metrics() };
 }

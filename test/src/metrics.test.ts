@@ -2,7 +2,7 @@
  * /metrics of `uec-provisioning serve` (src/core/metrics.ts), scraped in-process: checked by
  * Debian's promtool, who may read it (loopback, or the provisioning key), and that the
  * numbers move with what happens (a request, a deploy to deployed, the node store, dnsmasq
- * over D-Bus, the mirror's state file).
+ * over D-Bus, the TFTP dnsmasq's journal, the mirror's state file).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,6 +14,7 @@ import { DHCPD_BUS_NAME, parseMirrorState, readDnsmasqMetrics } from '../../src/
 import { selectStatusCounts } from '../../src/contract/node';
 import { staticNetworkFacts } from '../../src/core/network-facts';
 import { addNode, deployNode, recordStatusEvent } from '../../src/region/node-ops';
+import { watchTftpTransfers } from '../../src/region/tftp-transfers';
 import { createFileNodeStore } from '../../src/region/node-store';
 import type { Paths } from '../../src/core/paths';
 import { loadRoles } from '../../src/contract/roles';
@@ -21,6 +22,7 @@ import { startService } from '../../src/cli/serve';
 import { loadServerAddress } from '../../src/core/server-address';
 import { startDbusDaemon, stopChild, useSystemBusAddress, waitFor } from '../helpers/dbus-daemon';
 import { checkWithPromtool, metricNames, sampleValue } from '../helpers/metrics';
+import { createFakeJournal } from '../helpers/fake-journal';
 import { createFakeLan, memoryLog } from '../helpers/region-fixture';
 import { put, scratchRoot, REPO_ROOT } from '../helpers/scratch';
 
@@ -245,6 +247,80 @@ t.test("the mirror's state file: last result, when, and the served tree's time",
   t.equal(sampleValue(text, 'uecp_mirror_last_sync_success'), 0);
   t.equal(sampleValue(text, 'uecp_mirror_last_sync_timestamp_seconds'), Date.parse('2026-12-06T09:30:00Z') / 1000);
   t.equal(sampleValue(text, 'uecp_mirror_served_tree_timestamp_seconds'), Date.parse('2026-12-05T01:00:00Z') / 1000);
+});
+
+t.test("TFTP transfers from the tftpd's journal: each line counted once, by result and kind; a journal that fails: up 0, counts kept, the scrape answers", async (t) => {
+  noBus(t);
+  const { lastTftpProblem, renderMetrics, useMetricsSources } = await import('../../src/core/metrics');
+  t.teardown(() => useMetricsSources({ readTftpTransfers: undefined }));
+  const read = async () => (await renderMetrics()).body;
+  const count = (text: string, result: string, kind: string) => sampleValue(text, 'uecp_tftp_transfers_total', { result, kind });
+  useMetricsSources({ readTftpTransfers: undefined });
+  t.equal(sampleValue(await read(), 'uecp_tftp_log_up'), 0, 'no TFTP log registered (the web UI): up 0');
+  const journal = createFakeJournal();
+  const root = '/var/lib/uec-provisioning/boot';
+  useMetricsSources({ readTftpTransfers: watchTftpTransfers({ since: new Date('2026-12-06T15:00:00Z'), journal: journal.read }) });
+  const before = await read();
+  t.equal(sampleValue(before, 'uecp_tftp_log_up'), 1, 'the journal read: up 1');
+  for (const result of ['sent', 'failed', 'not_found', 'aborted']) {
+    for (const kind of ['loader', 'config', 'image', 'other']) t.type(count(before, result, kind), 'number', `${result}/${kind} present from the first scrape`);
+  }
+  for (const line of [
+    `sent ${root}/shimx64.efi to 10.66.0.100`,
+    `sent ${root}/grubx64.efi to 10.66.0.100`,
+    `file ${root}/grub/grub.cfg-0A420064 not found for 10.66.0.100`,
+    `sent ${root}/grub/grub.cfg-01-52-54-00-66-00-13 to 10.66.0.100`,
+    `sent ${root}/images/debian/bookworm/amd64/linux to 10.66.0.100`,
+    `sent ${root}/images/debian/bookworm/amd64/initrd.gz to 10.66.0.100`,
+    `failed sending ${root}/images/debian/bookworm/amd64/initrd.gz to 10.66.0.101`,
+    'error 8 User aborted the transfer received from 10.66.0.102',
+  ]) {
+    journal.log(`dnsmasq-tftp[4242]: ${line}`);
+  }
+  const after = await read();
+  const delta = (result: string, kind: string) => (count(after, result, kind) ?? NaN) - (count(before, result, kind) ?? NaN);
+  t.equal(delta('sent', 'loader'), 2, 'shim and GRUB: 2 loaders sent');
+  t.equal(delta('sent', 'config'), 1);
+  t.equal(delta('not_found', 'config'), 1);
+  t.equal(delta('sent', 'image'), 2, 'kernel and initrd');
+  t.equal(delta('failed', 'image'), 1);
+  t.equal(delta('aborted', 'other'), 1);
+  t.equal(delta('sent', 'other'), 0);
+  t.notMatch(after, /10\.66\.0|shimx64|grub\.cfg|initrd/, 'no client address or file name in any label');
+  const checked = checkWithPromtool(after);
+  t.equal(checked.status, 0, `promtool check metrics: ${checked.output || 'clean'}`);
+  t.equal(checked.output, '', 'no lint problems');
+  t.equal(count(await read(), 'sent', 'loader'), count(after, 'sent', 'loader'), 'a scrape with nothing new logged adds nothing');
+
+  // Two scrapes at once: one read of the journal, the line counted once.
+  journal.log(`dnsmasq-tftp[4242]: sent ${root}/shimx64.efi to 10.66.0.103`);
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  journal.gate = () => held;
+  const calls = journal.calls.length;
+  const both = Promise.all([read(), read()]);
+  await new Promise((resolve) => setImmediate(resolve));
+  release();
+  const [one, two] = await both;
+  journal.gate = undefined;
+  t.equal(journal.calls.length, calls + 1, 'one journalctl for both');
+  t.equal(count(one, 'sent', 'loader'), (count(after, 'sent', 'loader') ?? NaN) + 1);
+  t.equal(count(two, 'sent', 'loader'), (count(after, 'sent', 'loader') ?? NaN) + 1, 'the other scrape saw the same count, not twice the line');
+
+  journal.answer = () => ({ code: 1, signal: null, stdout: '', stderr: 'Failed to open files: Permission denied\n' });
+  journal.log(`dnsmasq-tftp[4242]: sent ${root}/shimx64.efi to 10.66.0.104`);
+  const failing = await read();
+  t.equal(sampleValue(failing, 'uecp_tftp_log_up'), 0, 'journalctl failed: up 0');
+  t.equal(count(failing, 'sent', 'loader'), count(one, 'sent', 'loader'), 'the counts are kept, not reset');
+  t.match(lastTftpProblem(), /Permission denied/);
+  t.equal(checkWithPromtool(failing).status, 0, 'the scrape still passes promtool');
+  journal.answer = undefined;
+  const back = await read();
+  t.equal(sampleValue(back, 'uecp_tftp_log_up'), 1);
+  t.equal(count(back, 'sent', 'loader'), (count(one, 'sent', 'loader') ?? NaN) + 1, 'the line logged while it failed is counted once it reads again');
+  useMetricsSources({ readTftpTransfers: () => Promise.reject(new Error('spawn journalctl ENOENT')) });
+  t.equal(sampleValue(await read(), 'uecp_tftp_log_up'), 0, 'no journalctl at all: up 0, the scrape answers');
+  t.match(lastTftpProblem(), /ENOENT/);
 });
 
 t.test('edge lag: the age of the last region answer appears once the region has answered', async (t) => {
