@@ -195,6 +195,15 @@ t.test('installed appliance: apt, debconf and the CLI; VMs netboot from the syst
     await waitFor('the signed kernel over TFTP', async () => (sentLinux.test(await journal(['uec-provisioning-tftpd'])) ? true : undefined), 360_000);
     t.comment(`Secure Boot VM got its kernel over TFTP: ${seconds(since)}`);
 
+    // serve's /metrics (loopback: no key) counts the TFTP transfers from the tftpd's journal (docs/metrics.md, "TFTP").
+    const scrape = () => c.must(['node', '-e', "fetch('http://127.0.0.1:5248/metrics').then(async (r) => process.stdout.write(await r.text()))"]);
+    const tftpMetrics = await waitFor('uecp_tftp_transfers_total{result="sent",kind="loader"} >= 1 in serve\'s /metrics', async () => {
+      const text = await scrape();
+      const loaders = /^uecp_tftp_transfers_total\{(?=[^}]*result="sent")(?=[^}]*kind="loader")[^}]*\} (\d+)$/m.exec(text);
+      return loaders && Number(loaders[1]) >= 1 && /^uecp_tftp_log_up 1$/m.test(text) ? loaders[0] : undefined;
+    }, 30_000);
+    t.pass(`serve's /metrics counts the loader sent over TFTP, read from the tftpd's journal: ${tftpMetrics}`);
+
     // The second Secure Boot VM starts now, with a kernel one byte different, while the first
     // goes on to its preseed: the byte is changed in the served tree (the first VM has its copy).
     const resolved = (await c.must(['readlink', '-f', linux])).trim();
