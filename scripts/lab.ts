@@ -725,6 +725,7 @@ class Lab {
     });
     const dhcp = await this.journal('uec-provisioning-dhcpd');
     const served = await this.journal('uec-provisioning');
+    const apacheLog = await this.container!.must(['cat', '/var/log/apache2/access.log']).catch((err: Error) => `(unreadable: ${err.message})`);
     for (const m of this.plan.machines) {
       const n = done.get(nodes.get(m.label)!.systemId) ?? (await this.node(nodes.get(m.label)!.systemId));
       const stages = selectStages(n.events, deployedAt);
@@ -741,6 +742,13 @@ class Lab {
       this.check(want.every((s) => stages.includes(s)) && want.map((s) => stages.indexOf(s)).every((v, i, a) => i === 0 || v > a[i - 1]!), `${n.hostname}: timeline ${stages.join(' → ')} (wanted ${want.join(' → ')})`);
       const lease = this.plan.siteAddress ? new RegExp(`PXE\\(eth0\\) .*${m.mac} proxy`) : new RegExp(`DHCPACK\\(eth0\\) 10\\.67\\.0\\.\\d+ ${m.mac} ${n.hostname}`);
       this.check(lease.test(dhcp), `${n.hostname}: dhcpd's journal shows its ${this.plan.siteAddress ? 'proxy-DHCP answer' : 'lease'}`);
+      if (want.includes('netboot')) {
+        // iPXE machines: apache2 sent the kernel and initrd (boot.image_server=auto with the
+        // drop-in uec-provisioning-tftpd enabled), to this machine's leased address.
+        const ip = this.plan.siteAddress ? '10\\.67\\.0\\.\\d+' : (new RegExp(`DHCPACK\\(eth0\\) (10\\.67\\.0\\.\\d+) ${m.mac}`).exec(dhcp)?.[1] ?? 'none').replace(/\./g, '\\.');
+        const sent = ['linux', 'initrd.gz'].filter((f) => new RegExp(`^${ip} \\S+ \\S+ \\[[^\\]]+\\] "GET /uec-provisioning-images/debian/bookworm/amd64/${f.replace('.', '\\.')} HTTP/1\\.1" 200 \\d+`, 'm').test(apacheLog));
+        this.check(sent.length === 2, `${n.hostname}: apache2 sent it the kernel and initrd (${sent.join(', ') || 'neither'} in /var/log/apache2/access.log)`);
+      }
       this.check(new RegExp(`node ${n.hostname} \\(${n.systemId}\\): preseed install preseed fetched`).test(served), `${n.hostname}: uec-provisioning's journal shows the preseed fetched`);
       this.check(new RegExp(`node ${n.hostname} \\(${n.systemId}\\) reported installing`).test(served), `${n.hostname}: uec-provisioning's journal shows the installing call-back`);
       // The installed `nodes why` reads the same journal: the machine's DHCP and its stages, in order.

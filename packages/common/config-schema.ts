@@ -55,6 +55,20 @@ export const COMMON_SCHEMA: ConfigSchema = {
         default: 'ipxe',
         description: 'First-stage loader for UEFI machines: ipxe (ipxe.efi; Secure Boot must be off) or shim (Debian\'s signed shim and GRUB; works with Secure Boot).',
       },
+      image_server: {
+        type: 'enum',
+        values: ['auto', 'provisioning', 'apache2'],
+        default: 'auto',
+        description:
+          'Who sends iPXE machines the installer kernel and initrd over HTTP: apache2 (at /uec-provisioning-images/ on boot.image_http_port, with sendfile: many machines at once), provisioning (the provisioning HTTP service itself), or auto: apache2 while the drop-in uec-provisioning-tftpd writes for it is enabled, otherwise provisioning.',
+      },
+      image_http_port: {
+        type: 'integer',
+        min: 1,
+        max: 65535,
+        default: 80,
+        description: 'The port apache2 listens on, for the kernel and initrd URLs when apache2 sends them.',
+      },
       kernel_args: {
         type: 'string',
         format: 'kernel-args',

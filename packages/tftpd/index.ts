@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { FilePlan } from '../../src/core/apply';
-import { BOOT_PATHS, imagePath } from '../../src/edge/boot';
+import { APACHE_IMAGES, BOOT_PATHS, imagePath } from '../../src/edge/boot';
 import { usageError, type Command, type Session, type Values } from '../../src/configurator/command';
 import type { ChangedNode, Component, ComponentContext } from '../../src/configurator/component';
 import type { Node } from '../../src/contract/node';
@@ -25,6 +25,18 @@ function warnMissingImages(context: ComponentContext, nodes: readonly Node[]): v
   }
 }
 
+/**
+ * apache2 is not a dependency: its drop-in is written only where it is installed (its
+ * configuration and its program: removed but not purged leaves /etc/apache2 behind).
+ */
+function apache2Installed(context: ComponentContext): boolean {
+  if (!fs.existsSync(context.paths.resolve('/etc/apache2')) || !fs.existsSync('/usr/sbin/apache2')) return false;
+  if (context.config.getString('boot.image_server') === 'auto' && !fs.existsSync(context.paths.resolve(APACHE_IMAGES.enabled))) {
+    context.log.info(`the kernel and initrd come from the provisioning service until apache2's drop-in is enabled: a2enconf uec-provisioning-boot && systemctl reload apache2`);
+  }
+  return true;
+}
+
 /** Load what the render needs (config, server address, nodes, templates), then render. */
 export async function planTftpd(context: ComponentContext): Promise<FilePlan[]> {
   const { config, paths } = context;
@@ -42,6 +54,7 @@ export async function planTftpd(context: ComponentContext): Promise<FilePlan[]> 
       domain: config.getString('boot.domain'),
       kernelArgs: config.getString('boot.kernel_args'),
       nodes,
+      apache2: apache2Installed(context),
     },
     templates,
   );

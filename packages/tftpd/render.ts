@@ -5,7 +5,7 @@
  * sorted file plans out.
  */
 import type { FilePlan } from '../../src/core/apply';
-import { imagePath, renderKernelArgs, selectBootAction, BOOT_PATHS, ipxeBootstrapUrl } from '../../src/edge/boot';
+import { APACHE_IMAGES, imagePath, renderKernelArgs, selectBootAction, BOOT_PATHS, ipxeBootstrapUrl } from '../../src/edge/boot';
 import { UecError } from '../../src/core/errors';
 import { checkBootScriptChars, checkInterface, checkKernelArgs, checkLine, checkPath, checkWord } from '../../src/core/formats';
 import type { Node } from '../../src/contract/node';
@@ -34,6 +34,7 @@ export const TEMPLATE_NAMES = {
   grubInstall: 'tftpd/grub-install.mustache',
   grubLocal: 'tftpd/grub-local.mustache',
   grubDefault: 'tftpd/grub-default.mustache',
+  apacheImages: 'tftpd/apache-boot.conf.mustache',
 } as const;
 
 export type TftpdTemplates = Record<keyof typeof TEMPLATE_NAMES, Template>;
@@ -53,6 +54,8 @@ export interface TftpdModel {
   /** [boot] kernel_args. */
   kernelArgs: string;
   nodes: readonly Node[];
+  /** apache2 is installed: write its drop-in that sends the images (APACHE_IMAGES). */
+  apache2?: boolean;
 }
 
 const CONF_VALUE = refusingEscaper('dnsmasq config', (v) => checkLine(v) ?? (/[\s#]/.test(v) ? 'contains a space or "#"' : null));
@@ -132,6 +135,22 @@ export function renderTftpdNodePlans(model: Pick<TftpdModel, 'httpBase' | 'domai
   return plans.sort(byPath);
 }
 
+/** apache2 reloads gracefully on SIGUSR1 when it runs without systemd (as the web UI's drop-in). */
+export const APACHE2_SERVICE: ServiceSpec = { name: 'apache2', unit: 'apache2.service', pidFile: '/run/apache2/apache2.pid', reloadSignal: 'SIGUSR1' };
+
+/** A value of an apache2 directive or section line, unquoted: one word without what ends or opens one. */
+function checkApacheWord(v: string): string | null {
+  return checkLine(v) ?? (/[\s"#<>]/.test(v) ? 'contains a space, quote, "#", "<" or ">"' : null);
+}
+const APACHE_VALUE = refusingEscaper('apache2 config', checkApacheWord);
+
+/** apache2's drop-in that publishes the boot tree's images/ (and nothing else of it) read-only. */
+export function renderApacheImagesConf(tftpRoot: string, template: Template): string {
+  const problem = checkPath(tftpRoot) ?? checkApacheWord(tftpRoot);
+  if (problem) throw new UecError('INVALID_VALUE', `uec-provisioning-boot.conf: boot tree ${problem}`);
+  return renderTemplate(template, { url_path: APACHE_IMAGES.urlPath, images_dir: `${tftpRoot}/images` }, APACHE_VALUE);
+}
+
 /** Every file the tftpd component owns, sorted by path. */
 export function renderTftpdPlans(model: TftpdModel, templates: TftpdTemplates): FilePlan[] {
   const boot = BOOT_PATHS.bootDir;
@@ -141,5 +160,8 @@ export function renderTftpdPlans(model: TftpdModel, templates: TftpdTemplates): 
     { path: `${boot}/pxelinux.cfg/default`, content: renderTemplate(templates.pxelinuxDefault, bootstrap, PXELINUX_VALUE), mode: 0o644 },
     { path: `${boot}/grub/grub.cfg`, content: renderTemplate(templates.grubDefault, bootstrap, GRUB_VALUE), mode: 0o644 },
   ];
+  if (model.apache2) {
+    plans.push({ path: APACHE_IMAGES.conf, content: renderApacheImagesConf(model.tftpRoot, templates.apacheImages), mode: 0o644, validate: 'apache2', services: [APACHE2_SERVICE] });
+  }
   return [...plans, ...renderTftpdNodePlans(model, templates, model.nodes)].sort(byPath);
 }

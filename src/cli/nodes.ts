@@ -25,6 +25,7 @@ import { loadServerAddress } from '../core/server-address';
 import { checkTemplate, templateDirs, type Template } from '../core/template';
 import { validateContent } from '../core/validators';
 import { BOOT_PATHS } from '../edge/boot';
+import { loadImageOptions } from '../edge/image-server';
 import { selectBootTrace, selectBootVerdict, selectUnknownMacs } from '../region/boot-trace';
 import { loadBootLogs } from '../region/boot-logs';
 
@@ -124,6 +125,7 @@ async function localProvisioning(session: Session): Promise<{ options: Provision
     regionUrl: regionOptions.urls.base,
     urls: { httpBase: server.httpBase, domain: config.getString('boot.domain') },
     kernelArgs: config.getString('boot.kernel_args'),
+    images: loadImageOptions(session.paths, config),
     bootDir: session.paths.resolve(BOOT_PATHS.bootDir),
     templates: templateDirs(session.paths),
     preseeds: preseedDirs(session.paths),

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { loadArchiveSettings } from '../core/archive';
 import { atomicWrite } from '../core/atomic-write';
 import { BOOT_PATHS } from '../edge/boot';
+import { loadImageOptions } from '../edge/image-server';
 import type { EffectiveConfig } from '../core/config';
 import { UecError, describeError } from '../core/errors';
 import { clientAddress, loggablePath, send, text, type Reply } from '../core/http-util';
@@ -178,6 +179,7 @@ export function buildProvisioningOptions(o: {
     regionUrl: o.regionUrl,
     urls: { httpBase: o.server.httpBase, domain: config.getString('boot.domain') },
     kernelArgs: config.getString('boot.kernel_args'),
+    images: loadImageOptions(paths, config),
     bootDir: paths.resolve(BOOT_PATHS.bootDir),
     templates: templateDirs(paths),
     preseeds: preseedDirs(paths),

@@ -28,6 +28,45 @@ export const BOOT_PATHS = {
   bootDir: '/var/lib/uec-provisioning/boot',
 } as const;
 
+/** Who sends installing machines the installer kernel and initrd over HTTP ([boot] image_server). */
+export type ImageServer = 'auto' | 'provisioning' | 'apache2';
+
+/**
+ * apache2's drop-in for the imported images (uec-provisioning-tftpd writes it when apache2 is
+ * installed): it maps this URL path onto the boot tree's images/ and sends the files with
+ * sendfile(2), which the provisioning service (Node) cannot.
+ */
+export const APACHE_IMAGES = {
+  urlPath: '/uec-provisioning-images',
+  conf: '/etc/apache2/conf-available/uec-provisioning-boot.conf',
+  /** Present while the drop-in is enabled (a2enconf, or apache2-maintscript-helper's enconf). */
+  enabled: '/etc/apache2/conf-enabled/uec-provisioning-boot.conf',
+} as const;
+
+export interface ImageSettings {
+  server: ImageServer;
+  /** The port apache2 listens on ([boot] image_http_port). */
+  apachePort: number;
+}
+
+/** Pure: whether apache2 sends the images: said so, or auto and its drop-in is enabled. */
+export function selectImagesFromApache(settings: ImageSettings, apacheEnabled: boolean): boolean {
+  return settings.server === 'apache2' || (settings.server === 'auto' && apacheEnabled);
+}
+
+/**
+ * Pure: the URL of an imported image's directory (no trailing slash): the provisioning
+ * service's /boot/images/… or, when apache2 sends them, http://HOST:PORT/uec-provisioning-images/….
+ * The host is the provisioning service's, so a machine reaches both at the same address.
+ */
+export function imageDirUrl(httpBase: string, fromApache: { apachePort: number } | null, os: string, release: string, arch: string): string {
+  const rel = imagePath(os, release, arch);
+  if (!fromApache) return `${httpBase}/boot/${rel}`;
+  const url = new URL(httpBase);
+  url.port = String(fromApache.apachePort);
+  return `${url.origin}${APACHE_IMAGES.urlPath}/${rel.slice('images/'.length)}`;
+}
+
 export interface BootUrls {
   /** http://server:port of the provisioning HTTP service. */
   httpBase: string;

@@ -41,7 +41,7 @@
 import * as fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as path from 'node:path';
-import { imagePath, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, type BootAction } from './boot';
+import { imageDirUrl, ipxeBootstrapUrl, enlistUrl, renderKernelArgs, selectImagesFromApache, type BootAction, type ImageSettings } from './boot';
 import type { NodeContext } from '../contract/context';
 import type { ContextLookup } from '../contract/region-api';
 import { UecError, describeError } from '../core/errors';
@@ -80,6 +80,11 @@ export interface ProvisioningOptions {
   urls: ProvisioningUrls;
   /** Extra kernel arguments ([boot] kernel_args). */
   kernelArgs: string;
+  /**
+   * Who sends the installer kernel and initrd ([boot] image_server, image_http_port), and
+   * whether apache2's drop-in for them is enabled now (asked per boot script). None: this service.
+   */
+  images?: { settings: ImageSettings; apacheEnabled: () => boolean };
   /** The resolved TFTP/HTTP boot tree. */
   bootDir: string;
   templates: TemplateDirs;
@@ -176,7 +181,9 @@ export async function renderNodeScript(options: ProvisioningOptions, context: No
   if (action === 'local') {
     return (await renderBootScript(options, 'ipxe-local', { ...common, reason: localReason(context.status, context.netboot) })).body.toString();
   }
-  const image = `${options.urls.httpBase}/boot/${imagePath(context.os, context.release, context.architecture)}`;
+  const images = options.images;
+  const fromApache = images && selectImagesFromApache(images.settings, images.apacheEnabled()) ? images.settings : null;
+  const image = imageDirUrl(options.urls.httpBase, fromApache, context.os, context.release, context.architecture);
   for (const u of [`${image}/linux`, `${image}/initrd.gz`]) {
     const problem = checkUrl(u);
     if (problem) throw new UecError('INVALID_VALUE', `boot URL ${JSON.stringify(u)} ${problem}`);

@@ -6,6 +6,7 @@ import { UecError } from '../../src/core/errors';
 import { addNode, deployNode, disableNetboot, releaseNode } from '../../src/region/node-ops';
 import { validateContent } from '../../src/core/validators';
 import { listen, startFixture } from '../helpers/region-fixture';
+import type { ImageSettings } from '../../src/edge/boot';
 import { readStoreFiles } from '../helpers/node-store-files';
 
 async function get(url: string, init?: RequestInit) {
@@ -40,6 +41,31 @@ t.test('per-node iPXE scripts: enlist for an unknown MAC, install when deploying
   t.match((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`)).body, /netboot disabled after its install/);
   t.equal((await get(`${f.provisioningUrl}/boot/ipxe/node?mac=nope`)).status, 400);
   t.equal((await get(`${f.provisioningUrl}/boot/ipxe/node`)).status, 400);
+});
+
+t.test('boot.image_server: apache2 (or auto with its drop-in enabled) puts the kernel and initrd on apache2\'s port and path; provisioning and auto without it keep them here', async (t) => {
+  const f = await startFixture(t);
+  const node = await addNode(f.store, { hostname: 'web1', macs: ['52:54:00:00:00:01'] }, f.clock);
+  f.lan.neighbour('10.0.0.5', '52:54:00:00:00:01');
+  await deployNode(f.store, node.systemId, await f.region.loadRoles(), {}, f.clock);
+  const script = async () => (await get(`${f.provisioningUrl}/boot/ipxe/node?mac=52:54:00:00:00:01`, f.lan.from('10.0.0.5'))).body;
+  let enabled = false;
+  const cases: [ImageSettings['server'], number, boolean, string][] = [
+    ['apache2', 80, false, 'http://192.0.2.10/uec-provisioning-images/debian/bookworm/amd64'],
+    ['apache2', 8080, false, 'http://192.0.2.10:8080/uec-provisioning-images/debian/bookworm/amd64'],
+    ['auto', 80, true, 'http://192.0.2.10/uec-provisioning-images/debian/bookworm/amd64'],
+    ['auto', 80, false, 'http://192.0.2.10:5248/boot/images/debian/bookworm/amd64'],
+    ['provisioning', 80, true, 'http://192.0.2.10:5248/boot/images/debian/bookworm/amd64'],
+  ];
+  for (const [server, apachePort, apacheEnabled, dir] of cases) {
+    f.provisioning.images = { settings: { server, apachePort }, apacheEnabled: () => enabled };
+    enabled = apacheEnabled;
+    const body = await script();
+    const what = `${server}, port ${apachePort}, drop-in ${apacheEnabled ? 'enabled' : 'not enabled'}`;
+    t.ok(body.includes(`\nkernel ${dir}/linux initrd=initrd.gz auto=true `), `${what}: kernel from ${dir}`);
+    t.ok(body.includes(`\ninitrd --name initrd.gz ${dir}/initrd.gz\n`), `${what}: initrd from ${dir}`);
+    t.match(body, /url=http:\/\/192\.0\.2\.10:5248\/preseed\//, `${what}: the preseed stays on the provisioning service`);
+  }
 });
 
 t.test('the install script and preseed only to the node: another MAC, loopback, a routed stranger after the binding → 403, logged; local and enlist scripts to anyone', async (t) => {
