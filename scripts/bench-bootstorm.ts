@@ -9,10 +9,15 @@
  *
  * Two phases in the same run, the same machines and the same bytes:
  * - product: the real dnsmasq with the configs `uec-provisioning apply dhcpd tftpd` rendered,
- *   and the compiled `uec-provisioning serve`;
- * - baseline: one dnsmasq with a hand-written static config (dhcp-host lines, tftp-root on the
- *   same boot tree) and apache2 serving what the product answered in the first phase as static
- *   files, on the same address and port, so the URLs inside those bodies stay right.
+ *   the compiled `uec-provisioning serve`, and apache2 sending the kernel and initrd, as an admin
+ *   with apache2 has it: `boot.image_server=apache2`, `boot.image_http_port=8080`, and the
+ *   drop-in apply tftpd rendered (/etc/apache2/conf-available/uec-provisioning-boot.conf)
+ *   included unchanged in a minimal server config;
+ * - baseline: two dnsmasq with hand-written static configs (one DHCP only with dhcp-host lines,
+ *   one TFTP only on the same boot tree, as the product's two) and apache2 serving what the
+ *   product answered in the first phase as static files, on the same addresses and ports
+ *   (scripts and call-backs on serve's, the images directory on 8080), so the URLs inside those
+ *   bodies stay right.
  * A machine's answers in both phases are compared byte for byte.
  *
  * The network (test/helpers/netns.ts, torn down in `finally` and on exit or a signal):
@@ -45,6 +50,10 @@ const ROUTER_FAR = '10.81.0.1';
 const MACHINES_LINK = '10.81.0.2';
 const FAR_NET = '10.80.8.0/21';
 const PORT = 5248;
+/** Where apache2 sends the kernels and initrds: `boot.image_http_port`, set explicitly. */
+const IMAGE_PORT = 8080;
+/** The URL path the product's apache2 drop-in aliases to the boot tree's images directory. */
+const IMAGE_URL_PATH = '/uec-provisioning-images/';
 const NETBOOT_PACKAGE = 'debian-installer-12-netboot-amd64';
 /** The files each machine keeps, compared between the two phases. */
 const BODIES = ['bootstrap.ipxe', 'node.ipxe', 'preseed', 'installing', 'installed', 'deployed'];
@@ -79,6 +88,8 @@ export interface PhaseResult {
   machines: MachineRun[];
   errors: string[];
   servers: ServerUsage[];
+  /** Machines that got their kernel and initrd, whole, from apache2 (its access log). */
+  imagesFromApache: number;
 }
 
 export interface StormResult {
@@ -112,42 +123,51 @@ export function percentile(samples: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
-/** Pure: the hand-written static dnsmasq config of the baseline (DHCP and TFTP in one). */
-export function renderBaselineDnsmasq(opts: { dir: string; tftpRoot: string; loader: string; nodes: StormNode[] }): string {
-  return [
-    '# Baseline of scripts/bench-bootstorm.ts: written by hand, nothing generated.',
-    'port=0',
-    'interface=v0',
-    'bind-interfaces',
-    'no-resolv',
-    'no-hosts',
-    `pid-file=${opts.dir}/baseline-dnsmasq.pid`,
-    `dhcp-leasefile=${opts.dir}/baseline.leases`,
-    'dhcp-range=10.80.1.1,10.80.1.254,255.255.0.0,12h',
-    'dhcp-authoritative',
-    'dhcp-option=option:router',
-    `dhcp-option=option:dns-server,${SERVER}`,
-    'dhcp-match=set:bios,option:client-arch,0',
-    `dhcp-boot=tag:bios,${opts.loader},,${SERVER}`,
-    'enable-tftp',
-    `tftp-root=${opts.tftpRoot}`,
-    ...opts.nodes.map((n) => `dhcp-host=${n.mac},${n.ipv4},${n.hostname}`),
-    '',
-  ].join('\n');
+/**
+ * Pure: the baseline's hand-written static dnsmasq configs, two processes as in the product: one
+ * DHCP only (the dhcp-host lines), one TFTP only on the same boot tree. One dnsmasq doing both
+ * let TFTP transfers starve behind DHCP at N = 1,000 (7 stuck for 257 s in one run).
+ */
+export function renderBaselineDnsmasq(opts: { dir: string; tftpRoot: string; loader: string; nodes: StormNode[] }): { dhcp: string; tftp: string } {
+  const common = (what: string) => ['# Baseline of scripts/bench-bootstorm.ts: written by hand, nothing generated.', `# ${what} only.`, 'port=0', 'interface=v0', 'bind-interfaces', 'no-resolv', 'no-hosts'];
+  return {
+    dhcp: [
+      ...common('DHCP'),
+      `pid-file=${opts.dir}/baseline-dhcp.pid`,
+      `dhcp-leasefile=${opts.dir}/baseline.leases`,
+      'dhcp-range=10.80.1.1,10.80.1.254,255.255.0.0,12h',
+      'dhcp-authoritative',
+      'dhcp-option=option:router',
+      `dhcp-option=option:dns-server,${SERVER}`,
+      'dhcp-match=set:bios,option:client-arch,0',
+      `dhcp-boot=tag:bios,${opts.loader},,${SERVER}`,
+      ...opts.nodes.map((n) => `dhcp-host=${n.mac},${n.ipv4},${n.hostname}`),
+      '',
+    ].join('\n'),
+    tftp: [...common('TFTP'), `pid-file=${opts.dir}/baseline-tftp.pid`, 'enable-tftp', `tftp-root=${opts.tftpRoot}`, ''].join('\n'),
+  };
 }
 
-/** Pure: the baseline apache2 config: static files, two rewrites for the iPXE scripts' URLs. */
-export function renderBaselineApache(opts: { dir: string; docroot: string }): string {
+/** The access log format of both phases' apache2: "CLIENT METHOD PATH STATUS BYTES". */
+const ACCESS_LOG_FORMAT = '"%a %m %U %>s %B"';
+
+/**
+ * Pure: the server part both phases' apache2 share (event MPM, the same tuning, its own pid
+ * file, logs and mutex in the scratch directory, an access log the benchmark reads).
+ */
+export function renderApacheServer(opts: { dir: string; name: string; listen: string[] }): string[] {
   const mods = '/usr/lib/apache2/modules';
-  const d = opts.docroot;
   return [
+    `# ${opts.name}: scripts/bench-bootstorm.ts, nothing else is loaded.`,
     `LoadModule mpm_event_module ${mods}/mod_mpm_event.so`,
     `LoadModule authz_core_module ${mods}/mod_authz_core.so`,
-    `LoadModule rewrite_module ${mods}/mod_rewrite.so`,
+    `LoadModule alias_module ${mods}/mod_alias.so`,
     'ServerName localhost',
-    `Listen ${SERVER}:${PORT}`,
-    `PidFile ${opts.dir}/apache.pid`,
-    `ErrorLog ${opts.dir}/apache-error.log`,
+    ...opts.listen.map((l) => `Listen ${l}`),
+    `PidFile ${opts.dir}/${opts.name}.pid`,
+    `ErrorLog ${opts.dir}/${opts.name}-error.log`,
+    `LogFormat ${ACCESS_LOG_FORMAT} storm`,
+    `CustomLog ${opts.dir}/${opts.name}-access.log storm`,
     `Mutex file:${opts.dir}`,
     'User www-data',
     'Group www-data',
@@ -155,8 +175,32 @@ export function renderBaselineApache(opts: { dir: string; docroot: string }): st
     'ServerLimit 16',
     'MaxRequestWorkers 800',
     'ThreadsPerChild 50',
+  ];
+}
+
+/**
+ * Pure: the product phase's apache2, as an admin with apache2 has it: the server part and the
+ * drop-in `uec-provisioning apply tftpd` rendered, included as it is.
+ */
+export function renderProductApache(opts: { dir: string; dropIn: string }): string {
+  return [...renderApacheServer({ dir: opts.dir, name: 'product-apache', listen: [`${SERVER}:${IMAGE_PORT}`] }), `Include ${opts.dropIn}`, ''].join('\n');
+}
+
+/**
+ * Pure: the baseline apache2 config: static files, two rewrites for the iPXE scripts' URLs, and
+ * the same images directory on the image port under the URL the product's boot scripts name.
+ */
+export function renderBaselineApache(opts: { dir: string; docroot: string; images: string }): string {
+  const d = opts.docroot;
+  return [
+    ...renderApacheServer({ dir: opts.dir, name: 'baseline-apache', listen: [`${SERVER}:${PORT}`, `${SERVER}:${IMAGE_PORT}`] }),
+    `LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so`,
     `DocumentRoot ${d}`,
     `<Directory ${d}>`,
+    '  Require all granted',
+    '</Directory>',
+    `Alias ${IMAGE_URL_PATH} ${opts.images}/`,
+    `<Directory ${opts.images}>`,
     '  Require all granted',
     '</Directory>',
     // /boot/ipxe is a file and /boot/ipxe/node?mac=… a file per MAC: both by rewrite.
@@ -166,6 +210,40 @@ export function renderBaselineApache(opts: { dir: string; docroot: string }): st
     `RewriteRule ^/boot/ipxe/node$ ${d}/ipxe/%1.ipxe [L]`,
     '',
   ].join('\n');
+}
+
+/** An image transfer in an apache2 access log (ACCESS_LOG_FORMAT). */
+export interface ImageTransfer {
+  client: string;
+  file: string;
+  status: number;
+  bytes: number;
+}
+
+/** Pure: the GETs of a boot image's kernel or initrd in an apache2 access log. */
+export function parseImageTransfers(accessLog: string): ImageTransfer[] {
+  const transfers: ImageTransfer[] = [];
+  for (const line of accessLog.split('\n')) {
+    const [client, method, urlPathname, status, bytes] = line.split(' ');
+    if (!client || method !== 'GET' || !urlPathname?.startsWith(IMAGE_URL_PATH)) continue;
+    const file = urlPathname.slice(urlPathname.lastIndexOf('/') + 1);
+    if (file !== 'linux' && file !== 'initrd.gz') continue;
+    transfers.push({ client, file, status: Number(status), bytes: bytes === '-' ? 0 : Number(bytes) });
+  }
+  return transfers;
+}
+
+/**
+ * Pure: what apache2's access log says about the N machines' kernels and initrds: the machines
+ * (by address) that got both, whole, from it. The product phase passes when that is all of them.
+ */
+export function selectMachinesServedImages(transfers: ImageTransfer[], sizes: { kernel: number; initrd: number }): Set<string> {
+  const got = new Map<string, Set<string>>();
+  for (const t of transfers) {
+    if (t.status !== 200 || t.bytes !== (t.file === 'linux' ? sizes.kernel : sizes.initrd)) continue;
+    got.set(t.client, (got.get(t.client) ?? new Set()).add(t.file));
+  }
+  return new Set([...got].filter(([, files]) => files.size === 2).map(([client]) => client));
 }
 
 interface Proc {
@@ -304,6 +382,8 @@ async function runPhase(opts: {
   servers: { name: string; proc: NetnsProcess }[];
   /** dnsmasq's lease file: which address each MAC got. */
   leaseFile: string;
+  /** The access log of the apache2 that sends the kernels and initrds. */
+  apacheAccessLog: string;
 }): Promise<PhaseResult> {
   const bodyDirs = opts.nodes.map((_, i) => path.join(opts.dir, opts.name, `m${i}`));
   for (const d of bodyDirs) fs.mkdirSync(d, { recursive: true });
@@ -332,7 +412,12 @@ async function runPhase(opts: {
     if (!m.line.startsWith('ok ')) errors.push(`${node.hostname}: ${m.line}`);
     else if (leases.get(node.mac) !== node.ipv4) errors.push(`${node.hostname}: leased ${leases.get(node.mac) ?? 'nothing'}, reserved ${node.ipv4}`);
   });
-  return { name: opts.name, wallMs: result.wallMs, machines: result.machines, errors, servers };
+  const fromApache = selectMachinesServedImages(parseImageTransfers(fs.existsSync(opts.apacheAccessLog) ? fs.readFileSync(opts.apacheAccessLog, 'utf8') : ''), {
+    kernel: Number(opts.sizes.KERNEL_SIZE),
+    initrd: Number(opts.sizes.INITRD_SIZE),
+  });
+  const imagesFromApache = opts.nodes.filter((node) => fromApache.has(node.ipv4)).length;
+  return { name: opts.name, wallMs: result.wallMs, machines: result.machines, errors, servers, imagesFromApache };
 }
 
 /** Pure: a dnsmasq lease file ("EXPIRY MAC IP HOSTNAME CLIENT-ID" lines) → MAC → IP. */
@@ -348,6 +433,28 @@ export function parseLeases(text: string): Map<string, string> {
 /** Pure: the path part of a URL the machine fetched ("/preseed/ID"). */
 function urlPath(url: string): string {
   return new URL(url).pathname;
+}
+
+/** The drop-in `apply tftpd` renders for apache2 (a system path). */
+const DROP_IN = '/etc/apache2/conf-available/uec-provisioning-boot.conf';
+/** The images directory the drop-in aliases, as a system path. */
+const SYSTEM_IMAGES = '/var/lib/uec-provisioning/boot/images';
+
+/**
+ * The drop-in as apache2 can include it here. apply under a root prefix writes paths resolved
+ * under that root (as the tftpd config's tftp-root), and then the file is included as it is.
+ * If it names the system path of the images instead, which does not exist on this host (and
+ * may not be created or bound there), a copy in the scratch directory with that one path put
+ * under the root is included, and says so.
+ */
+function selectIncludableDropIn(dropIn: string, root: string, dir: string): string {
+  const text = fs.readFileSync(dropIn, 'utf8');
+  const resolved = path.join(root, SYSTEM_IMAGES);
+  if (text.includes(resolved)) return dropIn;
+  if (!text.includes(SYSTEM_IMAGES)) throw new Error(`${dropIn} names neither ${resolved} nor ${SYSTEM_IMAGES}`);
+  const copy = path.join(dir, 'uec-provisioning-boot.conf');
+  fs.writeFileSync(copy, `# ${dropIn} with ${SYSTEM_IMAGES} put under the benchmark's root\n${text.split(SYSTEM_IMAGES).join(resolved)}`);
+  return copy;
 }
 
 /** Lays out what the product answered as the baseline's static files. */
@@ -397,7 +504,10 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
 
     // The product, set up as an admin would, through its CLI.
     log(`setting up ${options.n} nodes`);
-    await runCli(cli, ['config', 'set', 'server.interface=v0', `server.address=${SERVER}`, 'dhcp.mode=full', 'dhcp.interface=v0', 'dhcp.range_start=10.80.1.1', 'dhcp.range_end=10.80.1.254', `dhcp.dns_servers=${SERVER}`], env);
+    // apache2 installed: apply tftpd renders the images' drop-in where apache2 reads it. The image
+    // server is chosen explicitly (auto would choose it too once the drop-in is enabled).
+    for (const d of ['conf-available', 'conf-enabled']) fs.mkdirSync(path.join(root, 'etc/apache2', d), { recursive: true, mode: 0o755 });
+    await runCli(cli, ['config', 'set', 'server.interface=v0', `server.address=${SERVER}`, 'dhcp.mode=full', 'dhcp.interface=v0', 'dhcp.range_start=10.80.1.1', 'dhcp.range_end=10.80.1.254', `dhcp.dns_servers=${SERVER}`, 'boot.image_server=apache2', `boot.image_http_port=${IMAGE_PORT}`], env);
     const nodes: StormNode[] = await pool(
       Array.from({ length: options.n }, (_, i) => selectStormNode(i)),
       3,
@@ -414,6 +524,11 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     const loader = /^dhcp-boot=tag:!ipxe,tag:bios,([^,]+),/m.exec(fs.readFileSync(dhcpConf, 'utf8'))?.[1];
     if (!loader) throw new Error(`${dhcpConf} names no BIOS loader`);
     const bootTree = path.join(root, 'var/lib/uec-provisioning/boot');
+    const images = path.join(bootTree, 'images');
+    const dropIn = path.join(root, DROP_IN);
+    if (!fs.existsSync(dropIn)) throw new Error(`apply tftpd wrote no ${DROP_IN} under the root (does this build know boot.image_server?)`);
+    // What an admin's a2enconf does.
+    fs.symlinkSync(`../conf-available/${path.basename(DROP_IN)}`, path.join(root, 'etc/apache2/conf-enabled', path.basename(DROP_IN)));
     const image = path.join(bootTree, 'images/debian/bookworm/amd64');
     const sizes = {
       LOADER_SIZE: String(fs.statSync(path.join(bootTree, loader)).size),
@@ -440,23 +555,66 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     await until('the service to listen', () => fs.existsSync(serveLog) && fs.readFileSync(serveLog, 'utf8').includes(`"port":${PORT}`));
     const leaseFile = /^dhcp-leasefile=(.+)$/m.exec(fs.readFileSync(dhcpConf, 'utf8'))?.[1];
     if (!leaseFile) throw new Error(`${dhcpConf} names no lease file`);
-    const product = await runPhase({ name: 'product', net, mach, dir, nodes, rampMs: options.rampMs, loader, sizes, leaseFile, servers: [{ name: 'dnsmasq dhcpd', proc: dhcpd }, { name: 'dnsmasq tftpd', proc: tftpd }, { name: 'uec-provisioning serve', proc: serve }] });
-    for (const p of [serve, tftpd, dhcpd]) await p.stop(10_000);
+    fs.writeFileSync(path.join(dir, 'product-apache.conf'), renderProductApache({ dir, dropIn: selectIncludableDropIn(dropIn, root, dir) }));
+    const imageApache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'product-apache.conf'), '-DFOREGROUND']);
+    running.push(imageApache);
+    const kernelUrl = `http://${SERVER}:${IMAGE_PORT}${IMAGE_URL_PATH}debian/bookworm/amd64/linux`;
+    await until('apache2 to send the kernel', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', kernelUrl])).stdout === '200', 20_000);
+    // That check's own GET is in the access log from the server's address, no machine's.
+    const product = await runPhase({
+      name: 'product',
+      net,
+      mach,
+      dir,
+      nodes,
+      rampMs: options.rampMs,
+      loader,
+      sizes,
+      leaseFile,
+      apacheAccessLog: path.join(dir, 'product-apache-access.log'),
+      servers: [
+        { name: 'dnsmasq dhcpd', proc: dhcpd },
+        { name: 'dnsmasq tftpd', proc: tftpd },
+        { name: 'uec-provisioning serve', proc: serve },
+        { name: 'apache2 (images)', proc: imageApache },
+      ],
+    });
+    for (const p of [imageApache, serve, tftpd, dhcpd]) await p.stop(10_000);
 
     log('baseline phase');
     const docroot = path.join(dir, 'www');
     writeBaselineDocroot(docroot, bootTree, path.join(dir, 'product'), nodes);
-    const baselineConf = path.join(dir, 'baseline-dnsmasq.conf');
-    fs.writeFileSync(baselineConf, renderBaselineDnsmasq({ dir, tftpRoot: bootTree, loader, nodes }));
-    const dnsmasq = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${baselineConf}`]);
-    running.push(dnsmasq);
-    await dnsmasq.waitForOutput(/TFTP root is/, 30_000);
-    fs.writeFileSync(path.join(dir, 'apache.conf'), renderBaselineApache({ dir, docroot }));
-    const apache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'apache.conf'), '-DFOREGROUND']);
+    const baselineDnsmasq = renderBaselineDnsmasq({ dir, tftpRoot: bootTree, loader, nodes });
+    fs.writeFileSync(path.join(dir, 'baseline-dhcp.conf'), baselineDnsmasq.dhcp);
+    fs.writeFileSync(path.join(dir, 'baseline-tftp.conf'), baselineDnsmasq.tftp);
+    const staticDhcp = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${path.join(dir, 'baseline-dhcp.conf')}`]);
+    running.push(staticDhcp);
+    await staticDhcp.waitForOutput(/DHCP, IP range/, 30_000);
+    const staticTftp = net.spawn(srv, ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${path.join(dir, 'baseline-tftp.conf')}`]);
+    running.push(staticTftp);
+    await staticTftp.waitForOutput(/TFTP root is/, 30_000);
+    fs.writeFileSync(path.join(dir, 'baseline-apache.conf'), renderBaselineApache({ dir, docroot, images }));
+    const apache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'baseline-apache.conf'), '-DFOREGROUND']);
     running.push(apache);
     await until('apache2 to answer', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${PORT}/boot/ipxe`])).stdout === '200', 20_000);
-    const baseline = await runPhase({ name: 'baseline', net, mach, dir, nodes, rampMs: options.rampMs, loader, sizes, leaseFile: path.join(dir, 'baseline.leases'), servers: [{ name: 'dnsmasq (static)', proc: dnsmasq }, { name: 'apache2 (static)', proc: apache }] });
-    for (const p of [apache, dnsmasq]) await p.stop(10_000);
+    const baseline = await runPhase({
+      name: 'baseline',
+      net,
+      mach,
+      dir,
+      nodes,
+      rampMs: options.rampMs,
+      loader,
+      sizes,
+      leaseFile: path.join(dir, 'baseline.leases'),
+      apacheAccessLog: path.join(dir, 'baseline-apache-access.log'),
+      servers: [
+        { name: 'dnsmasq DHCP (static)', proc: staticDhcp },
+        { name: 'dnsmasq TFTP (static)', proc: staticTftp },
+        { name: 'apache2 (static)', proc: apache },
+      ],
+    });
+    for (const p of [apache, staticTftp, staticDhcp]) await p.stop(10_000);
     const loadAfter = loadAverage();
 
     const differingBodies: string[] = [];
@@ -556,6 +714,7 @@ export function renderStormTable(r: StormResult): string[] {
     row('per machine p50 / p99', `${seconds(percentile(times(a), 0.5))} / ${seconds(percentile(times(a), 0.99))}`, `${seconds(percentile(times(b), 0.5))} / ${seconds(percentile(times(b), 0.99))}`, `${ratio(percentile(times(a), 0.5), percentile(times(b), 0.5))} / ${ratio(percentile(times(a), 0.99), percentile(times(b), 0.99))}`),
     row('of which DHCP / TFTP / all HTTP, p50', [1, 2, 3].map((k) => seconds(percentile(part(a, k as 1 | 2 | 3), 0.5))).join(' / '), [1, 2, 3].map((k) => seconds(percentile(part(b, k as 1 | 2 | 3), 0.5))).join(' / ')),
     row('errors', String(a.errors.length), String(b.errors.length)),
+    row('machines whose kernel and initrd apache2 sent (its access log)', String(a.imagesFromApache), String(b.imagesFromApache)),
     row('server CPU seconds (all servers)', cpu(a).toFixed(2), cpu(b).toFixed(2), ratio(cpu(a), cpu(b))),
     row('per server: CPU, peak RSS', usage(a), usage(b)),
   ];

@@ -6,8 +6,9 @@
 #      machine's reserved address as giaddr, so the server answers with the reservation);
 #   2. TFTP: its first-stage loader (curl tftp://);
 #   3. HTTP: the iPXE bootstrap script, its own boot script (which names the kernel, the
-#      initrd and the preseed URL), the kernel, the initrd, its preseed (which holds its
-#      call-back URLs and token), then the installing, installed and deployed call-backs.
+#      initrd and the preseed URL), the kernel, the initrd (from whichever server and port the
+#      boot script names), its preseed (which holds its call-back URLs and token), then the
+#      installing, installed and deployed call-backs.
 # Every HTTP request and the TFTP transfer come from the machine's reserved address.
 # Bodies are kept in DIR so the benchmark can compare them and build the static baseline.
 #
@@ -49,8 +50,9 @@ while IFS= read -r line; do
 done <"$dir/dhcp"
 [ -n "$dhcp" ] && [ "$answers" -ge 2 ] || fail dhcp "no OFFER and ACK (perfdhcp output in $dir/dhcp)"
 
-# 2. TFTP: the loader DHCP names for BIOS clients.
-curl $curlopts -w "$fmt" -o /dev/null "tftp://$server/$loader" >"$transfers" || fail tftp "curl exit $?"
+# 2. TFTP: the loader DHCP names for BIOS clients. Its own, shorter time limit (the later
+# --max-time wins): a transfer stuck in the server is this machine's error, not a hung storm.
+curl $curlopts --max-time 300 -w "$fmt" -o /dev/null "tftp://$server/$loader" >"$transfers" || fail tftp "curl exit $?"
 
 # 3. HTTP, as iPXE and then the installer would.
 curl $curlopts -w "$fmt" \

@@ -7,7 +7,20 @@
  */
 import * as path from 'node:path';
 import t from 'tap';
-import { bootStormUnavailableReason, parseLeases, percentile, renderBaselineDnsmasq, renderStormTable, runBootStorm, selectStormNode, summarizeCpuProfile } from '../../scripts/bench-bootstorm';
+import {
+  bootStormUnavailableReason,
+  parseImageTransfers,
+  parseLeases,
+  percentile,
+  renderBaselineApache,
+  renderBaselineDnsmasq,
+  renderProductApache,
+  renderStormTable,
+  runBootStorm,
+  selectMachinesServedImages,
+  selectStormNode,
+  summarizeCpuProfile,
+} from '../../scripts/bench-bootstorm';
 import { REPO_ROOT } from '../helpers/scratch';
 
 const CLI = path.join(REPO_ROOT, 'dist/src/cli.js');
@@ -37,13 +50,53 @@ t.test('parseLeases: MAC → address from a dnsmasq lease file', async (t) => {
   t.equal(leases.size, 2);
 });
 
-t.test('renderBaselineDnsmasq: one dhcp-host line per node, TFTP on the given root', async (t) => {
+t.test('renderBaselineDnsmasq: two processes as in the product, DHCP with one dhcp-host line per node, TFTP alone on the given root', async (t) => {
   const nodes = [0, 1].map((i) => ({ ...selectStormNode(i), systemId: `node-${i}` }));
-  const conf = renderBaselineDnsmasq({ dir: '/d', tftpRoot: '/boot-tree', loader: 'undionly.kpxe', nodes });
-  t.match(conf, /^dhcp-host=52:54:00:b5:00:00,10\.80\.8\.1,storm0001$/m);
-  t.match(conf, /^dhcp-host=52:54:00:b5:00:01,10\.80\.8\.2,storm0002$/m);
-  t.match(conf, /^tftp-root=\/boot-tree$/m);
-  t.match(conf, /^dhcp-boot=tag:bios,undionly\.kpxe,,10\.80\.0\.1$/m);
+  const { dhcp, tftp } = renderBaselineDnsmasq({ dir: '/d', tftpRoot: '/boot-tree', loader: 'undionly.kpxe', nodes });
+  t.match(dhcp, /^dhcp-host=52:54:00:b5:00:00,10\.80\.8\.1,storm0001$/m);
+  t.match(dhcp, /^dhcp-host=52:54:00:b5:00:01,10\.80\.8\.2,storm0002$/m);
+  t.match(dhcp, /^dhcp-boot=tag:bios,undionly\.kpxe,,10\.80\.0\.1$/m);
+  t.notMatch(dhcp, /^(enable-tftp|tftp-root=)/m, 'the DHCP one serves no TFTP');
+  t.match(tftp, /^enable-tftp$/m);
+  t.match(tftp, /^tftp-root=\/boot-tree$/m);
+  t.notMatch(tftp, /^dhcp-/m, 'the TFTP one answers no DHCP');
+  t.not(/^pid-file=.*$/m.exec(dhcp)?.[0], /^pid-file=.*$/m.exec(tftp)?.[0], 'each its own pid file');
+});
+
+t.test('renderProductApache / renderBaselineApache: the same server part; the product includes the drop-in, the baseline aliases the same URL itself', async (t) => {
+  const product = renderProductApache({ dir: '/d', dropIn: '/root/etc/apache2/conf-available/uec-provisioning-boot.conf' });
+  const baseline = renderBaselineApache({ dir: '/d', docroot: '/d/www', images: '/root/boot/images' });
+  t.match(product, /^Include \/root\/etc\/apache2\/conf-available\/uec-provisioning-boot\.conf$/m);
+  t.match(product, /^Listen 10\.80\.0\.1:8080$/m);
+  t.notMatch(product, /^Listen 10\.80\.0\.1:5248$/m, 'serve keeps its own port');
+  t.notMatch(product, /^(Alias|DocumentRoot)/m, 'the product apache2 serves only what the drop-in says');
+  t.match(baseline, /^Listen 10\.80\.0\.1:5248$/m);
+  t.match(baseline, /^Listen 10\.80\.0\.1:8080$/m);
+  t.match(baseline, /^Alias \/uec-provisioning-images\/ \/root\/boot\/images\/$/m);
+  const tuning = (conf: string) => conf.split('\n').filter((l) => /^(LoadModule (mpm_event|authz_core|alias)_module|KeepAlive|ServerLimit|MaxRequestWorkers|ThreadsPerChild|User|Group|LogFormat) /.test(l));
+  t.same(tuning(product), tuning(baseline), 'same MPM, modules, tuning and log format');
+  t.equal(tuning(product).length, 10);
+  t.not(/^PidFile .*$/m.exec(product)?.[0], /^PidFile .*$/m.exec(baseline)?.[0], 'each its own pid file');
+});
+
+t.test('parseImageTransfers / selectMachinesServedImages: machines that got both images whole, from the access log', async (t) => {
+  const log = [
+    '10.80.0.1 GET /uec-provisioning-images/debian/bookworm/amd64/linux 200 800',
+    '10.80.8.1 GET /uec-provisioning-images/debian/bookworm/amd64/linux 200 800',
+    '10.80.8.1 GET /uec-provisioning-images/debian/bookworm/amd64/initrd.gz 200 4000',
+    '10.80.8.2 GET /uec-provisioning-images/debian/bookworm/amd64/linux 200 800',
+    '10.80.8.2 GET /uec-provisioning-images/debian/bookworm/amd64/initrd.gz 200 3999',
+    '10.80.8.3 GET /uec-provisioning-images/debian/bookworm/amd64/linux 200 800',
+    '10.80.8.4 GET /uec-provisioning-images/debian/bookworm/amd64/linux 404 -',
+    '10.80.8.4 HEAD /uec-provisioning-images/debian/bookworm/amd64/initrd.gz 200 4000',
+    '10.80.8.5 GET /boot/images/debian/bookworm/amd64/linux 200 800',
+    '10.80.8.5 GET /boot/images/debian/bookworm/amd64/initrd.gz 200 4000',
+    '',
+  ].join('\n');
+  const transfers = parseImageTransfers(log);
+  t.equal(transfers.length, 7, 'GETs of linux and initrd.gz under /uec-provisioning-images/ only');
+  t.same(transfers[6], { client: '10.80.8.4', file: 'linux', status: 404, bytes: 0 });
+  t.same([...selectMachinesServedImages(transfers, { kernel: 800, initrd: 4000 })], ['10.80.8.1'], 'only 10.80.8.1 got both, whole: a short initrd, one file, a 404, a HEAD or another URL do not count');
 });
 
 t.test('summarizeCpuProfile: a sample counts where its stack says, store before HTTP, idle and socket writes by their leaf', async (t) => {
@@ -84,11 +137,16 @@ t.test('a storm of 5 machines: zero errors, each its own reservation and preseed
     t.ok(phase.servers.every((s) => s.peakRssKiB > 0), `${phase.name}: every server's memory was read`);
   }
   t.same(r.differingBodies, [], 'the baseline answered every machine with the bytes the product did');
+  t.equal(r.product.imagesFromApache, 5, 'the product: apache2 sent every machine its kernel and initrd, whole (its access log, by the machine\'s address)');
+  t.equal(r.baseline.imagesFromApache, 5, 'the baseline: the same');
   t.equal(new Set(r.nodes.map((n) => n.systemId)).size, 5, 'five nodes');
   r.nodes.forEach((node, i) => {
     const got = r.bodies[i]!;
     t.match(got['node.ipxe'], new RegExp(`installing debian bookworm on ${node.hostname}\\b`), `${node.hostname}: its own install script`);
     t.match(got['node.ipxe'], new RegExp(`url=\\S+/preseed/${node.systemId}\\b`), `${node.hostname}: its script names its own preseed`);
+    t.match(got['node.ipxe'], /^kernel http:\/\/10\.80\.0\.1:8080\/uec-provisioning-images\/debian\/bookworm\/amd64\/linux /m, `${node.hostname}: kernel from apache2's port`);
+    t.match(got['node.ipxe'], /^initrd --name initrd\.gz http:\/\/10\.80\.0\.1:8080\/uec-provisioning-images\/debian\/bookworm\/amd64\/initrd\.gz$/m, `${node.hostname}: initrd from apache2's port`);
+    t.match(got['node.ipxe'], /\burl=http:\/\/10\.80\.0\.1:5248\//, `${node.hostname}: preseed still from serve's port`);
     t.match(got.preseed, new RegExp(`^d-i netcfg/get_hostname string ${node.hostname}$`, 'm'), `${node.hostname}: its own preseed`);
     t.match(got.preseed, new RegExp(`/metadata/latest/${node.systemId}/status/installing\\?token=`), `${node.hostname}: its own call-back URL`);
     for (const s of ['installing', 'installed', 'deployed']) t.ok(got[s] !== undefined, `${node.hostname}: ${s} call-back answered`);
