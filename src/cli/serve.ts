@@ -24,6 +24,7 @@ import type { ClientAddressing } from '../core/neighbours';
 import { failStuckDeployments, SYSTEM_CLOCK, type Clock } from '../region/node-ops';
 import type { Paths } from '../core/paths';
 import { preseedDirs } from '../edge/preseed';
+import { watchTftpTransfers } from '../region/tftp-transfers';
 import { answerFromPreseedMemo, handleProvisioningRequest, LOADER_LINK_TARGETS, type ProvisioningOptions } from '../edge/provisioning';
 import { createPreseedMemo } from '../edge/preseed-memo';
 import { selectStoreBackend } from '../region/open-store';
@@ -434,6 +435,8 @@ export async function startService(
     mirrorStateFile: () => selectMirrorStateFile(settings.paths, settings.config),
     lastRegionAnswer: watchRegionAnswers(services.provisioning.region),
     regionName: settings.config.getString('provisioning.region_url') || 'local',
+    // The journal's times are the wall clock's, whatever clock the service was given.
+    readTftpTransfers: watchTftpTransfers({ since: new Date() }),
   });
   const timeout = settings.config.getNumber('region.deploy_timeout');
   const sweep = async () => {

@@ -73,6 +73,9 @@ t.test('the scrape passes promtool check metrics; loopback reads it, others need
   t.equal(sampleValue(text, 'uecp_dnsmasq_dhcp_messages_total', { dnsmasq: 'dhcpd', type: 'offer' }), undefined, '… and its counters are absent, the scrape still succeeds');
   t.equal(sampleValue(text, 'uecp_mirror_last_sync_success'), undefined, 'no mirror state: no mirror metrics');
   t.equal(sampleValue(text, 'uecp_dnsmasq_leases_allocated_total'), undefined, 'no lease counter either');
+  // serve registers the TFTP reader: the journal (here without any tftpd unit) was read.
+  const journalctl = ['/usr/bin/journalctl', '/bin/journalctl'].some((f) => fs.existsSync(f));
+  t.equal(sampleValue(text, 'uecp_tftp_log_up'), journalctl ? 1 : 0, `serve reads the tftpd journal for its TFTP counters (journalctl ${journalctl ? 'installed' : 'missing'})`);
 });
 
 t.test('a request increments its route/status counter (the route pattern, never the raw path)', async (t) => {
