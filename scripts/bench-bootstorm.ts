@@ -90,6 +90,33 @@ export interface PhaseResult {
   servers: ServerUsage[];
   /** Machines that got their kernel and initrd, whole, from apache2 (its access log). */
   imagesFromApache: number;
+  /** Per machine that finished, its HTTP seconds by step (machine.sh's transfers file). */
+  httpSteps: HttpSteps[];
+}
+
+/** A machine's HTTP seconds: what serve answers (scripts, preseed, call-backs) and the images. */
+export interface HttpSteps {
+  /** The iPXE bootstrap and the node's own boot script. */
+  scripts: number;
+  /** The kernel and the initrd. */
+  images: number;
+  preseed: number;
+  /** installing, installed and deployed. */
+  callbacks: number;
+}
+
+/**
+ * Pure: machine.sh's transfers file ("STATUS BYTES SECONDS" a line: TFTP, bootstrap, boot
+ * script, kernel, initrd, preseed, three call-backs) → the HTTP seconds by step; null unless all
+ * nine lines are there.
+ */
+export function parseHttpSteps(text: string): HttpSteps | null {
+  const t = text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => Number(l.split(' ')[2]));
+  if (t.length !== 9 || t.some((x) => !Number.isFinite(x))) return null;
+  return { scripts: t[1]! + t[2]!, images: t[3]! + t[4]!, preseed: t[5]!, callbacks: t[6]! + t[7]! + t[8]! };
 }
 
 export interface StormResult {
@@ -417,7 +444,12 @@ async function runPhase(opts: {
     initrd: Number(opts.sizes.INITRD_SIZE),
   });
   const imagesFromApache = opts.nodes.filter((node) => fromApache.has(node.ipv4)).length;
-  return { name: opts.name, wallMs: result.wallMs, machines: result.machines, errors, servers, imagesFromApache };
+  const httpSteps = bodyDirs.flatMap((d, i) => {
+    const file = path.join(d, 'transfers');
+    const steps = result.machines[i]?.line.startsWith('ok ') && fs.existsSync(file) ? parseHttpSteps(fs.readFileSync(file, 'utf8')) : null;
+    return steps ? [steps] : [];
+  });
+  return { name: opts.name, wallMs: result.wallMs, machines: result.machines, errors, servers, imagesFromApache, httpSteps };
 }
 
 /** Pure: a dnsmasq lease file ("EXPIRY MAC IP HOSTNAME CLIENT-ID" lines) → MAC → IP. */
@@ -704,6 +736,7 @@ export function renderStormTable(r: StormResult): string[] {
   const times = (p: PhaseResult) => p.machines.map((m) => m.ms);
   const part = (p: PhaseResult, k: 1 | 2 | 3) => p.machines.filter((m) => m.line.startsWith('ok ')).map((m) => Number(m.line.split(' ')[k]) * 1000);
   const cpu = (p: PhaseResult) => p.servers.reduce((s, x) => s + x.cpuSeconds, 0);
+  const steps = (p: PhaseResult) => (['scripts', 'images', 'preseed', 'callbacks'] as const).map((k) => seconds(1000 * percentile(p.httpSteps.map((x) => x[k]), 0.5))).join(' / ');
   const usage = (p: PhaseResult) => p.servers.map((s) => `${s.name} ${s.cpuSeconds.toFixed(2)} s, ${(s.peakRssKiB / 1024).toFixed(0)} MiB`).join('; ');
   const a = r.product;
   const b = r.baseline;
@@ -713,6 +746,7 @@ export function renderStormTable(r: StormResult): string[] {
     row('wall time (first start → last machine done)', seconds(a.wallMs), seconds(b.wallMs), ratio(a.wallMs, b.wallMs)),
     row('per machine p50 / p99', `${seconds(percentile(times(a), 0.5))} / ${seconds(percentile(times(a), 0.99))}`, `${seconds(percentile(times(b), 0.5))} / ${seconds(percentile(times(b), 0.99))}`, `${ratio(percentile(times(a), 0.5), percentile(times(b), 0.5))} / ${ratio(percentile(times(a), 0.99), percentile(times(b), 0.99))}`),
     row('of which DHCP / TFTP / all HTTP, p50', [1, 2, 3].map((k) => seconds(percentile(part(a, k as 1 | 2 | 3), 0.5))).join(' / '), [1, 2, 3].map((k) => seconds(percentile(part(b, k as 1 | 2 | 3), 0.5))).join(' / ')),
+    row('of which HTTP: boot scripts / kernel + initrd / preseed / call-backs, p50', steps(a), steps(b)),
     row('errors', String(a.errors.length), String(b.errors.length)),
     row('machines whose kernel and initrd apache2 sent (its access log)', String(a.imagesFromApache), String(b.imagesFromApache)),
     row('server CPU seconds (all servers)', cpu(a).toFixed(2), cpu(b).toFixed(2), ratio(cpu(a), cpu(b))),

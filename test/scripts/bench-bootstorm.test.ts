@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import {
   bootStormUnavailableReason,
+  parseHttpSteps,
   parseImageTransfers,
   parseLeases,
   percentile,
@@ -99,6 +100,18 @@ t.test('parseImageTransfers / selectMachinesServedImages: machines that got both
   t.same([...selectMachinesServedImages(transfers, { kernel: 800, initrd: 4000 })], ['10.80.8.1'], 'only 10.80.8.1 got both, whole: a short initrd, one file, a 404, a HEAD or another URL do not count');
 });
 
+t.test('parseHttpSteps: machine.sh\'s nine transfers → HTTP seconds by step; anything short is null', async (t) => {
+  const lines = ['0 92160 0.010', '200 120 0.001', '200 700 0.002', '200 8222656 0.100', '200 40810276 0.400', '200 3000 0.020', '200 2 0.003', '200 2 0.004', '200 2 0.005'];
+  const steps = parseHttpSteps(`${lines.join('\n')}\n`);
+  t.ok(steps);
+  t.equal(steps!.scripts.toFixed(3), '0.003');
+  t.equal(steps!.images.toFixed(3), '0.500');
+  t.equal(steps!.preseed.toFixed(3), '0.020');
+  t.equal(steps!.callbacks.toFixed(3), '0.012');
+  t.equal(parseHttpSteps(lines.slice(0, 8).join('\n')), null, 'eight lines: a machine that stopped early');
+  t.equal(parseHttpSteps([...lines.slice(0, 8), '200 2 x'].join('\n')), null, 'a time that is no number');
+});
+
 t.test('summarizeCpuProfile: a sample counts where its stack says, store before HTTP, idle and socket writes by their leaf', async (t) => {
   const frame = (functionName: string, url: string) => ({ functionName, url });
   const profile = {
@@ -135,6 +148,7 @@ t.test('a storm of 5 machines: zero errors, each its own reservation and preseed
       `${phase.name}: every machine reports DHCP, TFTP and HTTP times`,
     );
     t.ok(phase.servers.every((s) => s.peakRssKiB > 0), `${phase.name}: every server's memory was read`);
+    t.equal(phase.httpSteps.length, 5, `${phase.name}: every machine's HTTP steps were read`);
   }
   t.same(r.differingBodies, [], 'the baseline answered every machine with the bytes the product did');
   t.equal(r.product.imagesFromApache, 5, 'the product: apache2 sent every machine its kernel and initrd, whole (its access log, by the machine\'s address)');
