@@ -736,7 +736,7 @@ export function renderStormTable(r: StormResult): string[] {
   const times = (p: PhaseResult) => p.machines.map((m) => m.ms);
   const part = (p: PhaseResult, k: 1 | 2 | 3) => p.machines.filter((m) => m.line.startsWith('ok ')).map((m) => Number(m.line.split(' ')[k]) * 1000);
   const cpu = (p: PhaseResult) => p.servers.reduce((s, x) => s + x.cpuSeconds, 0);
-  const steps = (p: PhaseResult) => (['scripts', 'images', 'preseed', 'callbacks'] as const).map((k) => seconds(1000 * percentile(p.httpSteps.map((x) => x[k]), 0.5))).join(' / ');
+  const steps = (p: PhaseResult) => (['scripts', 'images', 'preseed', 'callbacks'] as const).map((k) => `${percentile(p.httpSteps.map((x) => x[k]), 0.5).toFixed(3)} s`).join(' / ');
   const usage = (p: PhaseResult) => p.servers.map((s) => `${s.name} ${s.cpuSeconds.toFixed(2)} s, ${(s.peakRssKiB / 1024).toFixed(0)} MiB`).join('; ');
   const a = r.product;
   const b = r.baseline;
