@@ -199,6 +199,8 @@ export function renderApacheServer(opts: { dir: string; name: string; listen: st
     'User www-data',
     'Group www-data',
     'KeepAlive On',
+    // As the product's drop-in has it for the images: both phases send files with sendfile(2).
+    'EnableSendfile On',
     'ServerLimit 16',
     'MaxRequestWorkers 800',
     'ThreadsPerChild 50',
