@@ -11,8 +11,10 @@
  * hostname, counts per status) built once from the snapshot and advanced by reading only the
  * journal's new bytes (one stat per read), so a commit of another process is seen at once and
  * no read parses or copies the whole store. Writers take the lock file (file-lock.ts) and append
- * one line; a line without its newline (kill -9 mid-append) is ignored by readers and cut by the
- * next writer, so a transaction is stored whole or not at all. When the journal outgrows the
+ * one line per transaction; the writers of one process that queue while a commit is in progress
+ * are committed together (one lock, one append, one fdatasync: see runBatch). A line without
+ * its newline (kill -9 mid-append) is ignored by readers and cut by the next writer, so a
+ * transaction is stored whole or not at all. When the journal outgrows the
  * snapshot, the writer writes a new snapshot and starts an empty journal; seq continues. A
  * version 1 nodes.json (one JSON document, rewritten on every change) is read as the snapshot
  * of seq 1 and rewritten as version 2 by the first writer.
@@ -273,6 +275,9 @@ function applyChange(state: State, systemId: string, node: Node | null): void {
   }
 }
 
+/** At most this many transactions in one batch: the lock is held while their bodies run. */
+const BATCH_MAX = 500;
+
 const V2_HEADER = /^\{"version":2,"seq":(\d+),"nodes":\[$/;
 
 export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions = {}): NodeStore {
@@ -503,23 +508,47 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
     }
   }
 
-  function selectEntry(current: State, ref: string): Entry | undefined {
-    const byId = current.byId.get(ref) ?? current.byHostname.get(ref.toLowerCase());
+  /** Pending changes of one batch's earlier transactions, overlaid on the index (not stored yet). */
+  interface Overlay {
+    byId: Map<string, Entry | null>;
+    byHostname: Map<string, Entry>;
+    byMac: Map<string, Entry>;
+    byIPv4: Map<string, Entry>;
+  }
+
+  const emptyOverlay = (): Overlay => ({ byId: new Map(), byHostname: new Map(), byMac: new Map(), byIPv4: new Map() });
+
+  /** A node by system id as the batch sees it: its pending version, else the stored one. */
+  function overlaidById(current: State, overlay: Overlay, systemId: string): Entry | undefined {
+    return overlay.byId.has(systemId) ? (overlay.byId.get(systemId) ?? undefined) : current.byId.get(systemId);
+  }
+
+  /** The owner of a key as the batch sees it: a pending node that has it, else the stored owner unless it is pending. */
+  function overlaidByKey(current: State, overlay: Overlay, kind: 'byHostname' | 'byMac' | 'byIPv4', key: string): Entry | undefined {
+    const pending = overlay[kind].get(key);
+    if (pending) return pending;
+    const owner = current[kind].get(key);
+    return owner && !overlay.byId.has(owner.systemId) ? owner : undefined;
+  }
+
+  function selectEntry(current: State, ref: string, overlay: Overlay = emptyOverlay()): Entry | undefined {
+    const byId = overlaidById(current, overlay, ref) ?? overlaidByKey(current, overlay, 'byHostname', ref.toLowerCase());
     if (byId) return byId;
     const mac = selectMac(ref);
-    return mac === undefined ? undefined : current.byMac.get(mac);
+    return mac === undefined ? undefined : overlaidByKey(current, overlay, 'byMac', mac);
   }
 
   const parseEntry = (entry: Entry): Node => JSON.parse(entry.json) as Node;
 
   /**
-   * Check and commit a transaction's writes (holding the lock, index up to date). Returns the
-   * changes stored, [] when nothing changed.
+   * Check a transaction's writes against the index and the batch's earlier transactions, and
+   * add them to the overlay. Returns the changes to store, [] when nothing changed; throws
+   * (and leaves the overlay as it was) when a put breaks a rule.
    */
-  async function commit(current: State, writes: Map<string, Node | null>): Promise<NodeChange[]> {
+  function stage(current: State, overlay: Overlay, writes: Map<string, Node | null>, seq: number): NodeChange[] {
     const changed: { systemId: string; node: Node | null; json: string | null }[] = [];
     for (const [systemId, node] of writes) {
-      const old = current.byId.get(systemId);
+      const old = overlaidById(current, overlay, systemId);
       if (node === null) {
         if (old) changed.push({ systemId, node: null, json: null });
         continue;
@@ -540,9 +569,9 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
     for (const { node } of changed) {
       if (!node) continue;
       const label = `${node.hostname} (${node.systemId})`;
-      const keys: [string, Entry | undefined][] = [[`hostname ${node.hostname}`, current.byHostname.get(node.hostname)]];
-      for (const mac of node.macs) keys.push([`MAC ${mac}`, current.byMac.get(mac)]);
-      if (node.ipv4) keys.push([`address ${node.ipv4}`, current.byIPv4.get(node.ipv4)]);
+      const keys: [string, Entry | undefined][] = [[`hostname ${node.hostname}`, overlaidByKey(current, overlay, 'byHostname', node.hostname)]];
+      for (const mac of node.macs) keys.push([`MAC ${mac}`, overlaidByKey(current, overlay, 'byMac', mac)]);
+      if (node.ipv4) keys.push([`address ${node.ipv4}`, overlaidByKey(current, overlay, 'byIPv4', node.ipv4)]);
       for (const [key, owner] of keys) {
         if (owner && !touched.has(owner.systemId)) throw new UecError('NODE_CONFLICT', `${key} is already used by ${owner.hostname} (${owner.systemId})`);
         const other = claimed.get(key);
@@ -550,23 +579,49 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
         claimed.set(key, label);
       }
     }
+    for (const c of changed) {
+      const before = overlaidById(current, overlay, c.systemId);
+      if (before && overlay.byId.get(c.systemId) === before) {
+        if (overlay.byHostname.get(before.hostname) === before) overlay.byHostname.delete(before.hostname);
+        for (const mac of before.macs) if (overlay.byMac.get(mac) === before) overlay.byMac.delete(mac);
+        if (before.ipv4 && overlay.byIPv4.get(before.ipv4) === before) overlay.byIPv4.delete(before.ipv4);
+      }
+      const entry = c.node ? entryOf(c.node) : null;
+      overlay.byId.set(c.systemId, entry);
+      if (entry) {
+        overlay.byHostname.set(entry.hostname, entry);
+        for (const mac of entry.macs) overlay.byMac.set(mac, entry);
+        if (entry.ipv4) overlay.byIPv4.set(entry.ipv4, entry);
+      }
+    }
+    return changed.map((c) => ({ seq: ++seq, systemId: c.systemId, node: c.node }));
+  }
+
+  /** A transaction's journal line. */
+  const renderLine = (changes: readonly NodeChange[]): string =>
+    `[${changes.map((c) => `{"seq":${c.seq},"systemId":${JSON.stringify(c.systemId)},"node":${c.node ? JSON.stringify(c.node) : 'null'}}`).join(',')}]\n`;
+
+  /**
+   * Store a batch's transactions (holding the lock, index up to date): one append of their
+   * lines, one fdatasync, then the index advanced. On failure nothing is stored or indexed.
+   */
+  async function commit(current: State, staged: readonly NodeChange[][]): Promise<void> {
     if (current.snapshotV1) await writeSnapshot(current, current.seq, current.sorted);
-    let seq = current.seq;
-    const stored: NodeChange[] = changed.map((c) => ({ seq: ++seq, systemId: c.systemId, node: c.node }));
-    const line = `[${changed.map((c, i) => `{"seq":${stored[i]!.seq},"systemId":${JSON.stringify(c.systemId)},"node":${c.json ?? 'null'}}`).join(',')}]\n`;
-    await appendJournal(current, line);
-    const offset = current.journalOffset;
-    for (const c of stored) applyChange(current, c.systemId, c.node);
-    current.seq = seq;
-    current.lines.push({ first: stored[0]!.seq, last: seq, offset, length: Buffer.byteLength(line) });
-    current.journalOffset += Buffer.byteLength(line);
+    const lines = staged.map(renderLine);
+    await appendJournal(current, lines.join(''));
+    staged.forEach((stored, i) => {
+      const length = Buffer.byteLength(lines[i]!);
+      for (const c of stored) applyChange(current, c.systemId, c.node);
+      current.seq = stored[stored.length - 1]!.seq;
+      current.lines.push({ first: stored[0]!.seq, last: current.seq, offset: current.journalOffset, length });
+      current.journalOffset += length;
+    });
     const mark = await statMark(journalFile);
     current.journal = mark && mark.size === current.journalOffset ? mark : null;
     if (current.journalOffset > Math.max(compactMinBytes, current.snapshot?.size ?? 0)) {
       // Committed already: a failed compaction leaves a longer journal; the next writer tries again.
       await writeSnapshot(current, current.seq, current.sorted).catch(() => undefined);
     }
-    return stored.map((c) => ({ ...c, node: c.node ? (JSON.parse(JSON.stringify(c.node)) as Node) : null }));
   }
 
   /** Append one line, fsynced; a torn tail a killed writer left is cut first. On failure, cut back. */
@@ -639,21 +694,89 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
     current.lines = [];
   }
 
-  /** Run a transaction under the lock, one writer at a time in this process too. */
-  function write<T>(body: (current: State) => Promise<{ result: T; writes: Map<string, Node | null> }>): Promise<T> {
-    const run = writers.then(async () => {
-      let changes: NodeChange[] = [];
-      const result = await fileLock.withLock(async () => {
+  /** A transaction waiting for its batch. `solo`: it reads the whole index, so it runs in a batch of its own. */
+  interface Transaction {
+    body: (current: State, overlay: Overlay) => Promise<{ result: unknown; writes: Map<string, Node | null> }>;
+    solo: boolean;
+    resolve: (result: unknown) => void;
+    reject: (err: unknown) => void;
+  }
+
+  /** The batch that writers join until it starts (null: the next writer opens one). */
+  let open: Transaction[] | null = null;
+
+  /**
+   * Group commit: the transactions queued in this process while a batch is being written form
+   * the next batch, which takes the lock once, runs each body in order (each sees the earlier
+   * ones' writes; one that throws or breaks a rule fails alone and leaves no trace), appends all
+   * their lines with one fdatasync, then runs each one's listeners and answers it, in order.
+   * A failed append fails the whole batch and stores none of it.
+   */
+  async function runBatch(batch: readonly Transaction[]): Promise<void> {
+    if (open === batch) open = null;
+    const outcomes: ({ ok: true; result: unknown; changes: NodeChange[] } | { ok: false; err: unknown })[] = [];
+    try {
+      await fileLock.withLock(async () => {
         const current = await exclusive(refresh);
-        const out = await body(current);
-        changes = await exclusive(async () => commit(await refresh(), out.writes));
-        return out.result;
+        const seq = current.seq;
+        const overlay = emptyOverlay();
+        const staged: NodeChange[][] = [];
+        let next = seq;
+        for (const tx of batch) {
+          try {
+            const out = await tx.body(current, overlay);
+            const changes = stage(current, overlay, out.writes, next);
+            if (changes.length > 0) {
+              staged.push(changes);
+              next = changes[changes.length - 1]!.seq;
+            }
+            outcomes.push({ ok: true, result: out.result, changes });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
+          }
+        }
+        if (staged.length === 0) return;
+        await exclusive(async () => {
+          const now = await refresh();
+          if (now !== current || now.seq !== seq) throw new UecError('STORE_FAILED', `node store ${where} changed while this process held its lock; nothing was stored`);
+          await commit(current, staged);
+        });
       });
-      if (changes.length > 0) for (const listener of listeners) await listener(changes);
-      return result;
+    } catch (err) {
+      // The lock or the append failed: every transaction of the batch fails, none was stored.
+      for (const tx of batch) tx.reject(err);
+      return;
+    }
+    for (const [i, tx] of batch.entries()) {
+      const outcome = outcomes[i]!;
+      if (!outcome.ok) {
+        tx.reject(outcome.err);
+        continue;
+      }
+      try {
+        if (outcome.changes.length > 0) {
+          const copies = outcome.changes.map((c) => ({ ...c, node: c.node ? (JSON.parse(JSON.stringify(c.node)) as Node) : null }));
+          for (const listener of listeners) await listener(copies);
+        }
+        tx.resolve(outcome.result);
+      } catch (err) {
+        tx.reject(err);
+      }
+    }
+  }
+
+  /** Queue a transaction for the next batch (one writer at a time across processes: the lock). */
+  function write<T>(solo: boolean, body: Transaction['body']): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const tx: Transaction = { body, solo, resolve: resolve as (result: unknown) => void, reject };
+      if (!solo && open !== null && open.length < BATCH_MAX) {
+        open.push(tx);
+        return;
+      }
+      const batch = [tx];
+      open = solo ? null : batch;
+      writers = writers.then(() => runBatch(batch)).catch(() => undefined);
     });
-    writers = run.catch(() => undefined);
-    return run;
   }
 
   const read = (): Promise<State> => exclusive(refresh);
@@ -685,10 +808,10 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
       const counts = (await read()).counts;
       return Object.fromEntries(NODE_STATUSES.map((s) => [s, counts[s] ?? 0])) as Record<NodeStatus, number>;
     },
-    modify(refs, change) {
-      return write(async (current) => {
+    modify<T>(refs: readonly string[], change: (found: (Node | undefined)[], writes: NodeWrites) => T | Promise<T>) {
+      return write<T>(false, async (current, overlay) => {
         const found = refs.map((ref) => {
-          const entry = selectEntry(current, ref);
+          const entry = selectEntry(current, ref, overlay);
           return entry ? parseEntry(entry) : undefined;
         });
         const writes = new Map<string, Node | null>();
@@ -705,8 +828,8 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
         return { result, writes };
       });
     },
-    update(change) {
-      return write(async (current) => {
+    update<T>(change: (nodes: Node[]) => T | Promise<T>) {
+      return write<T>(true, async (current) => {
         const draft = current.sorted.map(parseEntry);
         const result = await change(draft);
         const writes = new Map<string, Node | null>();
@@ -721,7 +844,8 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
     },
     resetFollowers(cursor) {
       // A new snapshot at the floor and an empty journal: a cursor below it is older than the
-      // snapshot, so changesSince answers reset.
+      // snapshot, so changesSince answers reset. Later writers form a batch after it.
+      open = null;
       const run = writers.then(() =>
         fileLock.withLock(() =>
           exclusive(async () => {
