@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { UecError, describeError } from '../core/errors';
 import { checkLine, checkWord } from '../core/formats';
 import type { Paths } from '../core/paths';
+import { createRecentLoader, type RecentOptions } from '../core/recent';
 import { templateDirs } from '../core/template';
 
 export const ROLE_DIRS = {
@@ -142,6 +143,15 @@ export async function loadRoles(paths: Paths, shippedDir: string = shippedRoleDi
   for (const role of await readRoleDir(shippedDir, ROLE_DIRS.shipped)) byName.set(role.name, role);
   for (const role of await readRoleDir(paths.resolve(ROLE_DIRS.admin), ROLE_DIRS.admin)) byName.set(role.name, role);
   return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * loadRoles for a server's request paths: the role files read at most once a second (every
+ * context a boot script, preseed or feed answer needs would otherwise read and parse them all
+ * again); an edited role is seen within the second. The CLI reads them fresh (loadRoles).
+ */
+export function createRolesLoader(paths: Paths, options: RecentOptions & { shippedDir?: string } = {}): () => Promise<Role[]> {
+  return createRecentLoader(() => loadRoles(paths, options.shippedDir), options);
 }
 
 export function selectRole(roles: readonly Role[], name: string): Role {

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import t from 'tap';
 import { UecError } from '../../src/core/errors';
-import { loadRoles, parseRole, selectRole, selectRolePackages } from '../../src/contract/roles';
+import { createRolesLoader, loadRoles, parseRole, selectRole, selectRolePackages } from '../../src/contract/roles';
 import { SHIPPED_TEMPLATES } from '../helpers/region-fixture';
 import { put, scratchRoot } from '../helpers/scratch';
 
@@ -73,4 +73,22 @@ t.test('bad role files: one line naming file and line', async (t) => {
   const paths = scratchRoot(t);
   put(paths, '/etc/uec-provisioning/roles.d/bad.role', 'Role: bad\nFoo: 1\n');
   await t.rejects(loadRoles(paths, shipped), { code: 'INVALID_VALUE', message: /^\/etc\/uec-provisioning\/roles\.d\/bad\.role:2: unknown field/ });
+});
+
+t.test('createRolesLoader: the role files read at most once a second; an edit is seen after it', async (t) => {
+  const paths = scratchRoot(t);
+  let clock = 50_000;
+  const load = createRolesLoader(paths, { shippedDir: shipped, now: () => clock });
+  put(paths, '/etc/uec-provisioning/roles.d/web.role', 'Role: web\nDescription: web server\nPackages-bookworm: nginx\n');
+  t.same(selectRole(await load(), 'web').packages, { bookworm: ['nginx'] });
+  put(paths, '/etc/uec-provisioning/roles.d/web.role', 'Role: web\nDescription: web server\nPackages-bookworm: apache2\n');
+  clock += 500;
+  t.same(selectRole(await load(), 'web').packages, { bookworm: ['nginx'] }, 'within the second: the roles read before');
+  clock += 500;
+  t.same(selectRole(await load(), 'web').packages, { bookworm: ['apache2'] }, 'a second later: the edit');
+  put(paths, '/etc/uec-provisioning/roles.d/bad.role', 'Role: bad\nColour: blue\n');
+  clock += 1000;
+  await t.rejects(load(), { code: 'INVALID_VALUE', message: /bad\.role:2: unknown field "colour"/ });
+  put(paths, '/etc/uec-provisioning/roles.d/bad.role', 'Role: bad\n');
+  t.ok((await load()).some((r) => r.name === 'bad'), 'a failed read is not kept');
 });
