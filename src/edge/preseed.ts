@@ -16,6 +16,7 @@ import type { NodeContext } from '../contract/context';
 import { UecError, describeError } from '../core/errors';
 import { checkLine } from '../core/formats';
 import type { Paths } from '../core/paths';
+import { createRecentLoader, type RecentOptions } from '../core/recent';
 import { refusingEscaper, renderTemplate, templateDirs, type Template } from '../core/template';
 import { tokenMatches } from '../contract/node';
 
@@ -80,6 +81,60 @@ export async function loadPreseedTemplate(dirs: PreseedDirs, candidates: string[
     }
   }
   throw new UecError('TEMPLATE_NOT_FOUND', `no preseed template for ${candidates[0]} (looked for ${candidates.join(', ')} in ${ADMIN_PRESEED_DIR} and the shipped preseeds)`);
+}
+
+/**
+ * loadPreseedTemplate for a server's request paths: each directory is listed at most once a
+ * second and each template file read at most once a second, so a preseed costs no failed opens
+ * of the more specific names (per-hostname ones rarely exist) and machines sharing a template
+ * share one Template object. An added, edited or removed template is seen within the second.
+ */
+export function createPreseedTemplateLoader(dirs: PreseedDirs, options: RecentOptions = {}): (candidates: string[]) => Promise<Template> {
+  const sources = [
+    [dirs.admin, ADMIN_PRESEED_DIR],
+    [dirs.shipped, 'templates/preseeds'],
+  ] as const;
+  const listings = new Map(
+    sources.map(([dir]) => [
+      dir,
+      createRecentLoader(async () => {
+        try {
+          return new Set(await fs.promises.readdir(dir));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set<string>();
+          throw new UecError('TEMPLATE_NOT_FOUND', `cannot list preseed templates in ${dir}: ${describeError(err)}`, { cause: err });
+        }
+      }, options),
+    ]),
+  );
+  const files = new Map<string, () => Promise<Template | null>>();
+  const readTemplate = (dir: string, systemDir: string, name: string): Promise<Template | null> => {
+    const file = path.join(dir, `${name}.mustache`);
+    let load = files.get(file);
+    if (!load) {
+      load = createRecentLoader(async () => {
+        try {
+          return { name: `preseeds/${name}.mustache`, file: `${systemDir}/${name}.mustache`, text: await fs.promises.readFile(file, 'utf8') };
+        } catch (err) {
+          // Removed since the listing: the next candidate.
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+          throw new UecError('TEMPLATE_NOT_FOUND', `cannot read preseed template ${file}: ${describeError(err)}`, { cause: err });
+        }
+      }, options);
+      files.set(file, load);
+    }
+    return load();
+  };
+  return async (candidates) => {
+    for (const name of candidates) {
+      for (const [dir, systemDir] of sources) {
+        if (!(await listings.get(dir)!()).has(`${name}.mustache`)) continue;
+        const template = await readTemplate(dir, systemDir, name);
+        if (template) return template;
+      }
+    }
+    throw new UecError('TEMPLATE_NOT_FOUND', `no preseed template for ${candidates[0]} (looked for ${candidates.join(', ')} in ${ADMIN_PRESEED_DIR} and the shipped preseeds)`);
+  };
 }
 
 export interface ProvisioningUrls {

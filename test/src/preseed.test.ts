@@ -4,6 +4,7 @@ import t from 'tap';
 import { validateContent } from '../../src/core/validators';
 import {
   buildPreseedView,
+  createPreseedTemplateLoader,
   loadPreseedTemplate,
   maskTokenIn,
   renderPreseed,
@@ -60,6 +61,48 @@ t.test('admin directory before shipped, for every candidate in order', async (t)
   fs.mkdirSync(admin);
   fs.writeFileSync(path.join(admin, 'generic.mustache'), 'admin generic');
   t.equal((await loadPreseedTemplate(dirs, ['install', 'generic'])).text, 'shipped install');
+});
+
+t.test('createPreseedTemplateLoader: the same choice as loadPreseedTemplate, the directories and files read at most once a second', async (t) => {
+  const paths = scratchRoot(t);
+  const admin = paths.resolve('/etc/uec-provisioning/preseeds');
+  const shippedDir = paths.resolve('/shipped');
+  fs.mkdirSync(shippedDir, { recursive: true });
+  const dirs = { admin, shipped: shippedDir };
+  let clock = 100_000;
+  const load = createPreseedTemplateLoader(dirs, { now: () => clock });
+  const candidates = selectPreseedCandidates({ type: 'install', os: 'debian', arch: 'amd64', subarch: 'bios', release: 'bookworm', hostname: 'web1', role: 'server' });
+  await t.rejects(load(candidates), { code: 'TEMPLATE_NOT_FOUND', message: /no preseed template for install_debian_amd64_bios_bookworm_web1 \(looked for .*generic/ });
+  // Added from least to most specific, a second apart: each new one wins, the admin's first.
+  for (const name of [...candidates].reverse()) {
+    fs.writeFileSync(path.join(shippedDir, `${name}.mustache`), `shipped ${name}`);
+    clock += 1000;
+    t.equal((await load(candidates)).text, `shipped ${name}`);
+    fs.mkdirSync(admin, { recursive: true });
+    fs.writeFileSync(path.join(admin, `${name}.mustache`), `admin ${name}`);
+    clock += 1000;
+    const chosen = await load(candidates);
+    t.equal(chosen.text, `admin ${name}`);
+    t.equal(chosen.file, `/etc/uec-provisioning/preseeds/${name}.mustache`);
+  }
+  // Within the second: the same Template object for every machine using it, an edit not read yet.
+  const other = selectPreseedCandidates({ type: 'install', os: 'debian', arch: 'amd64', subarch: 'bios', release: 'bookworm', hostname: 'web2', role: 'server' });
+  const first = await load(other);
+  t.equal(first.text, 'admin install_debian_amd64_bios_bookworm');
+  fs.writeFileSync(path.join(admin, 'install_debian_amd64_bios_bookworm.mustache'), 'edited');
+  fs.writeFileSync(path.join(admin, 'install_debian_amd64_bios_bookworm_web2.mustache'), 'admin web2');
+  clock += 999;
+  t.equal(await load(other), first, 'kept: the same object, no read');
+  clock += 1;
+  t.equal((await load(other)).text, 'admin web2', 'a second later: the new, more specific file');
+  fs.rmSync(path.join(admin, 'install_debian_amd64_bios_bookworm_web2.mustache'));
+  clock += 1000;
+  t.equal((await load(other)).text, 'edited', 'removed: the next candidate, as edited');
+  // The admin's generic does not beat a shipped, more specific type file.
+  t.equal((await load(['install', 'generic'])).text, 'admin install');
+  fs.rmSync(admin, { recursive: true });
+  clock += 1000;
+  t.equal((await load(['install', 'generic'])).text, 'shipped install', 'the admin directory gone: the shipped ones');
 });
 
 t.test('every shipped preseed renders and passes debconf-set-selections -c (real tool)', async (t) => {
