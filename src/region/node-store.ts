@@ -743,8 +743,12 @@ export function createFileNodeStore(paths: Paths, options: FileNodeStoreOptions 
         });
       });
     } catch (err) {
-      // The lock or the append failed: every transaction of the batch fails, none was stored.
-      for (const tx of batch) tx.reject(err);
+      // The lock or the append failed: every transaction of the batch fails (one that had
+      // failed on its own, with its own error), none was stored.
+      for (const [i, tx] of batch.entries()) {
+        const outcome = outcomes[i];
+        tx.reject(outcome && !outcome.ok ? outcome.err : err);
+      }
       return;
     }
     for (const [i, tx] of batch.entries()) {

@@ -142,9 +142,11 @@ t.test('a failed append fails the whole batch: nothing stored, the store as it w
       store.modify([], (_f, w) => w.put(makeNode('web2', mac(2), {}, 'node-web2'))),
       store.modify(['web1'], ([node], w) => w.put({ ...node!, release: 'r1' })),
       store.modify([], (_f, w) => w.put(makeNode('web3', mac(3), {}, 'node-web3'))),
+      store.modify([], (_f, w) => w.put(makeNode('web4', mac(2), {}, 'node-web4'))),
     ]),
   );
-  for (const r of results) t.match(r, { status: 'rejected', reason: { code: 'STORE_FAILED', message: /EIO.*it is unchanged/ } });
+  for (const r of results.slice(0, 3)) t.match(r, { status: 'rejected', reason: { code: 'STORE_FAILED', message: /EIO.*it is unchanged/ } });
+  t.match(results[3], { status: 'rejected', reason: { code: 'NODE_CONFLICT' } }, 'one that failed on its own keeps its own error');
   t.equal(readStoreFiles(paths), before, 'the files are as they were (the appended lines cut back)');
   t.same((await createFileNodeStore(paths).list()).map((n) => n.hostname), ['web1'], 'read again from disk: none of them');
   t.same((await store.list()).map((n) => n.hostname), ['web1'], 'nor in the writer’s index');
