@@ -43,7 +43,8 @@ import { selectContextNode } from '../contract/context';
 import { useRenderNodeSource } from '../configurator/command';
 import * as os from 'node:os';
 import type { ChangedNode } from '../configurator/component';
-import { loadRoles } from '../contract/roles';
+import { createRolesLoader } from '../contract/roles';
+import { createRecentLoader } from '../core/recent';
 import type { ServerAddress } from '../core/server-address';
 import { templateDirs } from '../core/template';
 
@@ -154,8 +155,9 @@ export function buildRegionOptions(o: { paths: Paths; config: EffectiveConfig; s
     edges: createEdgeRegistry(paths),
     acceptSharedKey: config.getBoolean('region.accept_shared_key'),
     loadArchive: () => loadArchiveSettings(paths, config),
-    loadRoles: () => loadRoles(paths),
-    loadAuthorizedKeys: () => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file')),
+    // Read at most once a second: every context build needs them.
+    loadRoles: createRolesLoader(paths),
+    loadAuthorizedKeys: createRecentLoader(() => loadAuthorizedKeys(paths, config.getString('region.authorized_keys_file'))),
     adminUser: config.getString('region.admin_user'),
     maxNewNodes: config.getNumber('region.max_new_nodes'),
     log: o.log,

@@ -57,7 +57,7 @@ import {
   PRESEED_TYPES,
   buildPreseedView,
   contextTokenMatches,
-  loadPreseedTemplate,
+  createPreseedTemplateLoader,
   renderPreseed,
   selectPreseedCandidates,
   selectPreseedType,
@@ -197,9 +197,12 @@ export async function renderNodeScript(options: ProvisioningOptions, context: No
   return (await renderBootScript(options, 'ipxe-install', view)).body.toString();
 }
 
-/** How long a looked-up preseed template is reused: an admin's edit shows within a second. */
-const TEMPLATE_CACHE_MS = 1000;
-const templateCache = new Map<string, { at: number; template: Template }>();
+/**
+ * One template loader per preseed directories (createPreseedTemplateLoader: each directory
+ * listed and each file read at most once a second, so an admin's edit shows within a second
+ * and machines sharing a template share one Template object).
+ */
+const templateLoaders = new WeakMap<object, (candidates: string[]) => Promise<Template>>();
 /** Rendered preseeds per (cached) context object and template: the same inputs render the same bytes. */
 const renderCache = new WeakMap<object, WeakMap<Template, RenderedPreseed>>();
 
@@ -210,14 +213,9 @@ interface RenderedPreseed {
 }
 
 async function selectCachedTemplate(options: ProvisioningOptions, candidates: string[]): Promise<Template> {
-  const key = `${options.preseeds.admin}|${options.preseeds.shipped}|${candidates.join('|')}`;
-  const hit = templateCache.get(key);
-  const now = Date.now();
-  if (hit && now - hit.at < TEMPLATE_CACHE_MS) return hit.template;
-  const template = await loadPreseedTemplate(options.preseeds, candidates);
-  templateCache.set(key, { at: now, template });
-  if (templateCache.size > 1000) templateCache.clear();
-  return template;
+  let load = templateLoaders.get(options.preseeds);
+  if (!load) templateLoaders.set(options.preseeds, (load = createPreseedTemplateLoader(options.preseeds)));
+  return load(candidates);
 }
 
 /** A node's preseed as the machine receives it (token included). */

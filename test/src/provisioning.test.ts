@@ -147,7 +147,8 @@ t.test('preseeds over HTTP: install, commissioning, enlist; each passes debconf-
   // An admin's more specific template wins over the shipped one.
   fs.mkdirSync(f.paths.resolve('/etc/uec-provisioning/preseeds'), { recursive: true });
   fs.writeFileSync(f.paths.resolve('/etc/uec-provisioning/preseeds/install_debian_amd64.mustache'), '# admin for {{hostname}}\nd-i netcfg/get_hostname string {{hostname}}\n');
-  // The template cache lives a second; another role name gives another cache key instead of a wait.
+  // The template directories are listed at most once a second: the admin's file shows after it.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
   await f.store.update((nodes) => void (nodes[0]!.hostname = 'web9'));
   const admin = await get(`${f.provisioningUrl}/preseed/${node.systemId}`, from);
   t.equal(admin.body, '# admin for web9\nd-i netcfg/get_hostname string web9\n');
