@@ -31,7 +31,8 @@
  * subnet (a more specific route on the server sends it to the router), so dnsmasq answers from
  * its range's subnet with the node's reservation. Nothing is weakened in the product.
  *
- * Env: BENCH_STORM_N (default "100,1000"), BENCH_STORM_RAMP_MS (default 10000), BENCH_CLI (another
+ * Env: BENCH_STORM_N (default "100,1000"), BENCH_STORM_RAMP_MS (default 10000), BENCH_STORM_CLIENT_NICE
+ * (the machines' niceness, default 19: they share the servers' 2 cores), BENCH_CLI (another
  * build's dist/src/cli.js), BENCH_CPU_PROF=DIR (serve under `node --cpu-prof`), BENCH_STORM_KEEP=1 (keep
  * the scratch directory: configs, logs, every machine's bodies and transfers).
  */
@@ -66,6 +67,8 @@ export interface StormOptions {
   /** Progress lines (stderr by default). */
   log?: (line: string) => void;
   cpuProfDir?: string;
+  /** The machines' niceness, both phases (LaunchSpec.nice; default 19, 0 for none). */
+  clientNice?: number;
 }
 
 export interface StormNode {
@@ -413,6 +416,7 @@ async function runPhase(opts: {
   leaseFile: string;
   /** The access log of the apache2 that sends the kernels and initrds. */
   apacheAccessLog: string;
+  clientNice: number;
 }): Promise<PhaseResult> {
   const bodyDirs = opts.nodes.map((_, i) => path.join(opts.dir, opts.name, `m${i}`));
   for (const d of bodyDirs) fs.mkdirSync(d, { recursive: true });
@@ -421,6 +425,7 @@ async function runPhase(opts: {
     rampMs: opts.rampMs,
     env: opts.sizes,
     machines: opts.nodes.map((node, i) => [bodyDirs[i]!, node.mac, node.ipv4, node.hostname, SERVER, String(PORT), opts.loader]),
+    nice: opts.clientNice,
   };
   const specFile = path.join(opts.dir, `${opts.name}-spec.json`);
   fs.writeFileSync(specFile, JSON.stringify(spec));
@@ -595,7 +600,7 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     const kernelUrl = `http://${SERVER}:${IMAGE_PORT}${IMAGE_URL_PATH}debian/bookworm/amd64/linux`;
     await until('apache2 to send the kernel', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', kernelUrl])).stdout === '200', 20_000);
     // That check's own GET is in the access log from the server's address, no machine's.
-    const product = await runPhase({
+    const product = await runPhase({ clientNice: options.clientNice ?? 19,
       name: 'product',
       net,
       mach,
@@ -631,7 +636,7 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     const apache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'baseline-apache.conf'), '-DFOREGROUND']);
     running.push(apache);
     await until('apache2 to answer', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${PORT}/boot/ipxe`])).stdout === '200', 20_000);
-    const baseline = await runPhase({
+    const baseline = await runPhase({ clientNice: options.clientNice ?? 19,
       name: 'baseline',
       net,
       mach,
@@ -766,8 +771,9 @@ async function main(): Promise<void> {
     return;
   }
   for (const n of ns) {
-    const r = await runBootStorm({ n, rampMs, cli, cpuProfDir: process.env.BENCH_CPU_PROF });
-    console.log(['', `load average ${r.loadBefore} before, ${r.loadAfter} after; bodies differing between the phases: ${r.differingBodies.length}`, '', ...renderStormTable(r), ''].join('\n'));
+    const clientNice = Number(process.env.BENCH_STORM_CLIENT_NICE ?? 19);
+    const r = await runBootStorm({ n, rampMs, cli, cpuProfDir: process.env.BENCH_CPU_PROF, clientNice });
+    console.log(['', `load average ${r.loadBefore} before, ${r.loadAfter} after; machines at nice ${clientNice}; bodies differing between the phases: ${r.differingBodies.length}`, '', ...renderStormTable(r), ''].join('\n'));
     for (const e of [...r.product.errors, ...r.baseline.errors].slice(0, 20)) console.log(`error: ${e}`);
     const prof = process.env.BENCH_CPU_PROF;
     const newest = prof ? fs.readdirSync(prof).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(prof, f)).sort((x, y) => fs.statSync(y).mtimeMs - fs.statSync(x).mtimeMs)[0] : undefined;
