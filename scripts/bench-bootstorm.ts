@@ -600,15 +600,11 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     const kernelUrl = `http://${SERVER}:${IMAGE_PORT}${IMAGE_URL_PATH}debian/bookworm/amd64/linux`;
     await until('apache2 to send the kernel', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', kernelUrl])).stdout === '200', 20_000);
     // That check's own GET is in the access log from the server's address, no machine's.
-    const product = await runPhase({ clientNice: options.clientNice ?? 19,
+    // What both phases share: the same machines, network, files and client niceness.
+    const same = { clientNice: options.clientNice ?? 19, net, mach, dir, nodes, rampMs: options.rampMs, loader, sizes };
+    const product = await runPhase({
+      ...same,
       name: 'product',
-      net,
-      mach,
-      dir,
-      nodes,
-      rampMs: options.rampMs,
-      loader,
-      sizes,
       leaseFile,
       apacheAccessLog: path.join(dir, 'product-apache-access.log'),
       servers: [
@@ -636,15 +632,9 @@ export async function runBootStorm(options: StormOptions): Promise<StormResult> 
     const apache = net.spawn(srv, ['/usr/sbin/apache2', '-f', path.join(dir, 'baseline-apache.conf'), '-DFOREGROUND']);
     running.push(apache);
     await until('apache2 to answer', async () => (await net.exec(srv, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${SERVER}:${PORT}/boot/ipxe`])).stdout === '200', 20_000);
-    const baseline = await runPhase({ clientNice: options.clientNice ?? 19,
+    const baseline = await runPhase({
+      ...same,
       name: 'baseline',
-      net,
-      mach,
-      dir,
-      nodes,
-      rampMs: options.rampMs,
-      loader,
-      sizes,
       leaseFile: path.join(dir, 'baseline.leases'),
       apacheAccessLog: path.join(dir, 'baseline-apache-access.log'),
       servers: [

@@ -4,7 +4,6 @@
  * and initrd byte for byte through an image's symlink, nothing else of the boot tree, no
  * listings. Written by `apply tftpd` only where apache2 is installed.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -15,6 +14,7 @@ import { validateContent } from '../../../src/core/validators';
 import { component, loadTftpdTemplates } from '../../../packages/tftpd';
 import { renderApacheImagesConf, renderTftpdPlans, type TftpdModel } from '../../../packages/tftpd/render';
 import { put, REPO_ROOT, scratchRoot } from '../../helpers/scratch';
+import { startLoopbackApache } from '../../helpers/apache';
 import { applyPlans } from '../../../src/core/apply';
 import type { ComponentContext } from '../../../src/configurator/component';
 import { loadConfig } from '../../../src/core/config';
@@ -31,14 +31,6 @@ const GOLDEN = path.join(__dirname, 'fixtures/apache-images/uec-provisioning-boo
 
 function model(extra: Partial<TftpdModel> = {}): TftpdModel {
   return { tftpRoot: '/var/lib/uec-provisioning/boot', pidFile: '/run/uec-provisioning-tftpd/dnsmasq.pid', interface: 'eth1', user: 'dnsmasq', group: 'nogroup', httpBase: 'http://192.0.2.10:5248', domain: '', kernelArgs: '', nodes: [], ...extra };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 t.test('the drop-in: planned only with apache2, golden, passes apache2 -t; a bad boot tree path is refused', async (t) => {
@@ -77,36 +69,21 @@ t.test('a real apache2 with the drop-in sends the images and nothing else of the
   const templates = await loadTftpdTemplates(TEMPLATES);
   const dropIn = path.join(dir, 'uec-provisioning-boot.conf');
   fs.writeFileSync(dropIn, renderApacheImagesConf(boot, templates.apacheImages));
-  const port = await freePort();
-  const load = (name: string, file: string) => [`<IfModule !${name}>`, `LoadModule ${name} /usr/lib/apache2/modules/${file}`, '</IfModule>'];
-  const wrapper = path.join(dir, 'apache2.conf');
-  fs.writeFileSync(
-    wrapper,
-    [
-      'ServerName localhost', `DefaultRuntimeDir ${dir}`, `PidFile ${dir}/pid`, `Mutex file:${dir} default`, `ErrorLog ${dir}/error.log`,
-      'User www-data', 'Group www-data', `Listen 127.0.0.1:${port}`,
-      // Debian's apache2.conf denies the whole file system; the drop-in must grant its directory itself.
-      '<Directory />', 'Options FollowSymLinks', 'AllowOverride None', 'Require all denied', '</Directory>',
-      ...load('mpm_event_module', 'mod_mpm_event.so'), ...load('authz_core_module', 'mod_authz_core.so'), ...load('alias_module', 'mod_alias.so'),
-      ...load('autoindex_module', 'mod_autoindex.so'), ...load('dir_module', 'mod_dir.so'),
-      `Include ${dropIn}`, '',
-    ].join('\n'),
-  );
-  const env = { ...process.env, APACHE_RUN_DIR: dir, APACHE_LOCK_DIR: dir, APACHE_LOG_DIR: dir };
-  const apache = spawn('/usr/sbin/apache2', ['-X', '-f', wrapper], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  apache.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  apache.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  t.teardown(() => {
-    apache.kill('SIGTERM');
+  const apache = await startLoopbackApache(t, {
+    dir,
+    dropIn,
+    modules: [['authz_core_module', 'mod_authz_core.so'], ['alias_module', 'mod_alias.so'], ['autoindex_module', 'mod_autoindex.so'], ['dir_module', 'mod_dir.so']],
+    // Debian's apache2.conf denies the whole file system; the drop-in must grant its directory itself.
+    lines: ['<Directory />', 'Options FollowSymLinks', 'AllowOverride None', 'Require all denied', '</Directory>'],
   });
+  const { port } = apache;
   const base = `http://127.0.0.1:${port}${APACHE_IMAGES.urlPath}`;
   let linux: Response | undefined;
   for (let i = 0; i < 100 && !linux; i++) {
     linux = await fetch(`${base}/debian/bookworm/amd64/linux`).catch(() => undefined);
     if (!linux) await new Promise((r) => setTimeout(r, 100));
   }
-  t.equal(linux?.status, 200, `the kernel through the image's symlink ${out}`);
+  t.equal(linux?.status, 200, `the kernel through the image's symlink ${apache.output()}`);
   t.ok(Buffer.from(await linux!.arrayBuffer()).equals(kernel), 'the kernel byte for byte');
   const initrd = await fetch(`${base}/debian/bookworm/amd64/initrd.gz`);
   t.equal(await initrd.text(), 'initrd\n'.repeat(1000), 'the initrd byte for byte');

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
@@ -15,6 +13,7 @@ import { component } from '../../../packages/webui';
 import { APACHE_CONF, renderApacheConf } from '../../../packages/webui/render';
 import { REPO_ROOT, scratchRoot } from '../../helpers/scratch';
 import { ADMIN, startHarness } from './harness';
+import { startLoopbackApache } from '../../helpers/apache';
 
 const FIXTURE = path.join(__dirname, 'fixtures/default/expected', APACHE_CONF);
 
@@ -68,15 +67,6 @@ t.test('the apache2 drop-in: golden file, accepted by apache2 -t with mod_proxy 
   t.not(badHeader.code, 0, 'a bad RequestHeader is caught: mod_headers is loaded for the check');
 });
 
-/** A free loopback port (closed again before apache2 takes it). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 t.test('through a real apache2 with the drop-in: a client cannot forge its address or https', { skip: fs.existsSync('/usr/sbin/apache2') ? false : 'no apache2' }, async (t) => {
   const h = await startHarness(t);
   const template = await loadTemplate(templateDirs(h.paths, path.join(REPO_ROOT, 'templates')), 'webui/apache-proxy.conf.mustache');
@@ -86,35 +76,19 @@ t.test('through a real apache2 with the drop-in: a client cannot forge its addre
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const candidate = path.join(dir, 'uec-provisioning-webui.conf');
   fs.writeFileSync(candidate, dropIn.content);
-  const port = await freePort();
-  const wrapper = path.join(dir, 'apache2.conf');
-  const load = (name: string, file: string) => [`<IfModule !${name}>`, `LoadModule ${name} /usr/lib/apache2/modules/${file}`, '</IfModule>'];
-  fs.writeFileSync(
-    wrapper,
-    [
-      'ServerRoot /etc/apache2', 'ServerName localhost', `DefaultRuntimeDir ${dir}`, `PidFile ${dir}/pid`, `Mutex file:${dir} default`, `ErrorLog ${dir}/error.log`,
-      'User www-data', 'Group www-data', `Listen 127.0.0.1:${port}`,
-      '<IfModule !mpm_prefork_module>', '<IfModule !mpm_worker_module>', ...load('mpm_event_module', 'mod_mpm_event.so'), '</IfModule>', '</IfModule>',
-      ...load('authz_core_module', 'mod_authz_core.so'), ...load('proxy_module', 'mod_proxy.so'), ...load('proxy_http_module', 'mod_proxy_http.so'), ...load('headers_module', 'mod_headers.so'),
-      `Include ${candidate}`, '',
-    ].join('\n'),
-  );
-  const env = { ...process.env, APACHE_RUN_DIR: dir, APACHE_LOCK_DIR: dir, APACHE_LOG_DIR: dir };
-  // -X: one process in the foreground, on loopback only; killed at the end.
-  const apache = spawn('/usr/sbin/apache2', ['-X', '-f', wrapper], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let apacheOut = '';
-  apache.stdout.on('data', (d: Buffer) => (apacheOut += d.toString()));
-  apache.stderr.on('data', (d: Buffer) => (apacheOut += d.toString()));
-  t.teardown(() => {
-    apache.kill('SIGTERM');
+  const apache = await startLoopbackApache(t, {
+    dir,
+    dropIn: candidate,
+    modules: [['authz_core_module', 'mod_authz_core.so'], ['proxy_module', 'mod_proxy.so'], ['proxy_http_module', 'mod_proxy_http.so'], ['headers_module', 'mod_headers.so']],
   });
+  const { port } = apache;
   const base = `http://127.0.0.1:${port}/uec-provisioning`;
   let answer: Response | undefined;
   for (let i = 0; i < 100 && !answer; i++) {
     answer = await fetch(`${base}/login`).catch(() => undefined);
     if (!answer) await new Promise((r) => setTimeout(r, 100));
   }
-  t.equal(answer?.status, 200, `apache2 proxies the login page ${apacheOut}`);
+  t.equal(answer?.status, 200, `apache2 proxies the login page ${apache.output()}`);
   const forged = await fetch(`${base}/api/session`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.7' },
