@@ -68,8 +68,17 @@ t.test('proxy mode: apt-cacher-ng serves the install, the second download is a c
 
   // apt-cacher-ng's transfer log, one line per transfer: "time|I|bytes|client|path" for data
   // that came in from upstream, "time|O|bytes|client|path" for data sent to a client.
-  const log = fs.readFileSync(path.join(acng.logDir, 'apt-cacher.log'), 'utf8');
-  const debLines = log.split('\n').filter((l) => l.endsWith('/uec-hello_1.0_all.deb')).map((l) => l.split('|')[1]);
+  // It writes a transfer's line when the transfer ends, which can be just after apt-get has
+  // its file (a CI run read the log before the second "O" line): wait for it a while.
+  const readDebLines = () => {
+    const text = fs.readFileSync(path.join(acng.logDir, 'apt-cacher.log'), 'utf8');
+    return { text, kinds: text.split('\n').filter((l) => l.endsWith('/uec-hello_1.0_all.deb')).map((l) => l.split('|')[1]) };
+  };
+  let { text: log, kinds: debLines } = readDebLines();
+  for (let i = 0; i < 100 && debLines.filter((d) => d === 'O').length < 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    ({ text: log, kinds: debLines } = readDebLines());
+  }
   t.same(debLines.filter((d) => d === 'I').length, 1, `apt-cacher-ng fetched the package once:\n${log}`);
   t.same(debLines.filter((d) => d === 'O').length, 2, 'and sent it to both clients (the second from its cache)');
 });
