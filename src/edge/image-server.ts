@@ -5,19 +5,12 @@
 import * as fs from 'node:fs';
 import type { EffectiveConfig } from '../core/config';
 import type { Paths } from '../core/paths';
+import { createRecentLoader } from '../core/recent';
 import { APACHE_IMAGES, type ImageServer, type ImageSettings } from './boot';
 
-/** How long the answer to "is apache2's drop-in enabled" is reused: a2enconf shows within a second. */
-const ENABLED_CACHE_MS = 1000;
-
-export function loadImageOptions(paths: Paths, config: EffectiveConfig, now: () => number = Date.now): { settings: ImageSettings; apacheEnabled: () => boolean } {
+export function loadImageOptions(paths: Paths, config: EffectiveConfig, now: () => number = Date.now): { settings: ImageSettings; apacheEnabled: () => Promise<boolean> } {
   const settings: ImageSettings = { server: config.getString('boot.image_server') as ImageServer, apachePort: config.getNumber('boot.image_http_port') };
   const enabledPath = paths.resolve(APACHE_IMAGES.enabled);
-  let checked = { at: -Infinity, enabled: false };
-  const apacheEnabled = () => {
-    const t = now();
-    if (t - checked.at >= ENABLED_CACHE_MS) checked = { at: t, enabled: fs.existsSync(enabledPath) };
-    return checked.enabled;
-  };
-  return { settings, apacheEnabled };
+  // Looked at most once a second (createRecentLoader): a2enconf and a2disconf show within it.
+  return { settings, apacheEnabled: createRecentLoader(async () => fs.existsSync(enabledPath), { now }) };
 }

@@ -62,25 +62,9 @@ export function selectPreseedType(context: NodeContext | null): PreseedType {
   return context.commissioning ? 'commissioning' : 'install';
 }
 
-/** The first candidate that exists, admin's directory before the shipped one. */
-export async function loadPreseedTemplate(dirs: PreseedDirs, candidates: string[]): Promise<Template> {
-  for (const name of candidates) {
-    for (const [dir, systemDir] of [
-      [dirs.admin, ADMIN_PRESEED_DIR],
-      [dirs.shipped, 'templates/preseeds'],
-    ] as const) {
-      const file = path.join(dir, `${name}.mustache`);
-      let text: string;
-      try {
-        text = await fs.promises.readFile(file, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw new UecError('TEMPLATE_NOT_FOUND', `cannot read preseed template ${file}: ${describeError(err)}`, { cause: err });
-      }
-      return { name: `preseeds/${name}.mustache`, file: `${systemDir}/${name}.mustache`, text };
-    }
-  }
-  throw new UecError('TEMPLATE_NOT_FOUND', `no preseed template for ${candidates[0]} (looked for ${candidates.join(', ')} in ${ADMIN_PRESEED_DIR} and the shipped preseeds)`);
+/** The first candidate that exists, admin's directory before the shipped one (read now, nothing kept). */
+export function loadPreseedTemplate(dirs: PreseedDirs, candidates: string[]): Promise<Template> {
+  return createPreseedTemplateLoader(dirs, { maxAgeMs: 0 })(candidates);
 }
 
 /**

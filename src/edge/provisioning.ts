@@ -84,7 +84,7 @@ export interface ProvisioningOptions {
    * Who sends the installer kernel and initrd ([boot] image_server, image_http_port), and
    * whether apache2's drop-in for them is enabled now (asked per boot script). None: this service.
    */
-  images?: { settings: ImageSettings; apacheEnabled: () => boolean };
+  images?: { settings: ImageSettings; apacheEnabled: () => Promise<boolean> };
   /** The resolved TFTP/HTTP boot tree. */
   bootDir: string;
   templates: TemplateDirs;
@@ -182,7 +182,7 @@ export async function renderNodeScript(options: ProvisioningOptions, context: No
     return (await renderBootScript(options, 'ipxe-local', { ...common, reason: localReason(context.status, context.netboot) })).body.toString();
   }
   const images = options.images;
-  const fromApache = images && selectImagesFromApache(images.settings, images.apacheEnabled()) ? images.settings : null;
+  const fromApache = images && selectImagesFromApache(images.settings, await images.apacheEnabled()) ? images.settings : null;
   const image = imageDirUrl(options.urls.httpBase, fromApache, context.os, context.release, context.architecture);
   for (const u of [`${image}/linux`, `${image}/initrd.gz`]) {
     const problem = checkUrl(u);

@@ -58,7 +58,7 @@ t.test('boot.image_server: apache2 (or auto with its drop-in enabled) puts the k
     ['provisioning', 80, true, 'http://192.0.2.10:5248/boot/images/debian/bookworm/amd64'],
   ];
   for (const [server, apachePort, apacheEnabled, dir] of cases) {
-    f.provisioning.images = { settings: { server, apachePort }, apacheEnabled: () => enabled };
+    f.provisioning.images = { settings: { server, apachePort }, apacheEnabled: async () => enabled };
     enabled = apacheEnabled;
     const body = await script();
     const what = `${server}, port ${apachePort}, drop-in ${apacheEnabled ? 'enabled' : 'not enabled'}`;
